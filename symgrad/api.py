@@ -1,0 +1,395 @@
+"""The public pipeline: ``grad`` (differentiate) and ``compile`` (optimize, generate, cache).
+
+``compile`` runs the stages in one direction::
+
+    outputs ──key──► cache hit? ──yes──► load module (no SymPy work at all)
+                         │ no
+                         ▼
+        differentiate (lazy gradients) ► optimize.plan ► codegen.render ► cache.store
+
+A :class:`CompiledFunction` calls straight-line numpy; it interprets no graph.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+import numpy as np
+import sympy
+
+from . import cache as C
+from .codegen import ModuleSpec, render, template_text
+from .diff import GradientError, gradients
+from .expr import Tensor, as_tensor
+from .nodes import TensorOp, TensorSymbol
+from .ops import BroadcastTo
+from .optimize import plan
+from .printer import formula
+from .shapes import format_shape
+
+__all__ = ["grad", "compile", "CompiledFunction", "leaves_of", "ExpressionTooLarge"]
+
+#: default caps on expression size (nodes per output) and generated lines per module
+DEFAULT_OPTIONS = {"max_nodes": 200_000, "max_lines": 20_000, "check_finite": False}
+
+
+class ExpressionTooLarge(ValueError):
+    """An output's expression (or the generated module) grew beyond the configured cap."""
+
+
+# ---------------------------------------------------------------------------------------
+# grad
+# ---------------------------------------------------------------------------------------
+
+
+def _structure(x):
+    """(kind, list of items, keys) for a single item, a list/tuple or a dict."""
+    if isinstance(x, dict):
+        return "dict", list(x.values()), list(x.keys())
+    if isinstance(x, (list, tuple)):
+        return "list", list(x), None
+    return "single", [x], None
+
+
+def _restructure(kind, items, keys):
+    if kind == "dict":
+        return dict(zip(keys, items))
+    if kind == "list":
+        return list(items)
+    return items[0]
+
+
+def grad(target, wrt, grad_ys=None):
+    """Gradients of ``target`` with respect to each of ``wrt``.
+
+    Parameters
+    ----------
+    target : Tensor or list of Tensor
+        What to differentiate. A non-scalar target without ``grad_ys`` is differentiated
+        as the sum of its elements (TensorFlow's rule); several targets are summed.
+    wrt : Tensor, list of Tensor or dict of Tensor
+        Leaves (``sg.input``/``sg.param``) or structural nodes to differentiate against.
+    grad_ys : Tensor or list of Tensor, optional
+        Cotangents of the targets (same shapes), as TensorFlow's ``grad_ys``.
+
+    Returns
+    -------
+    The gradients in the structure of ``wrt``, each a :class:`Tensor` of its source's shape
+    and dtype. A source the target does not depend on gets zeros. The symbolic work is
+    done the first time a gradient's expression is needed (a cached compile skips it).
+    """
+    t_kind, targets, _ = _structure(target)
+    targets = [as_tensor(t) for t in targets]
+    w_kind, sources, keys = _structure(wrt)
+    for i, w in enumerate(sources):
+        if not isinstance(w, Tensor):
+            raise TypeError(f"grad: source {i} is a {type(w).__name__}, not a symgrad Tensor")
+        if not isinstance(w.expr, (TensorSymbol, TensorOp)):
+            raise GradientError(
+                f"grad: source {i} ({w}) is an elementwise expression; differentiate with "
+                f"respect to leaves (sg.input, sg.param) or non-elementwise results")
+    if grad_ys is None:
+        gys = [None] * len(targets)
+    else:
+        gys = [as_tensor(g) for g in _structure(grad_ys)[1]]
+        if len(gys) != len(targets):
+            raise GradientError(f"grad: {len(gys)} grad_ys for {len(targets)} targets")
+        for i, (t, g) in enumerate(zip(targets, gys)):
+            if g.shape != t.shape:
+                raise GradientError(f"grad: grad_ys[{i}] has shape {format_shape(g.shape)} but "
+                                    f"its target has shape {format_shape(t.shape)}")
+    memo: dict = {}
+
+    def compute():
+        if "all" not in memo:
+            memo["all"] = gradients([t.expr for t in targets], [w.expr for w in sources],
+                                    [None if g is None else g.expr for g in gys])
+        return memo["all"]
+
+    def thunk(i, w):
+        def build():
+            e = compute()[i]
+            if C_shape(e) != w.shape or e.is_number:
+                e = BroadcastTo(e, w.shape, w.dtype)
+            return e
+        return build
+
+    recipe_base = ("grad", tuple(targets), tuple(sources), tuple(gys))
+    out = [Tensor(None, w.shape, w.dtype, thunk=thunk(i, w), recipe=recipe_base + (i,))
+           for i, w in enumerate(sources)]
+    return _restructure(w_kind, out, keys)
+
+
+def C_shape(expr):
+    from .nodes import shape_of
+    return shape_of(expr)
+
+
+# ---------------------------------------------------------------------------------------
+# Fingerprints and leaves, without forcing lazy gradients
+# ---------------------------------------------------------------------------------------
+
+
+def _fingerprint_tensor(t: Tensor, memo: dict, out: list) -> str:
+    """A canonical description of a Tensor; a lazy gradient is described by its recipe."""
+    if t is None:
+        return "None"
+    if not t.is_lazy or t.recipe is None:
+        return f"e{C.serialize(t.expr, memo, out)}"
+    kind, targets, sources, gys, i = t.recipe
+    parts = [kind, str(i)]
+    for group in (targets, sources, gys):
+        parts.append("[" + ",".join(_fingerprint_tensor(x, memo, out) for x in group) + "]")
+    return "(" + ";".join(parts) + ")"
+
+
+def leaves_of(tensors) -> list:
+    """Every input/param leaf the tensors read (lazy gradients read their recipe's leaves)."""
+    found: dict = {}
+    stack = list(tensors)
+    seen = set()
+    while stack:
+        t = stack.pop()
+        if t is None:
+            continue
+        if isinstance(t, Tensor):
+            if t.is_lazy and t.recipe is not None:
+                _, targets, sources, gys, _ = t.recipe
+                stack.extend(targets)
+                stack.extend(sources)
+                stack.extend(g for g in gys if g is not None)
+                continue
+            t = t.expr
+        if t in seen:
+            continue
+        seen.add(t)
+        if isinstance(t, TensorSymbol):
+            if t.role in ("input", "param"):
+                found[t] = True
+            continue
+        stack.extend(t.args)
+    return list(found)
+
+
+def default_input_order(leaves) -> list:
+    """Documented order when ``inputs=None``: inputs, then params, each sorted by name."""
+    rank = {"input": 0, "param": 1}
+    return sorted(leaves, key=lambda s: (rank[s.role], s.name, str(s.shape), s.dtype_name))
+
+
+def _resolve_inputs(inputs, leaves) -> list:
+    if inputs is None:
+        chosen = default_input_order(leaves)
+    else:
+        by_name = {}
+        for leaf in leaves:
+            by_name.setdefault(leaf.name, []).append(leaf)
+        chosen = []
+        for item in inputs:
+            if isinstance(item, Tensor):
+                if not isinstance(item.expr, TensorSymbol):
+                    raise TypeError(f"compile: inputs must be leaves (sg.input/sg.param), got "
+                                    f"{item}")
+                chosen.append(item.expr)
+            elif isinstance(item, str):
+                if item not in by_name:
+                    raise ValueError(f"compile: no input named {item!r} in the outputs "
+                                     f"(have {sorted(by_name)})")
+                chosen.extend(by_name[item])
+            else:
+                raise TypeError(f"compile: an input must be a Tensor or a name, got "
+                                f"{type(item).__name__}")
+        missing = [leaf for leaf in leaves if leaf not in chosen]
+        if missing:
+            raise ValueError("compile: the outputs read " + ", ".join(
+                f"{m.role} {m.name!r}" for m in missing) + " which is not among the inputs")
+    names: dict = {}
+    for leaf in chosen:
+        other = names.setdefault(leaf.name, leaf)
+        if other != leaf:
+            raise ValueError(
+                f"compile: two different leaves are named {leaf.name!r} (shapes "
+                f"{format_shape(other.shape)} {other.dtype_name} and "
+                f"{format_shape(leaf.shape)} {leaf.dtype_name}); give them distinct names")
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------
+# compile
+# ---------------------------------------------------------------------------------------
+
+
+def _output_name(t: Tensor, i: int) -> str:
+    if t.recipe is not None and t.recipe[0] == "grad":
+        src = t.recipe[2][t.recipe[4]]
+        if isinstance(src.expr, TensorSymbol):
+            return f"grad_{src.expr.name}"
+    if not t.is_lazy and isinstance(t.expr, TensorSymbol):
+        return t.expr.name
+    return f"out{i}" if i else "out"
+
+
+def count_nodes(expr) -> int:
+    """Distinct nodes of an expression's DAG (iterative)."""
+    seen, stack = set(), [expr]
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        stack.extend(e.args)
+    return len(seen)
+
+
+def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
+            max_lines: Optional[int] = None, check_finite: bool = False,
+            name: str = "compute") -> "CompiledFunction":
+    """Compile expressions into a cached numpy function.
+
+    Parameters
+    ----------
+    outputs : Tensor, list of Tensor or dict of str to Tensor
+        What the function returns, in the same structure.
+    inputs : list of Tensor or str, optional
+        The function's parameters, in order. ``None``: every ``sg.input`` leaf the outputs
+        read, then every ``sg.param`` leaf, each group sorted by name (see ``f.inputs``).
+    max_nodes, max_lines : int, optional
+        Caps on an output's expression size and on the generated module's length; beyond
+        them :class:`ExpressionTooLarge` names the output and its size.
+    check_finite : bool
+        Also check that float inputs hold no nan/inf (costs one pass over each input).
+
+    Returns
+    -------
+    CompiledFunction
+        ``f(x=..., w=...)`` or ``f(x_value, w_value)``; ``f.source``, ``f.path``.
+    """
+    kind, items, keys = _structure(outputs)
+    tensors = [as_tensor(t) for t in items]
+    opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite))
+    if max_nodes is not None:
+        opts["max_nodes"] = int(max_nodes)
+    if max_lines is not None:
+        opts["max_lines"] = int(max_lines)
+    leaves = leaves_of(tensors)
+    chosen = _resolve_inputs(inputs, leaves)
+    if kind == "dict":
+        out_names = [str(k) for k in keys]
+    else:
+        out_names = [_output_name(t, i) for i, t in enumerate(tensors)]
+
+    memo, ser = {}, []
+    described = [_fingerprint_tensor(t, memo, ser) for t in tensors]
+    spec_text = repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name) for s in chosen])
+    shapes_text = repr([(format_shape(t.shape), str(t.dtype)) for t in tensors])
+    key = C.make_key("function", name, C.version_fingerprint(), template_text(),
+                     repr(sorted(opts.items())), kind, repr(out_names), spec_text, shapes_text,
+                     "\n".join(ser), ";".join(described))
+    mod = C.MODULES.lookup(key)
+    if mod is None:
+        source = _generate(tensors, out_names, chosen, kind, key, opts, name)
+        mod = C.MODULES.store(key, source)
+    return CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts)
+
+
+def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
+    from ._version import __version__
+    outputs = []
+    for nm, t in zip(out_names, tensors):
+        e = t.expr
+        size = count_nodes(e)
+        if size > opts["max_nodes"]:
+            raise ExpressionTooLarge(
+                f"compile: output {nm!r} has {size} expression nodes, more than max_nodes="
+                f"{opts['max_nodes']}; let-bind shared parts or raise the cap")
+        outputs.append((nm, e, t.shape, t.dtype))
+    program = plan(outputs)
+    formulas = [f"{nm} = {formula(e)}" for nm, e, _, _ in outputs]
+    spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names), fn_name=fn_name,
+                      inputs=chosen, result_kind=kind, key=key, version=__version__,
+                      formulas=tuple(formulas))
+    source = render(program, spec)
+    lines = source.count("\n")
+    if lines > opts["max_lines"]:
+        biggest = max(outputs, key=lambda o: count_nodes(o[1]))[0]
+        raise ExpressionTooLarge(
+            f"compile: the generated module has {lines} lines, more than max_lines="
+            f"{opts['max_lines']} (largest output: {biggest!r})")
+    return source
+
+
+class CompiledFunction:
+    """A compiled, cached numpy function. Call it with arrays; read ``source`` and ``path``."""
+
+    def __init__(self, module, fn_name, inputs, kind, keys, out_names, tensors, opts):
+        self._module = module
+        self._fn = module.namespace[fn_name]
+        self._check = module.namespace["_check_inputs"]
+        self._leaves = inputs
+        self.inputs = [leaf.name for leaf in inputs]
+        self.output_names = out_names
+        self._tensors = tensors
+        self._check_finite = opts["check_finite"]
+        params = list(inspect.signature(self._fn).parameters)
+        self._rename = {leaf.name: p for leaf, p in zip(inputs, params) if leaf.name != p}
+        self.__doc__ = f"Compiled symgrad function of ({', '.join(self.inputs)})."
+
+    @property
+    def source(self) -> str:
+        """The generated module's source."""
+        return self._module.source
+
+    @property
+    def path(self):
+        """Where the module is cached on disk (None when the cache is in memory only)."""
+        return self._module.path
+
+    @property
+    def key(self) -> str:
+        return self._module.key
+
+    @property
+    def formulas(self) -> dict:
+        """Each output's formula, as text."""
+        return {n: formula(t.expr) for n, t in zip(self.output_names, self._tensors)}
+
+    def __repr__(self):
+        return f"<symgrad compiled {self.inputs} -> {self.output_names} at {self.path}>"
+
+    def _bind(self, args, kwargs) -> list:
+        n = len(self._leaves)
+        if len(args) > n:
+            raise TypeError(f"compiled function takes {n} inputs ({', '.join(self.inputs)}), "
+                            f"got {len(args)} positional arguments")
+        values: list[Any] = list(args) + [_MISSING] * (n - len(args))
+        index = {name: i for i, name in enumerate(self.inputs)}
+        for k, v in kwargs.items():
+            i = index.get(k)
+            if i is None:
+                raise TypeError(f"compiled function got an unknown input {k!r}; its inputs are "
+                                f"{self.inputs}")
+            if values[i] is not _MISSING:
+                raise TypeError(f"compiled function got input {k!r} twice")
+            values[i] = v
+        missing = [self.inputs[i] for i, v in enumerate(values) if v is _MISSING]
+        if missing:
+            raise TypeError(f"compiled function is missing input(s) {missing}; its inputs are "
+                            f"{self.inputs}")
+        return values
+
+    def __call__(self, *args, **kwargs):
+        if self._rename or self._check_finite:
+            values = self._bind(args, kwargs)
+            if self._check_finite:
+                values = self._check("compute", values, True)
+            return self._fn(*values)
+        try:
+            return self._fn(*args, **kwargs)
+        except TypeError as err:
+            # a signature error: say which input is missing or unknown, by the user's names
+            self._bind(args, kwargs)
+            raise err
+
+
+_MISSING = object()

@@ -1,0 +1,268 @@
+"""Generate stage: print a :class:`~symgrad.optimize.Program` as a numpy Python module.
+
+The module is laid out by the jinja2 templates in ``templates/`` (header with the
+formulas, the input spec, the symgrad version and the cache key; the input checks; the
+straight-line body; the return). The math comes from :mod:`symgrad.printer`, never from
+template logic. The module imports numpy and nothing else.
+
+Names: every identifier in the source is chosen by :class:`Namer`. User names are reduced
+to ASCII letters, digits and ``_`` (so NFKC normalisation cannot merge two of them), never
+start with ``_`` (that prefix belongs to symgrad's temporaries and helpers), never equal a
+keyword, a builtin, ``np`` or ``numpy``, and are made unique. User text that reaches the
+source otherwise (input names in error messages, output keys) is a ``repr`` string literal;
+in comments it is escaped to printable ASCII on one line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .nodes import TensorSymbol
+from .optimize import Program
+from .printer import NumpySourcePrinter, formula
+from .shapes import Dim, format_shape
+
+__all__ = ["Namer", "ModuleSpec", "render", "comment_safe", "template_text"]
+
+RESERVED = set(keyword.kwlist) | set(getattr(keyword, "softkwlist", [])) | set(dir(builtins)) \
+    | {"np", "numpy", "compute", "train_step", "self", "cls"}
+MAX_NAME = 40
+MAX_COMMENT = 240
+
+
+def comment_safe(text: str, limit: int = MAX_COMMENT) -> str:
+    """One line of printable ASCII: safe inside a ``#`` comment, whatever the user wrote."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = "".join(ch if " " <= ch <= "~" else f"\\x{ord(ch):02x}" for ch in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Namer:
+    """Chooses unique, safe identifiers for the generated source."""
+
+    def __init__(self):
+        self.taken: set = set()
+        self.names: dict = {}
+
+    def user(self, key, name: str) -> str:
+        """A safe identifier for a user-chosen ``name``, unique in this module."""
+        s = re.sub(r"[^A-Za-z0-9_]", "_", name)[:MAX_NAME]
+        s = s.lstrip("_")
+        if not s or s[0].isdigit():
+            s = "v_" + s
+        if s in RESERVED:
+            s += "_"
+        return self._claim(key, s)
+
+    def temp(self, key, hint: str) -> str:
+        """A symgrad temporary: always starts with ``_``, so never collides with a user name."""
+        hint = re.sub(r"[^A-Za-z0-9]", "", hint)[:16] or "t"
+        return self._claim(key, f"_{hint}")
+
+    def _claim(self, key, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}" if not base.startswith("_") else f"{base}{k}"
+        self.taken.add(name)
+        self.names[key] = name
+        return name
+
+
+@dataclass
+class ModuleSpec:
+    """What the template needs besides the program."""
+
+    title: str
+    fn_name: str
+    inputs: list  # TensorSymbols, in parameter order
+    result_kind: str  # "single", "list" or "dict"
+    key: str = ""
+    version: str = ""
+    formulas: tuple = ()
+    extra_params: tuple = ()  # (name, source line) pairs prepended to the parameters
+    body_prefix: tuple = ()
+    body_suffix: tuple = ()
+    return_override: str = ""
+
+
+@lru_cache(maxsize=None)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
+                              keep_trailing_newline=True, autoescape=False,
+                              undefined=jinja2.StrictUndefined)
+
+
+def template_dir() -> Path:
+    """The templates folder: shipped in the wheel as ``symgrad.templates``."""
+    try:
+        from importlib.resources import files
+        d = Path(str(files("symgrad.templates")))
+        if (d / "module.py.j2").exists():
+            return d
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def template_text() -> str:
+    """All template text (part of the cache key: editing a template invalidates)."""
+    d = template_dir()
+    return "".join(p.read_text() for p in sorted(d.glob("*.j2")))
+
+
+def _dim_bindings(inputs, names) -> tuple:
+    """Where each symbolic dim is read from: {Dim: 'x.shape[0]'}, in input order."""
+    sources = {}
+    for leaf in inputs:
+        for axis, d in enumerate(leaf.shape):
+            if isinstance(d, Dim) and d not in sources:
+                sources[d] = f"{names[leaf]}.shape[{axis}]"
+    return sources
+
+
+def _input_checks(inputs, names, dims_src, fn_name) -> list:
+    """A fast combined check; on failure the module's _check_inputs explains what is wrong."""
+    conds = []
+    for leaf in inputs:
+        n = names[leaf]
+        conds.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
+        shape = leaf.shape
+        if all(isinstance(d, int) for d in shape):
+            conds.append(f"{n}.shape == {tuple(shape)!r}")
+            continue
+        parts = []
+        for axis, d in enumerate(shape):
+            if isinstance(d, int):
+                parts.append(str(d))
+            else:
+                parts.append(dims_src[d] if not dims_src[d].startswith(f"{n}.") else
+                             f"{n}.shape[{axis}]")
+        conds.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+    if not inputs:
+        return []
+    params = ", ".join(names[leaf] for leaf in inputs)
+    lines = ["try:"]
+    lines.append("    _ok = (" + " and\n           ".join(conds) + ")")
+    lines += ["except AttributeError:", "    _ok = False", "if not _ok:",
+              f"    {params}{',' if len(inputs) == 1 else ''} = _check_inputs("
+              f"{fn_name!r}, ({params}{',' if len(inputs) == 1 else ''}))"]
+    for d, src in dims_src.items():
+        lines.append(f"{names[d]} = {src}")
+    return lines
+
+
+def _input_table(inputs) -> str:
+    rows = []
+    for leaf in inputs:
+        shape = tuple(d if isinstance(d, int) else str(d) for d in leaf.shape)
+        rows.append((leaf.name, shape, leaf.dtype.name))
+    return repr(tuple(rows))
+
+
+def _constant_lines(program, names) -> list:
+    from .nodes import CONSTANT_VALUES
+    lines = []
+    for leaf in program.leaves:
+        if leaf.role != "constant":
+            continue
+        value = CONSTANT_VALUES[leaf.tag]
+        flat = [repr(v) for v in value.ravel().tolist()]
+        lines.append(f"{names[leaf]} = np.array([{', '.join(flat)}], "
+                     f"dtype=np.{value.dtype.name}).reshape({tuple(value.shape)!r})")
+    return lines
+
+
+def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> str:
+    """The module source for ``program``."""
+    namer = namer or Namer()
+    names = namer.names
+    for leaf in spec.inputs:
+        namer.user(leaf, leaf.name)
+    dims = set()
+    for leaf in spec.inputs:
+        dims |= {d for d in leaf.shape if isinstance(d, Dim)}
+    for d in sorted(dims, key=str):
+        namer.user(d, d.name)
+    for leaf in program.leaves:
+        if leaf not in names:
+            if leaf.role == "constant":
+                namer.temp(leaf, f"const_{leaf.name}")
+            elif leaf.role in ("input", "param"):
+                raise ValueError(f"compile: the outputs read {leaf.role} {leaf.name!r}, which "
+                                 f"is not among the inputs")
+            else:
+                namer.user(leaf, leaf.name)
+    out_symbols = {o.symbol: o for o in program.outputs}
+    for s in program.statements:
+        o = out_symbols.get(s.target)
+        if o is not None and s.target.role == "temp":
+            namer.user(s.target, o.name)
+        else:
+            namer.temp(s.target, s.target.name)
+
+    helpers: set = set()
+    p = NumpySourcePrinter(names, helpers)
+    default_dtype = _default_float(spec.inputs)
+    body = list(spec.body_prefix)
+    for s in program.statements:
+        p.float_dtype = s.target.dtype or default_dtype
+        if s.is_op:
+            source = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
+        else:
+            source = p.doprint(s.value)
+        body.append(f"{names[s.target]} = {source}")
+    for o in program.outputs:
+        want_dtype = o.dtype or default_dtype
+        have_shape, have_dtype = o.symbol.shape, o.symbol.dtype
+        if have_shape != o.shape or have_dtype != want_dtype:
+            helpers.add("finalize")
+            body.append(f"{names[o.symbol]} = _finalize({names[o.symbol]}, "
+                        f"{p.shape_source(o.shape)}, np.{np.dtype(want_dtype).name})")
+    body.extend(spec.body_suffix)
+
+    dims_src = _dim_bindings(spec.inputs, names)
+    checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name)
+    params = [n for n, _ in spec.extra_params] + [names[leaf] for leaf in spec.inputs]
+    result = spec.return_override or _result_source(program, spec, names)
+    dtype_aliases = sorted({leaf.dtype.name for leaf in spec.inputs})
+    input_lines = [comment_safe(f"{leaf.name}: {leaf.role} {format_shape(leaf.shape)} "
+                                f"{leaf.dtype.name}", limit=MAX_COMMENT) for leaf in spec.inputs]
+    source = _environment().get_template("module.py.j2").render(
+        version=spec.version, title=comment_safe(spec.title), fn_name=spec.fn_name,
+        formulas=[comment_safe(f) for f in spec.formulas], input_lines=input_lines,
+        key=spec.key, docstring=f"symgrad-generated: {spec.fn_name}() is straight-line numpy.",
+        input_table=_input_table(spec.inputs), constants=_constant_lines(program, names),
+        dtype_aliases=dtype_aliases, helpers=helpers, params=", ".join(params),
+        checks=checks, body=body, result=result)
+    return source
+
+
+def _default_float(inputs) -> np.dtype:
+    floats = [leaf.dtype for leaf in inputs if leaf.dtype is not None and leaf.dtype.kind == "f"]
+    return np.result_type(*floats) if floats else np.dtype(np.float64)
+
+
+def _result_source(program, spec, names) -> str:
+    outs = program.outputs
+    if spec.result_kind == "single":
+        return names[outs[0].symbol]
+    if spec.result_kind == "list":
+        return "[" + ", ".join(names[o.symbol] for o in outs) + "]"
+    return "{" + ", ".join(f"{o.name!r}: {names[o.symbol]}" for o in outs) + "}"
+
+
+def describe_outputs(outputs) -> list:
+    """Formula lines for the header: ``name = formula``."""
+    return [f"{name} = {formula(expr)}" for name, expr in outputs]
+
+
+__all__ += ["describe_outputs", "TensorSymbol"]

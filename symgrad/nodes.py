@@ -1,0 +1,240 @@
+"""The SymPy layer: tensor leaves, the base of structural nodes, and shape/dtype inference.
+
+Promises:
+
+* A :class:`TensorSymbol` is a *real* SymPy ``Symbol`` whose hashable content includes its
+  shape, dtype and role, so ``==``, ``hash``, ``srepr``, ``xreplace``, ``cse``, pickling
+  and the cache key all tell ``x`` of shape (3,) from ``x`` of shape (4,).
+* A :class:`TensorOp` is the base of every non-elementwise node (matmul, reductions,
+  reshape, ...). Everything that defines it lives in its ``args``; its shape and dtype
+  are derived from the args when it is built (``func(*args)`` rebuilds it faithfully).
+* :func:`info` gives the shape and dtype of any expression, walking elementwise regions
+  iteratively (no recursion limit) and caching what it has seen.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import sympy
+from sympy.core.symbol import Str
+
+from .shapes import Dim, ShapeError, as_shape, broadcast_shapes, format_shape
+
+__all__ = [
+    "TensorSymbol",
+    "TensorOp",
+    "info",
+    "shape_of",
+    "dtype_of",
+    "is_tensor_free",
+    "ROLES",
+]
+
+#: The roles a leaf can have. ``temp`` and ``hyper`` are used by the compiler only.
+ROLES = ("input", "param", "constant", "cotangent", "placeholder", "temp", "hyper", "state")
+
+
+# ---------------------------------------------------------------------------------------
+# Leaves
+# ---------------------------------------------------------------------------------------
+
+
+class TensorSymbol(sympy.Symbol):
+    """A named tensor leaf: an input fed at call time, a parameter, a constant, ...
+
+    ``shape`` is a SymPy ``Tuple`` of Integers and :class:`Dim` symbols, ``dtype`` a numpy
+    dtype name (``""`` for a weak Python scalar such as a learning rate), ``role`` one of
+    :data:`ROLES`. For constants, ``tag`` holds a digest of the value (the value itself is
+    kept in :data:`CONSTANT_VALUES`), so two different constants never compare equal.
+    """
+
+    __slots__ = ("shape_tuple", "dtype_name", "role", "tag")
+
+    def __new__(cls, name: str, shape=(), dtype: str = "float64", role: str = "input",
+                tag: str = "") -> "TensorSymbol":
+        if role not in ROLES:
+            raise ValueError(f"unknown leaf role {role!r}")
+        obj = sympy.Symbol.__xnew__(cls, name, real=True)
+        obj.shape_tuple = sympy.Tuple(*as_shape(shape, where=f"leaf {name!r}"))
+        obj.dtype_name = str(dtype)
+        obj.role = role
+        obj.tag = tag
+        return obj
+
+    def __getnewargs_ex__(self):
+        return ((self.name, tuple(self.shape_tuple), self.dtype_name, self.role, self.tag), {})
+
+    def __getstate__(self):
+        return None
+
+    def _hashable_content(self):
+        return sympy.Symbol._hashable_content(self) + (
+            self.shape_tuple, Str(self.dtype_name), Str(self.role), Str(self.tag))
+
+    def _sympyrepr(self, printer):
+        shape = printer._print(self.shape_tuple)
+        tag = f", tag={self.tag!r}" if self.tag else ""
+        return (f"TensorSymbol({self.name!r}, shape={shape}, dtype={self.dtype_name!r}, "
+                f"role={self.role!r}{tag})")
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(int(d) if d.is_Integer else d for d in self.shape_tuple)
+
+    @property
+    def dtype(self) -> Optional[np.dtype]:
+        return np.dtype(self.dtype_name) if self.dtype_name else None
+
+
+#: Values of constants by digest; constant leaves carry only the digest in their args.
+CONSTANT_VALUES: dict[str, np.ndarray] = {}
+
+
+# ---------------------------------------------------------------------------------------
+# Structural nodes
+# ---------------------------------------------------------------------------------------
+
+
+class TensorOp(sympy.Expr):
+    """Base class of structural (non-elementwise) nodes.
+
+    Subclasses define:
+
+    * ``operands``: the positions in ``args`` that hold tensor operands (the rest are static
+      attributes such as axes or shapes, stored as SymPy Tuples/Integers);
+    * ``infer(*args) -> (shape, dtype)``: the shape rule, raising :class:`ShapeError`;
+    * ``vjp(self, g) -> list``: one entry per operand position, an adjoint expression or
+      ``None`` for "no gradient", given the adjoint ``g`` of this node's full shape;
+    * ``print_numpy(self, printer, ops) -> str``: numpy source, given the printed operands.
+    """
+
+    is_real = True
+    is_commutative = True
+    __slots__ = ("shape", "dtype")
+    operands: tuple = (0,)
+    #: the user-facing name, used in error messages and the registry
+    op_name = "op"
+
+    def __new__(cls, *args):
+        args = tuple(sympy.sympify(a) for a in args)
+        obj = sympy.Expr.__new__(cls, *args)
+        obj.shape, obj.dtype = cls.infer(*args)
+        return obj
+
+    @classmethod
+    def infer(cls, *args):  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def vjp(self, g):  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError(f"{self.op_name} has no vector-Jacobian rule")
+
+    def operand_exprs(self) -> list:
+        return [self.args[i] for i in self.operands]
+
+    def _eval_derivative(self, s):
+        raise TypeError(
+            f"sympy.diff cannot see through symgrad's {self.op_name!r}; use symgrad.grad")
+
+    def _sympystr(self, printer):
+        return self.formula([printer._print(a) for a in self.operand_exprs()])
+
+    def formula(self, ops: list) -> str:
+        """A readable formula, given the printed operands (overridden for nicer forms)."""
+        extra = [str(a) for i, a in enumerate(self.args) if i not in self.operands]
+        return f"{self.op_name}({', '.join(list(ops) + extra)})"
+
+
+# ---------------------------------------------------------------------------------------
+# Shape and dtype inference
+# ---------------------------------------------------------------------------------------
+
+_INFO_CACHE: dict = {}
+_INFO_CACHE_LIMIT = 200_000
+
+BOOL = np.dtype(bool)
+
+
+def _combine_dtypes(dtypes: list) -> Optional[np.dtype]:
+    concrete = [d for d in dtypes if d is not None]
+    if not concrete:
+        return None
+    return np.result_type(*concrete)
+
+
+def _leaf_info(expr):
+    if isinstance(expr, TensorSymbol):
+        return expr.shape, expr.dtype
+    if isinstance(expr, TensorOp):
+        return expr.shape, expr.dtype
+    if isinstance(expr, (sympy.Number, sympy.NumberSymbol, Dim)) or expr.is_Atom:
+        return (), None
+    return None
+
+
+def _node_info(expr, child_infos: list):
+    """Info of an elementwise node from its children's infos."""
+    shapes = [s for s, _ in child_infos]
+    name = type(expr).__name__
+    try:
+        shape = broadcast_shapes(*shapes, op=name)
+    except ShapeError as err:
+        raise ShapeError(f"{err} in {expr}") from None
+    if isinstance(expr, (sympy.core.relational.Relational,
+                         sympy.logic.boolalg.BooleanFunction)):
+        return shape, BOOL
+    dtypes = [d for _, d in child_infos]
+    if getattr(expr, "dtype_from", None) is not None:  # e.g. where(c, a, b): not from c
+        dtypes = [dtypes[i] for i in expr.dtype_from]
+    dtype = _combine_dtypes(dtypes)
+    if dtype is not None and dtype.kind in "biu" and expr.is_Function:
+        dtype = np.result_type(dtype, np.float64)  # exp(int) is a float, as in numpy
+    if dtype == BOOL and not isinstance(expr, sympy.Function):
+        dtype = np.dtype(np.int64)  # arithmetic on masks, as numpy would do
+    return shape, dtype
+
+
+def info(expr) -> tuple:
+    """(shape, dtype) of any symgrad/SymPy expression; dtype None means a weak scalar."""
+    hit = _leaf_info(expr)
+    if hit is not None:
+        return hit
+    hit = _INFO_CACHE.get(expr)
+    if hit is not None:
+        return hit
+    if len(_INFO_CACHE) > _INFO_CACHE_LIMIT:
+        _INFO_CACHE.clear()
+    # iterative post-order over the elementwise region
+    stack = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if _leaf_info(node) is not None or node in _INFO_CACHE:
+            continue
+        if not expanded:
+            stack.append((node, True))
+            for a in node.args:
+                if _leaf_info(a) is None and a not in _INFO_CACHE:
+                    stack.append((a, False))
+            continue
+        child = [_leaf_info(a) or _INFO_CACHE[a] for a in node.args]
+        _INFO_CACHE[node] = _node_info(node, child)
+    return _INFO_CACHE[expr]
+
+
+def shape_of(expr) -> tuple:
+    return info(expr)[0]
+
+
+def dtype_of(expr) -> Optional[np.dtype]:
+    return info(expr)[1]
+
+
+def is_tensor_free(expr) -> bool:
+    """True when ``expr`` holds no tensor leaf and no structural node (a number or a dim)."""
+    return not any(isinstance(a, (TensorSymbol, TensorOp)) for a in sympy.preorder_traversal(expr))
+
+
+def describe(expr) -> str:
+    shape, dtype = info(expr)
+    return f"{format_shape(shape)} {dtype if dtype is not None else 'scalar'}"

@@ -1,0 +1,209 @@
+"""Optimize stage: turn output expressions into a straight-line program.
+
+``plan(outputs, ...)`` produces a :class:`Program`:
+
+1. stable rewrites (:mod:`symgrad.stable`) on every elementwise region;
+2. every structural node becomes one statement (shared nodes are computed once);
+3. ``sympy.cse`` runs over all the elementwise expressions of all outputs together, so the
+   backward pass reuses forward intermediates (the relu mask, ``out - y``, ...);
+4. dead code never enters: only what the outputs reach is planned;
+5. statements are ordered by their dependencies (a stable topological sort).
+
+The program holds SymPy expressions over temporaries; :mod:`symgrad.codegen` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import sympy
+
+from .nodes import TensorOp, TensorSymbol, dtype_of, info, shape_of
+from .ops import CustomGradient
+from .stable import rewrite
+
+__all__ = ["Statement", "Program", "plan", "value_args"]
+
+
+@dataclass
+class Statement:
+    """``target = value``: an elementwise expression, or a structural node whose value
+    arguments are the (already reduced) expressions in ``args``."""
+
+    target: TensorSymbol
+    value: object  # an elementwise SymPy expression, or a TensorOp
+    args: list = field(default_factory=list)
+    comment: str = ""
+
+    @property
+    def is_op(self) -> bool:
+        return isinstance(self.value, TensorOp)
+
+    def reads(self) -> set:
+        exprs = self.args if self.is_op else [self.value]
+        out = set()
+        for e in exprs:
+            out |= {s for s in e.free_symbols if isinstance(s, TensorSymbol)}
+        return out
+
+
+@dataclass
+class Output:
+    name: str
+    symbol: TensorSymbol  # the statement target holding it
+    shape: tuple
+    dtype: Optional[np.dtype]
+
+
+@dataclass
+class Program:
+    statements: list
+    outputs: list  # of Output
+    leaves: list  # every input/param/constant/hyper symbol read
+
+
+def value_args(node: TensorOp) -> tuple:
+    """Positions of ``node.args`` whose values the generated code must compute."""
+    return getattr(node, "value_args", None) or node.operands
+
+
+def _collect_ops(roots) -> list:
+    """Structural nodes reachable from ``roots``, each after the ops it reads (iterative)."""
+    order, seen = [], set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            e, done = stack.pop()
+            if done:
+                order.append(e)
+                continue
+            if e in seen:
+                continue
+            seen.add(e)
+            if isinstance(e, TensorOp):
+                stack.append((e, True))
+                children = [e.args[i] for i in value_args(e)]
+            elif isinstance(e, TensorSymbol) or e.is_Atom:
+                continue
+            else:
+                children = list(e.args)
+            for c in reversed(children):
+                if c not in seen:
+                    stack.append((c, False))
+    return order
+
+
+class _Temps:
+    """Temporary symbols with shapes and dtypes (names are chosen later, at printing)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def new(self, like, hint: str) -> TensorSymbol:
+        self.count += 1
+        shape, dtype = info(like)
+        return TensorSymbol(f"_{hint}{self.count}", shape, dtype.name if dtype else "", "temp")
+
+
+def plan(outputs: list) -> Program:
+    """Plan ``outputs`` (a list of ``(name, expr, shape, dtype)``) into a :class:`Program`."""
+    temps = _Temps()
+    roots = [rewrite(e) for _, e, _, _ in outputs]
+    ops = _collect_ops(roots)
+    op_temp: dict = {}
+    op_args: dict = {}
+    for node in ops:
+        args = [rewrite(node.args[i]).xreplace(op_temp) if op_temp else rewrite(node.args[i])
+                for i in value_args(node)]
+        op_args[node] = args
+        op_temp[node] = temps.new(node, node.op_name)
+    roots = [r.xreplace(op_temp) if op_temp else r for r in roots]
+
+    # one cse over every elementwise expression of the program
+    exprs, slots = [], []
+    for node in ops:
+        for k, a in enumerate(op_args[node]):
+            exprs.append(a)
+            slots.append((node, k))
+    n_op_exprs = len(exprs)
+    exprs.extend(roots)
+    replacements, reduced = sympy.cse(exprs, symbols=_cse_symbols(), order="none")
+    sub: dict = {}
+    statements = []
+    for sym, e in replacements:
+        e = e.xreplace(sub)
+        t = temps.new(e, "t")
+        sub[sym] = t
+        statements.append(Statement(t, e))
+    reduced = [r.xreplace(sub) for r in reduced]
+    for (node, k), r in zip(slots, reduced[:n_op_exprs]):
+        op_args[node][k] = r
+    for node in ops:
+        statements.append(Statement(op_temp[node], node, op_args[node], comment=node.op_name))
+
+    outs = []
+    for (name, _, shape, dtype), r in zip(outputs, reduced[n_op_exprs:]):
+        if isinstance(r, TensorSymbol) and r.role == "temp" and not any(
+                o.symbol == r for o in outs):
+            target = r
+        else:
+            target = temps.new(r, "out")
+            statements.append(Statement(target, r))
+        outs.append(Output(name, target, tuple(shape), dtype))
+    statements = _order(statements)
+    leaves = _leaves(statements, outs)
+    return Program(statements, outs, leaves)
+
+
+def _cse_symbols():
+    i = 0
+    while True:
+        i += 1
+        yield sympy.Symbol(f"_cse{i}", real=True)
+
+
+def _order(statements) -> list:
+    """Stable topological order: each statement after the ones whose targets it reads."""
+    by_target = {s.target: s for s in statements}
+    done, out = set(), []
+    for s in statements:
+        stack = [(s, False)]
+        while stack:
+            st, ready = stack.pop()
+            if st.target in done:
+                continue
+            if ready:
+                done.add(st.target)
+                out.append(st)
+                continue
+            stack.append((st, True))
+            for dep in sorted(st.reads(), key=lambda x: x.name, reverse=True):
+                d = by_target.get(dep)
+                if d is not None and dep not in done:
+                    stack.append((d, False))
+    return out
+
+
+def _leaves(statements, outs) -> list:
+    found = {}
+    for s in statements:
+        for sym in s.reads():
+            if sym.role != "temp":
+                found[sym] = True
+    for o in outs:
+        if o.symbol.role != "temp":
+            found[o.symbol] = True
+    return list(found)
+
+
+def free_dims(exprs) -> set:
+    from .shapes import Dim
+    out = set()
+    for e in exprs:
+        out |= {s for s in e.free_symbols if isinstance(s, Dim)}
+    return out
+
+
+__all__ += ["free_dims", "shape_of", "dtype_of", "CustomGradient"]

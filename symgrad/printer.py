@@ -1,0 +1,266 @@
+"""Printing: numpy source for one statement, and formulas a person can read.
+
+:class:`NumpySourcePrinter` subclasses SymPy's ``NumPyPrinter`` and overrides only what
+differs for symgrad:
+
+* leaves print as the sanitized local names the code generator chose;
+* numbers print as Python literals (``0.5``, never ``numpy.exp(2)`` or ``numpy.float64``):
+  numpy treats Python scalars as *weak*, so float32 arrays stay float32;
+* boolean masks (``x > 0``) are multiplied after a float factor, or cast, so a mask never
+  turns a float32 product into int64 or float64;
+* structural nodes print through their own ``print_numpy`` rule (see :mod:`symgrad.ops`),
+  elementwise symgrad functions through ``numpy_form`` (see :mod:`symgrad.functions`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import sympy
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
+
+from .functions import ELEMENTWISE_FUNCTIONS, step
+from .nodes import TensorOp, TensorSymbol, dtype_of, is_tensor_free
+from .shapes import Dim
+
+__all__ = ["NumpySourcePrinter", "formula", "latex"]
+
+_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*(\[[^\[\]]*\])?")
+
+
+_BOOLEAN_TYPES = (step, sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction,
+                  sympy.logic.boolalg.BooleanAtom)
+
+
+def _is_mask(e) -> bool:
+    """True for expressions numpy evaluates to a bool array (a comparison, a step)."""
+    return isinstance(e, _BOOLEAN_TYPES)
+
+
+class NumpySourcePrinter(NumPyPrinter):
+    """Prints symgrad expressions as numpy source over the generator's local names."""
+
+    printmethod = "_numpycode_symgrad"  # not SymPy's: our nodes print through print_numpy
+
+    def __init__(self, names: dict, helpers: set | None = None):
+        super().__init__({"fully_qualified_modules": True, "inline": True,
+                          "allow_unknown_functions": False})
+        self.names = names
+        self.helpers = helpers if helpers is not None else set()
+        self.float_dtype = np.dtype(np.float64)
+
+    # -- hooks for op printers ---------------------------------------------------------
+    def need_helper(self, name: str) -> None:
+        self.helpers.add(name)
+
+    def atom(self, source: str) -> str:
+        """Parenthesize printed source unless it is a plain name, attribute or call."""
+        if _SIMPLE.fullmatch(source) or (source.endswith(")") and _balanced_call(source)):
+            return source
+        return f"({source})"
+
+    def paren(self, expr, source: str) -> str:
+        return source if expr.is_Atom or expr.is_Function else f"({source})"
+
+    def shape_source(self, shape) -> str:
+        parts = [self.doprint(sympy.sympify(d)) for d in shape]
+        return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+    def dtype_source(self, dtype) -> str:
+        return f"np.{np.dtype(dtype).name}"
+
+    # -- names and numbers -------------------------------------------------------------
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            return "np." + fqn[len("numpy."):]
+        return super()._module_format(fqn, register)
+
+    def _print_TensorSymbol(self, e):
+        return self.names[e]
+
+    def _print_Dim(self, e):
+        return self.names[e]
+
+    def _print_Symbol(self, e):
+        if e in self.names:
+            return self.names[e]
+        raise KeyError(f"internal error: unbound symbol {e} in generated code")
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Integer:
+            value = float(expr.evalf(17))
+            return repr(value)
+        if isinstance(expr, TensorOp):
+            raise TypeError(f"internal error: structural node {expr.op_name} printed inline")
+        if isinstance(expr, ELEMENTWISE_FUNCTIONS):
+            args = [self._print(a) for a in expr.args]
+            return expr.numpy_form(self, *args)
+        return super()._print(expr, **kwargs)
+
+    def _print_Integer(self, e):
+        return str(int(e))
+
+    def _print_Float(self, e):
+        return repr(float(e))
+
+    def _print_Rational(self, e):
+        return repr(float(e))
+
+    # -- operators ---------------------------------------------------------------------
+    def _print_Relational(self, e):
+        ops = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "==": "==", "!=": "!="}
+        return f"({self._print(e.lhs)} {ops[e.rel_op]} {self._print(e.rhs)})"
+
+    def _print_Heaviside(self, e):
+        # H(0) = 1/2: the tie rule of maximum/minimum
+        return f"np.heaviside({self._print(e.args[0])}, 0.5)"
+
+    def _print_sign(self, e):
+        return f"np.sign({self._print(e.args[0])})"
+
+    def _print_Abs(self, e):
+        return f"np.abs({self._print(e.args[0])})"
+
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.args
+        b = self.parenthesize(base, PRECEDENCE["Pow"])
+        if ex == sympy.S.Half:
+            return f"np.sqrt({self._print(base)})"
+        if ex == -sympy.S.Half:
+            return f"1/np.sqrt({self._print(base)})"
+        if ex == -1:
+            return f"1/{b}"
+        if ex.is_Integer:
+            return f"{b}**{int(ex)}"
+        if ex.is_number:
+            return f"{b}**{float(ex)!r}"
+        return f"{b}**{self.parenthesize(ex, PRECEDENCE['Pow'])}"
+
+    def _factor_rank(self, f) -> int:
+        """Print order inside a product: float tensors, then masks, then scalars."""
+        if _is_mask(f):
+            return 1
+        if is_tensor_free(f) or dtype_of(f) is None:
+            return 2
+        return 0
+
+    def _print_Mul(self, e):
+        coeff, factors = e.as_coeff_mul()
+        num, den = [], []
+        for f in factors:
+            if f.is_Pow and f.exp.is_Rational and f.exp.is_negative and f.exp != -sympy.S.Half:
+                den.append(sympy.Pow(f.base, -f.exp))
+            else:
+                num.append(f)
+        num.sort(key=self._factor_rank)
+        has_float = any(self._factor_rank(f) == 0 for f in num) or any(
+            self._factor_rank(f) == 0 for f in den)
+        parts = []
+        for f in num:
+            s = self.parenthesize(f, PRECEDENCE["Mul"])
+            if _is_mask(f) and not has_float:
+                s = f"{self.atom(s)}.astype({self.dtype_source(self.float_dtype)})"
+                has_float = True
+            parts.append(s)
+        sign = ""
+        if coeff == -1:
+            sign = "-"
+        elif coeff != 1:
+            if coeff < 0:
+                sign = "-"
+            parts.append(self._print(abs(coeff)))
+        text = "*".join(parts) if parts else "1"
+        if den:
+            d = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in den]
+            text += "/" + (d[0] if len(d) == 1 else "(" + "*".join(d) + ")")
+        return sign + text
+
+    def _print_Add(self, e, order=None):
+        terms = list(e.args)
+        # tensors first, numbers last: reads naturally and keeps masks out of the lead
+        terms.sort(key=lambda t: (is_tensor_free(t), _is_mask(t)))
+        out = ""
+        for i, t in enumerate(terms):
+            s = self._print(t)
+            if _is_mask(t):
+                s = f"{self.atom(s)}.astype({self.dtype_source(self.float_dtype)})"
+            if i == 0:
+                out = s
+            elif s.startswith("-"):
+                out += " - " + (s[1:] if precedence(t) >= PRECEDENCE["Mul"] or t.is_Number
+                                else f"({s[1:]})")
+            else:
+                out += " + " + s
+        return out
+
+    def parenthesize(self, item, level, strict=False):
+        s = self._print(item)
+        if precedence(item) < level or (strict and precedence(item) == level):
+            return f"({s})"
+        if s.startswith("-") and level >= PRECEDENCE["Mul"]:
+            return f"({s})"
+        return s
+
+
+def _balanced_call(source: str) -> bool:
+    """True for ``name(...)`` whose final parenthesis closes the first one."""
+    m = re.match(r"[A-Za-z_][A-Za-z0-9_.]*\(", source)
+    if not m:
+        return False
+    depth = 0
+    for i, ch in enumerate(source[m.end() - 1:], start=m.end() - 1):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            return i == len(source) - 1
+    return False
+
+
+# ---------------------------------------------------------------------------------------
+# Formulas for people
+# ---------------------------------------------------------------------------------------
+
+
+class FormulaPrinter(StrPrinter):
+    """``str()`` of symgrad expressions: leaves by name, structural nodes as numpy calls."""
+
+    def _print_TensorSymbol(self, e):
+        return e.name
+
+    def _print_Heaviside(self, e):
+        return f"heaviside({self._print(e.args[0])})"
+
+    def _print_Float(self, e):
+        return repr(float(e))
+
+
+def formula(expr) -> str:
+    """A formula a person can read (numpy-like notation)."""
+    return FormulaPrinter({"order": "none"}).doprint(expr)
+
+
+def latex(expr) -> str:
+    """LaTeX for an expression (or a :class:`~symgrad.expr.Tensor`)."""
+    expr = getattr(expr, "expr", expr)
+    return sympy.latex(expr)
+
+
+def _op_latex(self, printer):
+    ops = [printer._print(a) for a in self.operand_exprs()]
+    if self.op_name == "matmul":
+        return f"{ops[0]} {ops[1]}"
+    if self.op_name == "transpose":
+        return f"{{{ops[0]}}}^{{T}}"
+    if self.op_name == "let":
+        return ops[0]
+    return rf"\operatorname{{{self.op_name}}}\left({', '.join(ops)}\right)"
+
+
+TensorOp._latex = _op_latex
+TensorSymbol._latex = lambda self, printer: printer._deal_with_super_sub(self.name) \
+    if self.name.isidentifier() else rf"\text{{{self.name}}}"
+
+__all__ += ["Dim"]

@@ -1,0 +1,77 @@
+"""The allowlist a generated module must pass before it is ever executed.
+
+Sanitized names already keep user text out of the code; this is the second wall. A module
+passes when its AST:
+
+* imports nothing but ``import numpy as np``;
+* uses no dunder name or attribute (``__import__``, ``__class__``, ``__globals__``, ...);
+* reads attributes only of ``np`` or of names defined in the module (arrays, helpers);
+* calls only ``np.*`` functions, methods of local names, functions defined in the module,
+  and a short list of harmless builtins.
+"""
+
+from __future__ import annotations
+
+import ast
+
+__all__ = ["UnsafeModuleError", "check_module_source"]
+
+SAFE_BUILTINS = frozenset({
+    "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
+    "isinstance", "hasattr", "type", "str", "repr", "abs", "min", "max", "sum", "sorted",
+    "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError",
+})
+
+
+class UnsafeModuleError(RuntimeError):
+    """A generated module failed the allowlist; it was not executed."""
+
+
+def _fail(node, why: str):
+    line = getattr(node, "lineno", "?")
+    raise UnsafeModuleError(f"generated module rejected at line {line}: {why}")
+
+
+def check_module_source(source: str) -> ast.Module:
+    """Parse ``source`` and check it against the allowlist; return the AST."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise UnsafeModuleError(f"generated module does not parse: {err}") from None
+    defined = {"np"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            if isinstance(node, ast.FunctionDef):
+                defined.add(node.name)
+            for a in node.args.args + node.args.posonlyargs + node.args.kwonlyargs:
+                defined.add(a.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            if [(a.name, a.asname) for a in node.names] != [("numpy", "np")]:
+                _fail(node, "imports other than 'import numpy as np'")
+        elif isinstance(node, (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef,
+                               ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom)):
+            _fail(node, f"{type(node).__name__} is not allowed")
+        elif isinstance(node, ast.Name):
+            if node.id.startswith("__") and node.id != "__name__":
+                _fail(node, f"dunder name {node.id!r}")
+            if isinstance(node.ctx, ast.Load) and node.id not in defined \
+                    and node.id not in SAFE_BUILTINS:
+                _fail(node, f"name {node.id!r} is neither defined here nor an allowed builtin")
+        elif isinstance(node, ast.Attribute):
+            if node.attr.startswith("__"):
+                _fail(node, f"dunder attribute {node.attr!r}")
+            root = node.value
+            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+                root = root.func if isinstance(root, ast.Call) else root.value
+            if isinstance(root, ast.Name) and root.id not in defined:
+                _fail(node, f"attribute of {root.id!r}, which is not local")
+        elif isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id not in defined and f.id not in SAFE_BUILTINS:
+                _fail(node, f"call of {f.id!r}")
+    return tree

@@ -1,0 +1,101 @@
+"""Targeted rewrites into numerically stable forms (no blanket ``simplify``).
+
+``rewrite(expr)`` replaces, anywhere in an elementwise region:
+
+* ``log(1 + exp(a))``        -> ``softplus(a)``           (= logaddexp(0, a))
+* ``1 / (1 + exp(-a))``      -> ``sigmoid(a)``
+* ``exp(a) / (1 + exp(a))``  -> ``sigmoid(a)``
+* ``log(sigmoid(a))``        -> ``-softplus(-a)``
+* ``log(1 - sigmoid(a))``    -> ``-softplus(a)``
+* ``log(sum(exp(a), axes))`` -> ``logsumexp(a, axes)``    (shifted by the max)
+
+Both the differentiation stage (so that derivatives come out stable) and the optimize
+stage (so that the printed forward is stable) apply it.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy import S, exp, log
+
+from .functions import sigmoid, softplus
+
+__all__ = ["rewrite"]
+
+
+def _one_plus(e):
+    """If ``e`` is ``1 + t``, return ``t``."""
+    if e.is_Add and len(e.args) == 2 and S.One in e.args:
+        return e.args[0] if e.args[1] is S.One else e.args[1]
+    return None
+
+
+def _rewrite_log(e):
+    (arg,) = e.args
+    t = _one_plus(arg)
+    if isinstance(t, exp):
+        return softplus(t.args[0])
+    if isinstance(arg, sigmoid):
+        return -softplus(-arg.args[0])
+    if arg.is_Add and len(arg.args) == 2 and S.One in arg.args:
+        other = arg.args[0] if arg.args[1] is S.One else arg.args[1]
+        # 1 - sigmoid(a)
+        if other.is_Mul and len(other.args) == 2 and S.NegativeOne in other.args:
+            s = other.args[1] if other.args[0] is S.NegativeOne else other.args[0]
+            if isinstance(s, sigmoid):
+                return -softplus(s.args[0])
+    from .ops import LogSumExp, ReduceSum
+    if isinstance(arg, ReduceSum) and isinstance(arg.args[0], exp):
+        return LogSumExp(arg.args[0].args[0], arg.axes, arg.keepdims)
+    return None
+
+
+def _rewrite_pow(e):
+    base, power = e.args
+    if power is not S.NegativeOne:
+        return None
+    t = _one_plus(base)
+    if isinstance(t, exp):
+        return sigmoid(-t.args[0])
+    return None
+
+
+def _rewrite_mul(e):
+    # exp(a) * (1 + exp(a))**-1  ->  sigmoid(a)
+    factors = list(e.args)
+    for i, f in enumerate(factors):
+        if f.is_Pow and f.exp is S.NegativeOne:
+            t = _one_plus(f.base)
+            if isinstance(t, exp) and t in factors:
+                rest = [g for j, g in enumerate(factors) if j != i and g != t]
+                return sympy.Mul(sigmoid(t.args[0]), *rest)
+    return None
+
+
+_RULES = {log: _rewrite_log, sympy.Pow: _rewrite_pow, sympy.Mul: _rewrite_mul}
+
+
+def _rule_for(e):
+    rule = _RULES.get(type(e))
+    return rule(e) if rule is not None else None
+
+
+def rewrite(expr):
+    """Apply the stable rewrites everywhere in ``expr`` (bottom-up, to a fixed point)."""
+    if not any(isinstance(a, (log, sympy.Pow, sympy.Mul))
+               for a in sympy.preorder_traversal(expr)):
+        return expr
+    memo = {}
+
+    def value(e):
+        out = memo.get(e)
+        if out is None:
+            out = memo[e] = _rule_for(e)
+        return out
+
+    for _ in range(4):
+        new = expr.replace(lambda e: value(e) is not None, value)
+        if new == expr:
+            return new
+        expr = new
+    return expr
