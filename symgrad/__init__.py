@@ -25,13 +25,16 @@ from .expr import (PUBLIC_OPS, Tensor, abs, as_tensor, broadcast_to, clip, const
                    reshape, sigmoid, sigmoid_cross_entropy, sign, sin, softmax,
                    softmax_cross_entropy, softplus, sqrt, square, stop_gradient, sum, tanh,
                    transpose, where)
+from . import optim
 from .printer import latex
+from .train import TrainState, TrainStep, train_step
 from .shapes import Dim, ShapeError
 
 __all__ = [
     "__version__", "Tensor", "input", "param", "constant", "as_tensor", "grad", "compile",
     "CompiledFunction", "latex", "Dim", "ShapeError", "GradientError", "CacheError",
-    "ExpressionTooLarge", "cache_dir", "PUBLIC_OPS",
+    "ExpressionTooLarge", "cache_dir", "PUBLIC_OPS", "optim", "train_step", "TrainStep",
+    "TrainState",
     "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "square", "sign",
     "softplus", "log_sigmoid", "maximum", "minimum", "where", "clip", "sum", "mean", "max",
     "transpose", "reshape", "matmul", "broadcast_to", "one_hot", "softmax", "log_softmax",

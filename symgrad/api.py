@@ -331,7 +331,7 @@ class CompiledFunction:
         self.output_names = out_names
         self._tensors = tensors
         self._check_finite = opts["check_finite"]
-        params = list(inspect.signature(self._fn).parameters)
+        params = list(inspect.signature(self._fn).parameters)[-len(inputs):] if inputs else []
         self._rename = {leaf.name: p for leaf, p in zip(inputs, params) if leaf.name != p}
         self.__doc__ = f"Compiled symgrad function of ({', '.join(self.inputs)})."
 

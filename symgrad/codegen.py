@@ -88,9 +88,10 @@ class ModuleSpec:
     key: str = ""
     version: str = ""
     formulas: tuple = ()
-    extra_params: tuple = ()  # (name, source line) pairs prepended to the parameters
-    body_prefix: tuple = ()
-    body_suffix: tuple = ()
+    #: lists the function receives and unpacks, unchecked: ((param name, [leaves]), ...)
+    unpacked: tuple = ()
+    #: called with (printer, names) after the body; returns more body lines (in-place updates)
+    epilogue: object = None
     return_override: str = ""
 
 
@@ -187,6 +188,9 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     names = namer.names
     for leaf in spec.inputs:
         namer.user(leaf, leaf.name)
+    for _, leaves in spec.unpacked:
+        for leaf in leaves:
+            namer.user(leaf, leaf.name)
     dims = set()
     for leaf in spec.inputs:
         dims |= {d for d in leaf.shape if isinstance(d, Dim)}
@@ -212,7 +216,11 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     helpers: set = set()
     p = NumpySourcePrinter(names, helpers)
     default_dtype = _default_float(spec.inputs)
-    body = list(spec.body_prefix)
+    body = []
+    for list_name, leaves in spec.unpacked:
+        if leaves:
+            targets = ", ".join(names[leaf] for leaf in leaves)
+            body.append(f"{targets}{',' if len(leaves) == 1 else ''} = {list_name}")
     for s in program.statements:
         p.float_dtype = s.target.dtype or default_dtype
         if s.is_op:
@@ -227,11 +235,13 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
             helpers.add("finalize")
             body.append(f"{names[o.symbol]} = _finalize({names[o.symbol]}, "
                         f"{p.shape_source(o.shape)}, np.{np.dtype(want_dtype).name})")
-    body.extend(spec.body_suffix)
+    if spec.epilogue is not None:
+        p.float_dtype = default_dtype
+        body.extend(spec.epilogue(p, names))
 
     dims_src = _dim_bindings(spec.inputs, names)
     checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name)
-    params = [n for n, _ in spec.extra_params] + [names[leaf] for leaf in spec.inputs]
+    params = [n for n, _ in spec.unpacked] + [names[leaf] for leaf in spec.inputs]
     result = spec.return_override or _result_source(program, spec, names)
     dtype_aliases = sorted({leaf.dtype.name for leaf in spec.inputs})
     input_lines = [comment_safe(f"{leaf.name}: {leaf.role} {format_shape(leaf.shape)} "

@@ -1,0 +1,236 @@
+"""Optimizers whose update rules are emitted into the generated training step.
+
+Each optimizer writes its rule once, in :meth:`Optimizer.rule`, over operands that may be
+symbolic (:class:`~symgrad.expr.Tensor`, for the fused generated step) or numpy arrays (for
+the eager tape-based loop, :meth:`Optimizer.apply_arrays`). The rules follow PyTorch's
+definitions (``torch.optim``); each class docstring gives the formula.
+
+Options shared by all optimizers, applied in PyTorch's order:
+
+1. gradient clipping: ``clip_value`` (elementwise to [-c, c]), ``clip_norm`` (each
+   parameter's gradient scaled to L2 norm <= c), ``clip_global_norm`` (all gradients scaled
+   together, as ``torch.nn.utils.clip_grad_norm_``: coefficient min(1, c/(norm + 1e-6)));
+2. ``weight_decay``: ``g += weight_decay * p`` (L2 penalty, as PyTorch's ``weight_decay``).
+
+Hyperparameters (``lr``, betas, ...) are read at every call of the step, so they can change
+between steps (learning-rate schedules) without recompiling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Momentum", "Adam", "RMSProp", "AdaGrad"]
+
+
+class _ArrayOps:
+    """The few functions a rule needs, for numpy arrays."""
+
+    sqrt = staticmethod(np.sqrt)
+    minimum = staticmethod(np.minimum)
+    clip = staticmethod(np.clip)
+
+    @staticmethod
+    def sum(x):
+        return np.sum(x)
+
+
+class _SymbolicOps:
+    """The same functions, for symgrad Tensors."""
+
+    @staticmethod
+    def sqrt(x):
+        from .expr import sqrt
+        return sqrt(x)
+
+    @staticmethod
+    def minimum(a, b):
+        from .expr import minimum
+        return minimum(a, b)
+
+    @staticmethod
+    def clip(x, lo, hi):
+        from .expr import clip
+        return clip(x, lo, hi)
+
+    @staticmethod
+    def sum(x):
+        from .expr import sum as sg_sum
+        return sg_sum(x)
+
+
+class Optimizer:
+    """Base class. Subclasses set ``hyper_names``, ``slot_names``, ``uses_step`` and ``rule``."""
+
+    hyper_names: tuple = ("lr",)
+    slot_names: tuple = ()
+    uses_step = False
+
+    def __init__(self, weight_decay: float = 0.0, clip_value: float | None = None,
+                 clip_norm: float | None = None, clip_global_norm: float | None = None,
+                 **hyper):
+        self._hyper = [float(hyper[name]) for name in self.hyper_names]
+        for name, value in zip(self.hyper_names, self._hyper):
+            if not np.isfinite(value):
+                raise ValueError(f"{type(self).__name__}: {name} must be finite, got {value}")
+        self.weight_decay = float(weight_decay)
+        self.clip_value = clip_value
+        self.clip_norm = clip_norm
+        self.clip_global_norm = clip_global_norm
+
+    # hyperparameters live in a list the generated step reads at every call
+    def __getattr__(self, name):
+        hyper_names = type(self).hyper_names
+        if name in hyper_names:
+            return self.__dict__["_hyper"][hyper_names.index(name)]
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        if name in type(self).hyper_names:
+            self._hyper[type(self).hyper_names.index(name)] = float(value)
+        else:
+            object.__setattr__(self, name, value)
+
+    @property
+    def hyper(self) -> dict:
+        return dict(zip(self.hyper_names, self._hyper))
+
+    def config(self) -> str:
+        """What the generated code depends on (the hyperparameter *values* are not in it)."""
+        return (f"{type(self).__name__}(wd={self.weight_decay!r}, clip_value={self.clip_value!r},"
+                f" clip_norm={self.clip_norm!r}, clip_global_norm={self.clip_global_norm!r},"
+                f" {self._static_config()})")
+
+    def _static_config(self) -> str:
+        return ""
+
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items())
+        return f"{type(self).__name__}({hyper})"
+
+    # -- the maths, written once ------------------------------------------------------
+    def transform_grads(self, params: list, grads: list, ops) -> list:
+        """Clipping, then weight decay (PyTorch's order)."""
+        if self.clip_value is not None:
+            c = float(self.clip_value)
+            grads = [ops.clip(g, -c, c) for g in grads]
+        if self.clip_norm is not None:
+            c = float(self.clip_norm)
+            grads = [g * ops.minimum(1.0, c / (ops.sqrt(ops.sum(g * g)) + 1e-6)) for g in grads]
+        if self.clip_global_norm is not None:
+            c = float(self.clip_global_norm)
+            total = ops.sqrt(_add_all([ops.sum(g * g) for g in grads]))
+            coef = ops.minimum(1.0, c / (total + 1e-6))
+            grads = [g * coef for g in grads]
+        if self.weight_decay:
+            grads = [g + self.weight_decay * p for p, g in zip(params, grads)]
+        return grads
+
+    def rule(self, p, g, slots: dict, h: dict, t, ops):
+        """Return ``(new_p, {slot: new_value})`` from the current values (all of one param)."""
+        raise NotImplementedError
+
+    # -- eager use, for the tape-based loop ---------------------------------------------
+    def init_slots(self, params: dict) -> dict:
+        return {name: {s: np.zeros_like(v) for s in self.slot_names}
+                for name, v in params.items()}
+
+    def apply_arrays(self, params: dict, grads: dict, slots: dict, t: int) -> None:
+        """Update numpy ``params`` and ``slots`` in place from ``grads`` (step number ``t``,
+        counting from 1)."""
+        names = list(params)
+        gs = self.transform_grads([params[n] for n in names], [grads[n] for n in names],
+                                  _ArrayOps)
+        for n, g in zip(names, gs):
+            new_p, new_slots = self.rule(params[n], g, slots[n], self.hyper, t, _ArrayOps)
+            for s, v in new_slots.items():
+                slots[n][s][...] = v
+            params[n][...] = new_p
+
+
+def _add_all(terms):
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+class SGD(Optimizer):
+    """Plain gradient descent: ``p <- p - lr * g`` (``torch.optim.SGD``, no momentum)."""
+
+    def __init__(self, lr: float, **options):
+        super().__init__(lr=lr, **options)
+
+    def rule(self, p, g, slots, h, t, ops):
+        return p - h["lr"] * g, {}
+
+
+class Momentum(Optimizer):
+    """SGD with momentum, as ``torch.optim.SGD(momentum=mu, dampening=0)``:
+    ``buf <- mu * buf + g``; ``p <- p - lr * buf``, or with ``nesterov=True``
+    ``p <- p - lr * (g + mu * buf)``."""
+
+    hyper_names = ("lr", "momentum")
+    slot_names = ("momentum_buffer",)
+
+    def __init__(self, lr: float, momentum: float = 0.9, nesterov: bool = False, **options):
+        super().__init__(lr=lr, momentum=momentum, **options)
+        self.nesterov = bool(nesterov)
+
+    def _static_config(self):
+        return f"nesterov={self.nesterov}"
+
+    def rule(self, p, g, slots, h, t, ops):
+        buf = h["momentum"] * slots["momentum_buffer"] + g
+        step = g + h["momentum"] * buf if self.nesterov else buf
+        return p - h["lr"] * step, {"momentum_buffer": buf}
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam``: ``m <- b1*m + (1-b1)*g``; ``v <- b2*v + (1-b2)*g*g``;
+    ``p <- p - lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``, t counting from 1."""
+
+    hyper_names = ("lr", "beta1", "beta2", "eps")
+    slot_names = ("m", "v")
+    uses_step = True
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, **options):
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps, **options)
+
+    def rule(self, p, g, slots, h, t, ops):
+        m = h["beta1"] * slots["m"] + (1 - h["beta1"]) * g
+        v = h["beta2"] * slots["v"] + (1 - h["beta2"]) * (g * g)
+        step_size = h["lr"] / (1 - h["beta1"] ** t)
+        denom = ops.sqrt(v / (1 - h["beta2"] ** t)) + h["eps"]
+        return p - step_size * m / denom, {"m": m, "v": v}
+
+
+class RMSProp(Optimizer):
+    """RMSProp, as ``torch.optim.RMSprop`` (alpha = ``rho``, no momentum, not centered):
+    ``v <- rho*v + (1-rho)*g*g``; ``p <- p - lr * g / (sqrt(v) + eps)``."""
+
+    hyper_names = ("lr", "rho", "eps")
+    slot_names = ("square_avg",)
+
+    def __init__(self, lr: float, rho: float = 0.9, eps: float = 1e-7, **options):
+        super().__init__(lr=lr, rho=rho, eps=eps, **options)
+
+    def rule(self, p, g, slots, h, t, ops):
+        v = h["rho"] * slots["square_avg"] + (1 - h["rho"]) * (g * g)
+        return p - h["lr"] * g / (ops.sqrt(v) + h["eps"]), {"square_avg": v}
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad, as ``torch.optim.Adagrad`` (no lr decay, zero initial accumulator):
+    ``s <- s + g*g``; ``p <- p - lr * g / (sqrt(s) + eps)``."""
+
+    hyper_names = ("lr", "eps")
+    slot_names = ("sum",)
+
+    def __init__(self, lr: float, eps: float = 1e-10, **options):
+        super().__init__(lr=lr, eps=eps, **options)
+
+    def rule(self, p, g, slots, h, t, ops):
+        s = slots["sum"] + g * g
+        return p - h["lr"] * g / (ops.sqrt(s) + h["eps"]), {"sum": s}
