@@ -63,8 +63,23 @@ def _debug(msg: str, *args) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def _package_digest() -> str:
+    """A hash of symgrad's own source: a changed compiler never reuses an old module."""
+    global _PACKAGE_DIGEST
+    if _PACKAGE_DIGEST is None:
+        h = hashlib.sha256()
+        for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        _PACKAGE_DIGEST = h.hexdigest()[:16]
+    return _PACKAGE_DIGEST
+
+
+_PACKAGE_DIGEST = None
+
+
 def version_fingerprint() -> str:
-    return (f"symgrad={__version__};sympy={sympy.__version__};numpy={np.__version__};"
+    return (f"symgrad={__version__}+{_package_digest()};sympy={sympy.__version__};numpy={np.__version__};"
             f"python={platform.python_version()};impl={platform.python_implementation()}")
 
 

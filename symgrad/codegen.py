@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
+import sympy
 
 from .nodes import TensorSymbol
 from .optimize import Program
@@ -216,6 +217,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     helpers: set = set()
     p = NumpySourcePrinter(names, helpers)
     default_dtype = _default_float(spec.inputs)
+    reuse = _BufferReuse(program)
     body = []
     for list_name, leaves in spec.unpacked:
         if leaves:
@@ -226,8 +228,11 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         if s.is_op:
             source = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
         else:
-            source = p.doprint(s.value)
-        body.append(f"{names[s.target]} = {source}")
+            source = reuse.in_place(s, p, names) or p.doprint(s.value)
+        *calls, last = source.split("\n")
+        body.extend(calls)
+        body.append(f"{names[s.target]} = {last}")
+        reuse.done(s)
     for o in program.outputs:
         want_dtype = o.dtype or default_dtype
         have_shape, have_dtype = o.symbol.shape, o.symbol.dtype
@@ -254,6 +259,87 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         dtype_aliases=dtype_aliases, helpers=helpers, params=", ".join(params),
         checks=checks, body=body, result=result)
     return source
+
+
+class _BufferReuse:
+    """Write an elementwise result into the buffer of a temporary that dies there.
+
+    ``t = a + b`` where ``a`` is a temporary of t's shape and dtype, owned by the program
+    (a matmul or elementwise result: never a view of an input, never an output) and read for
+    the last time by this statement, prints as ``np.add(a, b, out=a)``: no allocation, and
+    the result stays hot in cache. Likewise ``np.subtract``, ``np.multiply`` and relu's
+    ``np.maximum(a, 0.0, out=a)``.
+    """
+
+    def __init__(self, program: Program):
+        self.last_read: dict = {}
+        for i, s in enumerate(program.statements):
+            for sym in s.reads():
+                self.last_read[sym] = i
+        self.index = {s.target: i for i, s in enumerate(program.statements)}
+        self.outputs = {o.symbol for o in program.outputs}
+        self.owned: set = set()
+
+    def _dead_owned(self, sym, s) -> bool:
+        return (sym in self.owned and self.last_read.get(sym) == self.index[s.target]
+                and sym.shape == s.target.shape and sym.dtype == s.target.dtype)
+
+    def in_place(self, s, p, names):
+        """Source that computes ``s`` inside a dying temporary's buffer, or None."""
+        if s.target.shape == () or s.target.dtype is None or s.is_op:
+            return None
+        candidates = [a for a in s.value.free_symbols
+                      if isinstance(a, TensorSymbol) and self._dead_owned(a, s)]
+        for a in sorted(candidates, key=lambda t: t.name):
+            lines = _spine(s.value, a, names[a], p)
+            if lines:
+                self.owned.add(s.target)
+                return "\n".join(lines[:-1] + [lines[-1]])
+        return None
+
+    def done(self, s) -> None:
+        from .ops import MatMul
+        if s.target in self.outputs or s.target.shape == ():
+            return
+        if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op and not s.value.is_Atom):
+            self.owned.add(s.target)
+
+
+_UNARY_UFUNCS = {sympy.exp: "np.exp", sympy.log: "np.log", sympy.tanh: "np.tanh",
+                 sympy.sin: "np.sin", sympy.cos: "np.cos"}
+
+
+def _spine(e, a, buf: str, p) -> list | None:
+    """Evaluate ``e`` in place in buffer ``buf`` (holding ``a``): a list of ufunc calls with
+    ``out=buf``, applied along the path from ``a`` up to the root, or None when some step on
+    that path is not an elementwise float ufunc."""
+    from .functions import relu
+    if e == a:
+        return []
+    holders = [x for x in e.args if a in x.free_symbols]
+    if len(holders) != 1:
+        return None
+    (inner,) = holders
+    steps = _spine(inner, a, buf, p)
+    if steps is None:
+        return None
+    if e.is_Add:
+        rest = e - inner
+        neg = -rest
+        if not rest.is_Add and neg.as_coeff_Mul()[0] > 0:
+            return steps + [f"np.subtract({buf}, {p.doprint(neg)}, out={buf})"]
+        return steps + [f"np.add({buf}, {p.doprint(rest)}, out={buf})"]
+    if e.is_Mul:
+        rest = e / inner
+        return steps + [f"np.multiply({buf}, {p.doprint(rest)}, out={buf})"]
+    if isinstance(e, relu):
+        return steps + [f"np.maximum({buf}, 0.0, out={buf})"]
+    ufunc = _UNARY_UFUNCS.get(type(e))
+    if ufunc is not None:
+        return steps + [f"{ufunc}({buf}, out={buf})"]
+    if e.is_Pow and e.exp == 2:
+        return steps + [f"np.square({buf}, out={buf})"]
+    return None
 
 
 def _default_float(inputs) -> np.dtype:

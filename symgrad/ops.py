@@ -68,8 +68,8 @@ def _flag(v) -> Integer:
 
 def _expand_reduced(g, in_shape, axes, keepdims):
     """Put back the reduced axes of an adjoint as size-1 axes, so it broadcasts to the input."""
-    if keepdims or is_tensor_free(g):
-        return g
+    if keepdims or is_tensor_free(g) or shape_of(g) == ():
+        return g  # a scalar adjoint broadcasts to the input as it is
     kshape = reduced_shape(in_shape, axes, keepdims=True)
     g = ensure_shape(g, reduced_shape(in_shape, axes, keepdims=False))
     return Reshape(g, kshape)

@@ -126,6 +126,15 @@ class Optimizer:
             grads = [g + self.weight_decay * p for p, g in zip(params, grads)]
         return grads
 
+    def backward_seed(self, h: dict):
+        """A scalar to seed the backward pass with instead of 1, or None.
+
+        SGD returns ``lr``: the gradient is linear in the seed, so every gradient comes out
+        already multiplied by the learning rate and the update is ``p -= g`` (the expert's
+        trick, exact for any lr, which may still change between steps).
+        """
+        return None
+
     def rule(self, p, g, slots: dict, h: dict, t, ops):
         """Return ``(new_p, {slot: new_value})`` from the current values (all of one param)."""
         raise NotImplementedError
@@ -160,6 +169,11 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float, **options):
         super().__init__(lr=lr, **options)
+
+    def backward_seed(self, h: dict):
+        plain = (self.clip_value is None and self.clip_norm is None
+                 and self.clip_global_norm is None and not self.weight_decay)
+        return h["lr"] if plain else None
 
     def rule(self, p, g, slots, h, t, ops):
         return p - h["lr"] * g, {}

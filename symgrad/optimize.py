@@ -21,6 +21,7 @@ import numpy as np
 import sympy
 
 from .nodes import TensorOp, TensorSymbol, dtype_of, info, shape_of
+from .functions import relu, step
 from .ops import CustomGradient
 from .stable import rewrite
 
@@ -95,6 +96,27 @@ def _collect_ops(roots) -> list:
     return order
 
 
+class _MaskFromRelu:
+    """Read relu's derivative off its output: step(u) -> step(relu(u)) where relu(u) exists.
+
+    Exact (relu(u) > 0 exactly where u > 0), and it lets the pre-activation ``u`` die as soon
+    as relu is computed, so relu can run in place in u's buffer.
+    """
+
+    def __init__(self, exprs):
+        self.relu_args = set()
+        for e in exprs:
+            for sub in sympy.preorder_traversal(e):
+                if isinstance(sub, relu):
+                    self.relu_args.add(sub.args[0])
+
+    def __call__(self, expr):
+        if not self.relu_args or not expr.has(step):
+            return expr
+        return expr.replace(lambda e: isinstance(e, step) and e.args[0] in self.relu_args,
+                            lambda e: step(relu(e.args[0])))
+
+
 class _Temps:
     """Temporary symbols with shapes and dtypes (names are chosen later, at printing)."""
 
@@ -115,11 +137,14 @@ def plan(outputs: list) -> Program:
     op_temp: dict = {}
     op_args: dict = {}
     for node in ops:
-        args = [rewrite(node.args[i]).xreplace(op_temp) if op_temp else rewrite(node.args[i])
-                for i in value_args(node)]
-        op_args[node] = args
+        args = [rewrite(node.args[i]) for i in value_args(node)]
+        op_args[node] = [a.xreplace(op_temp) for a in args] if op_temp else args
         op_temp[node] = temps.new(node, node.op_name)
     roots = [r.xreplace(op_temp) if op_temp else r for r in roots]
+    masks = _MaskFromRelu(roots + [a for node in ops for a in op_args[node]])
+    roots = [masks(r) for r in roots]
+    for node in ops:
+        op_args[node] = [masks(a) for a in op_args[node]]
 
     # one cse over every elementwise expression of the program
     exprs, slots = [], []

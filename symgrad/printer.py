@@ -60,6 +60,8 @@ class NumpySourcePrinter(NumPyPrinter):
         """Parenthesize printed source unless it is a plain name, attribute or call."""
         if _SIMPLE.fullmatch(source) or (source.endswith(")") and _balanced_call(source)):
             return source
+        if source.startswith("(") and _balanced_call("f" + source):
+            return source
         return f"({source})"
 
     def paren(self, expr, source: str) -> str:
@@ -149,36 +151,49 @@ class NumpySourcePrinter(NumPyPrinter):
 
     def _print_Mul(self, e):
         coeff, factors = e.as_coeff_mul()
-        num, den = [], []
+        arrays, masks, scalars, den_arrays, den_scalars = [], [], [], [], []
         for f in factors:
-            if f.is_Pow and f.exp.is_Rational and f.exp.is_negative and f.exp != -sympy.S.Half:
-                den.append(sympy.Pow(f.base, -f.exp))
+            inverse = f.is_Pow and f.exp.is_Rational and f.exp.is_negative \
+                and f.exp != -sympy.S.Half
+            rank = self._factor_rank(f.base if inverse else f)
+            if inverse:
+                (den_scalars if rank == 2 else den_arrays).append(sympy.Pow(f.base, -f.exp))
             else:
-                num.append(f)
-        num.sort(key=self._factor_rank)
-        has_float = any(self._factor_rank(f) == 0 for f in num) or any(
-            self._factor_rank(f) == 0 for f in den)
-        parts = []
-        for f in num:
+                (arrays, masks, scalars)[rank].append(f)
+        has_float = bool(arrays or den_arrays)
+        parts = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in arrays]
+        for f in masks:
             s = self.parenthesize(f, PRECEDENCE["Mul"])
-            if _is_mask(f) and not has_float:
+            if not has_float:
                 s = f"{self.atom(s)}.astype({self.dtype_source(self.float_dtype)})"
                 has_float = True
             parts.append(s)
-        sign = ""
-        if coeff == -1:
-            sign = "-"
-        elif coeff != 1:
-            if coeff < 0:
-                sign = "-"
-            parts.append(self._print(abs(coeff)))
+        sign = "-" if coeff < 0 else ""
+        coeff = abs(coeff)
+        if not parts and not den_arrays:  # a product of scalars only: print it plainly
+            den_arrays, den_scalars = den_scalars, []
+            parts = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in scalars]
+            if coeff != 1 or not parts:
+                parts.append(self._print(coeff))
+            scalars, coeff = [], sympy.S.One
+        # all scalar factors are folded into one group: one pass over the array, not several
+        scalar = sympy.Mul(coeff, *scalars) / sympy.Mul(*den_scalars)
+        if scalar != 1:
+            group = self._print(scalar)
+            if not (scalar.is_Number or scalar.is_Symbol):
+                group = f"({group})"
+            parts.append(group)
         text = "*".join(parts) if parts else "1"
-        if den:
-            d = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in den]
+        if den_arrays:
+            d = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in den_arrays]
             text += "/" + (d[0] if len(d) == 1 else "(" + "*".join(d) + ")")
         return sign + text
 
     def _print_Add(self, e, order=None):
+        common = _common_coefficient(e)
+        if common is not None:  # 2*a - 2*b prints as (a - b)*2: one pass fewer
+            inner = sympy.Add(*[t / common for t in e.args])
+            return f"({self._print(inner)})*{self._print(common)}"
         terms = list(e.args)
         # tensors first, numbers last: reads naturally and keeps masks out of the lead
         terms.sort(key=lambda t: (is_tensor_free(t), _is_mask(t)))
@@ -203,6 +218,15 @@ class NumpySourcePrinter(NumPyPrinter):
         if s.startswith("-") and level >= PRECEDENCE["Mul"]:
             return f"({s})"
         return s
+
+
+def _common_coefficient(e):
+    """The numeric coefficient magnitude shared by every term of a sum, if not 1."""
+    coeffs = {abs(t.as_coeff_Mul()[0]) for t in e.args}
+    if len(coeffs) != 1:
+        return None
+    (c,) = coeffs
+    return c if c.is_Number and c != 1 and c != 0 else None
 
 
 def _balanced_call(source: str) -> bool:

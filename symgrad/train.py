@@ -197,13 +197,15 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None) -> TrainSte
 def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> str:
     from ._version import __version__
     ptensors = [Tensor(p, p.shape, p.dtype) for p in plist]
-    grads = grad(loss, ptensors)
+    hyper = {name: _hyper_tensor(name) for name in optimizer.hyper_names}
+    seed = optimizer.backward_seed(hyper) if loss.shape == () else None
+    grads = grad(loss, ptensors, grad_ys=None if seed is None else [seed])
     grads = optimizer.transform_grads(ptensors, grads, _SymbolicOps)
+    rule_hyper = hyper if seed is None else dict(hyper, lr=as_tensor(1))
     outputs = [("loss", loss.expr, (), loss.dtype)]
     outputs += [(f"grad_{p.name}", g.expr, p.shape, p.dtype) for p, g in zip(plist, grads)]
     program = plan(outputs)
 
-    hyper = {name: _hyper_tensor(name) for name in optimizer.hyper_names}
     step_t = _hyper_tensor("t") if optimizer.uses_step else None
     grad_syms, slot_syms, updates = [], [], []
     for i, p in enumerate(plist):
@@ -215,7 +217,7 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> st
         new_p, new_slots = optimizer.rule(
             Tensor(p, p.shape, p.dtype), Tensor(g, p.shape, p.dtype),
             {s: Tensor(v, p.shape, p.dtype) for s, v in slots.items()},
-            hyper, step_t, _SymbolicOps)
+            rule_hyper, step_t, _SymbolicOps)
         # slots first, then the parameter, which may read the slots' new values
         for s, v in new_slots.items():
             updates.append((slots[s], as_tensor(v).expr))
