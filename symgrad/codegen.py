@@ -94,6 +94,8 @@ class ModuleSpec:
     #: called with (printer, names) after the body; returns more body lines (in-place updates)
     epilogue: object = None
     return_override: str = ""
+    #: compute with Python floats for 0-d float64 values (train steps: all call overhead)
+    unbox_scalars: bool = False
 
 
 @lru_cache(maxsize=None)
@@ -131,11 +133,18 @@ def _dim_bindings(inputs, names) -> tuple:
     return sources
 
 
-def _input_checks(inputs, names, dims_src, fn_name) -> list:
+def _is_unboxed(leaf, spec) -> bool:
+    return spec.unbox_scalars and leaf.shape == () and leaf.dtype == np.float64
+
+
+def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
     """A fast combined check; on failure the module's _check_inputs explains what is wrong."""
     conds = []
     for leaf in inputs:
         n = names[leaf]
+        if spec is not None and _is_unboxed(leaf, spec):
+            conds.append(f"isinstance({n}, float)")  # Python and numpy float64 scalars
+            continue
         conds.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
         shape = leaf.shape
         if all(isinstance(d, int) for d in shape):
@@ -159,6 +168,9 @@ def _input_checks(inputs, names, dims_src, fn_name) -> list:
               f"{fn_name!r}, ({params}{',' if len(inputs) == 1 else ''}))"]
     for d, src in dims_src.items():
         lines.append(f"{names[d]} = {src}")
+    if spec is not None:
+        lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
+                  if _is_unboxed(leaf, spec)]
     return lines
 
 
@@ -192,6 +204,8 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     for _, leaves in spec.unpacked:
         for leaf in leaves:
             namer.user(leaf, leaf.name)
+            if _is_unboxed(leaf, spec):
+                namer.temp(("box", leaf), f"box{leaf.name}")
     dims = set()
     for leaf in spec.inputs:
         dims |= {d for d in leaf.shape if isinstance(d, Dim)}
@@ -221,8 +235,10 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     body = []
     for list_name, leaves in spec.unpacked:
         if leaves:
-            targets = ", ".join(names[leaf] for leaf in leaves)
+            targets = ", ".join(names.get(("box", leaf), names[leaf]) for leaf in leaves)
             body.append(f"{targets}{',' if len(leaves) == 1 else ''} = {list_name}")
+            body += [f"{names[leaf]} = float({names[('box', leaf)]})" for leaf in leaves
+                     if ("box", leaf) in names]
     for s in program.statements:
         p.float_dtype = s.target.dtype or default_dtype
         if s.is_op:
@@ -245,7 +261,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         body.extend(spec.epilogue(p, names))
 
     dims_src = _dim_bindings(spec.inputs, names)
-    checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name)
+    checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec)
     params = [n for n, _ in spec.unpacked] + [names[leaf] for leaf in spec.inputs]
     result = spec.return_override or _result_source(program, spec, names)
     dtype_aliases = sorted({leaf.dtype.name for leaf in spec.inputs})
@@ -333,7 +349,8 @@ def _spine(e, a, buf: str, p) -> list | None:
         rest = e / inner
         return steps + [f"np.multiply({buf}, {p.doprint(rest)}, out={buf})"]
     if isinstance(e, relu):
-        return steps + [f"np.maximum({buf}, 0.0, out={buf})"]
+        p.need_helper("zeros_like")
+        return steps + [f"np.maximum({buf}, _zeros_like({buf}), out={buf})"]
     ufunc = _UNARY_UFUNCS.get(type(e))
     if ufunc is not None:
         return steps + [f"{ufunc}({buf}, out={buf})"]

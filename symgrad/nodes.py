@@ -112,6 +112,9 @@ class TensorOp(sympy.Expr):
 
     is_real = True
     is_commutative = True
+    # a tensor, never a number; and Expr.is_number would recurse through the args, past
+    # the Let nodes that bound the depth of deep chains (RecursionError)
+    is_number = False
     __slots__ = ("shape", "dtype")
     operands: tuple = (0,)
     #: the user-facing name, used in error messages and the registry

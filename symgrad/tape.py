@@ -569,15 +569,13 @@ class GradientTape:
     def _backward(self, targets: list[Tensor], seeds: list[np.ndarray],
                   sources: list[Tensor]) -> dict[int, np.ndarray]:
         """Iterative reverse sweep; returns the adjoints of the sources keyed by ``id``."""
-        # Forward pass over the record: which tensors depend on a watched source. Only
-        # nodes whose output depends on a source are worth visiting.
+        # Forward pass over the record: which tensors depend on a watched source. Only those
+        # ever receive an adjoint, so the reverse sweep visits exactly the nodes that lie on a
+        # path from a source to a target.
         reach = {id(s) for s in sources if id(s) in self._tracked}
-        on_path = []
         for node in self._nodes:
-            hit = builtins.any(id(t) in reach for t in node.inputs)
-            if hit:
+            if builtins.any(id(t) in reach for t in node.inputs):
                 reach.add(id(node.output))
-            on_path.append(hit)
 
         adjoints: dict[int, np.ndarray] = {}
         for t, seed in zip(targets, seeds):
@@ -586,14 +584,12 @@ class GradientTape:
         keep = {id(s) for s in sources}
         # Reverse order of recording is a reverse topological order, so a node's output
         # adjoint is complete when the node is reached.
-        for node, hit in zip(reversed(self._nodes), reversed(on_path)):
-            if not hit:
-                continue
+        for node in reversed(self._nodes):
             key = id(node.output)
             # a source's adjoint is kept for the caller; others are dropped once used
             g = adjoints.get(key) if key in keep else adjoints.pop(key, None)
             if g is None:
-                continue  # the output does not lead to the target
+                continue  # not on a path from a source to a target
             grads = node.vjp(g, *node.saved)
             if not isinstance(grads, tuple):
                 grads = (grads,)
@@ -674,7 +670,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         grad = grad.sum(axis=tuple(range(lead)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
-        grad = grad.max(axis=stretched, keepdims=True)
+        grad = grad.sum(axis=stretched, keepdims=True)
     return grad.reshape(shape)
 
 
@@ -1006,7 +1002,7 @@ def _matmul_vjp(g, a, b):
     if a.ndim == 1 and b.ndim == 1:
         g2 = g.reshape(1, 1)
     elif a.ndim == 1:
-        g2 = g[..., None, :]
+        g2 = g[..., :, None].swapaxes(-1, -2)
     elif b.ndim == 1:
         g2 = g[..., :, None]
     else:

@@ -246,7 +246,7 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> st
                       version=__version__, formulas=tuple(formulas),
                       unpacked=(("_params", plist), ("_slots", slot_syms),
                                 ("_hyper", hyper_leaves), ("_counter", [])),
-                      epilogue=epilogue)
+                      epilogue=epilogue, unbox_scalars=True)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
@@ -288,6 +288,10 @@ def _print_updates(updates, p, names) -> list:
             names[sym] = name
             lines.append(f"{name} = {p.doprint(e)}")
         v = names[var]
+        box = names.get(("box", var))
+        if box is not None:  # a Python float: write the new value into its 0-d array
+            lines.append(f"{box}[()] = {v} = {p.doprint(reduced)}")
+            continue
         rest = sympy.Add(*[t for t in sympy.Add.make_args(reduced) if t != var])
         if len(sympy.Add.make_args(reduced)) > 1 and var in sympy.Add.make_args(reduced) \
                 and var not in rest.free_symbols:
