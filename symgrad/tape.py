@@ -1002,7 +1002,7 @@ def _matmul_vjp(g, a, b):
     if a.ndim == 1 and b.ndim == 1:
         g2 = g.reshape(1, 1)
     elif a.ndim == 1:
-        g2 = g[..., :, None].swapaxes(-1, -2)
+        g2 = g[..., None, :]
     elif b.ndim == 1:
         g2 = g[..., :, None]
     else:
