@@ -305,7 +305,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
                 f"{opts['max_nodes']}; let-bind shared parts or raise the cap")
         outputs.append((nm, e, t.shape, t.dtype))
     program = plan(outputs)
-    formulas = [f"{nm} = {formula(e)}" for nm, e, _, _ in outputs]
+    formulas = [_header_formula(nm, t, out_names, tensors) for nm, t in zip(out_names, tensors)]
     spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names), fn_name=fn_name,
                       inputs=chosen, result_kind=kind, key=key, version=__version__,
                       formulas=tuple(formulas))
@@ -317,6 +317,20 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
             f"compile: the generated module has {lines} lines, more than max_lines="
             f"{opts['max_lines']} (largest output: {biggest!r})")
     return source
+
+
+def _header_formula(name: str, t: Tensor, out_names, tensors) -> str:
+    """``name = formula`` for the module header; a gradient reads ``d(loss)/d(w)``."""
+    if t.recipe is not None and t.recipe[0] == "grad":
+        _, targets, sources, _, i = t.recipe
+        src = sources[i].expr
+        wrt = src.name if isinstance(src, TensorSymbol) else formula(src)
+        names = []
+        for target in targets:
+            hit = [n for n, o in zip(out_names, tensors) if o is target]
+            names.append(hit[0] if hit else formula(target.expr))
+        return f"{name} = d({' + '.join(names)})/d({wrt})"
+    return f"{name} = {formula(t.expr)}"
 
 
 class CompiledFunction:

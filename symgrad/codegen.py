@@ -150,13 +150,14 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
         if all(isinstance(d, int) for d in shape):
             conds.append(f"{n}.shape == {tuple(shape)!r}")
             continue
-        parts = []
-        for axis, d in enumerate(shape):
-            if isinstance(d, int):
-                parts.append(str(d))
-            else:
-                parts.append(dims_src[d] if not dims_src[d].startswith(f"{n}.") else
-                             f"{n}.shape[{axis}]")
+        binds = [axis for axis, d in enumerate(shape)
+                 if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
+        if binds:  # this input defines some dims: check its rank and its fixed axes
+            conds.append(f"{n}.ndim == {len(shape)}")
+            conds += [f"{n}.shape[{axis}] == {d if isinstance(d, int) else dims_src[d]}"
+                      for axis, d in enumerate(shape) if axis not in binds]
+            continue
+        parts = [str(d) if isinstance(d, int) else dims_src[d] for d in shape]
         conds.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
     if not inputs:
         return []
@@ -175,11 +176,12 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
 
 
 def _input_table(inputs) -> str:
+    """The input spec as a literal: (name, shape with dim names, dtype), one per line."""
     rows = []
     for leaf in inputs:
         shape = tuple(d if isinstance(d, int) else str(d) for d in leaf.shape)
-        rows.append((leaf.name, shape, leaf.dtype.name))
-    return repr(tuple(rows))
+        rows.append(f"    {(leaf.name, shape, leaf.dtype.name)!r},")
+    return "(\n" + "\n".join(rows) + "\n)" if rows else "()"
 
 
 def _constant_lines(program, names) -> list:
@@ -241,6 +243,9 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
                      if ("box", leaf) in names]
     for s in program.statements:
         p.float_dtype = s.target.dtype or default_dtype
+        if s.is_op and _inline_view(s, program, p):
+            names[s.target] = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
+            continue
         if s.is_op:
             source = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
         else:
@@ -357,6 +362,15 @@ def _spine(e, a, buf: str, p) -> list | None:
     if e.is_Pow and e.exp == 2:
         return steps + [f"np.square({buf}, out={buf})"]
     return None
+
+
+def _inline_view(s, program, p) -> bool:
+    """A transpose of a plain name prints at its use (``w3.T``), not as a line of its own."""
+    from .ops import PermuteDims
+    if not isinstance(s.value, PermuteDims) or any(o.symbol == s.target for o in program.outputs):
+        return False
+    (arg,) = s.args
+    return isinstance(arg, TensorSymbol)
 
 
 def _default_float(inputs) -> np.dtype:

@@ -159,7 +159,7 @@ def plan(outputs: list) -> Program:
     statements = []
     for sym, e in replacements:
         e = e.xreplace(sub)
-        t = temps.new(e, "t")
+        t = temps.new(e, type(e).__name__.lower() if e.is_Function else "t")
         sub[sym] = t
         statements.append(Statement(t, e))
     reduced = [r.xreplace(sub) for r in reduced]

@@ -205,7 +205,7 @@ class NumpySourcePrinter(NumPyPrinter):
             if i == 0:
                 out = s
             elif s.startswith("-"):
-                out += " - " + (s[1:] if precedence(t) >= PRECEDENCE["Mul"] or t.is_Number
+                out += " - " + (s[1:] if precedence(-t) > PRECEDENCE["Add"] or t.is_Number
                                 else f"({s[1:]})")
             else:
                 out += " + " + s

@@ -155,6 +155,9 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None) -> TrainSte
         The batch arguments of the step, in order; default every ``sg.input``, by name.
     """
     loss = as_tensor(loss)
+    if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum
+        from .expr import sum as _sum
+        loss = _sum(loss)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"train_step: optimizer must be a symgrad.optim optimizer, got "
                         f"{type(optimizer).__name__}")
