@@ -247,7 +247,9 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
             names[s.target] = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
             continue
         if s.is_op:
+            p.operand_exprs = s.args
             source = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
+            p.operand_exprs = None
         else:
             source = reuse.in_place(s, p, names) or p.doprint(s.value)
         *calls, last = source.split("\n")

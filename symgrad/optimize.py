@@ -117,6 +117,33 @@ class _MaskFromRelu:
                             lambda e: step(relu(e.args[0])))
 
 
+def _shared_sums(exprs) -> dict:
+    """Undo SymPy's distribution of a number over a sum where that exposes sharing.
+
+    ``diff((m - y)**2, m)`` evaluates to ``2*m - 2*y``; the loss still holds ``m - y``. When a
+    sum's terms share a coefficient ``c`` and ``sum/c`` (or ``sum/-c``) occurs elsewhere in the
+    program, the sum is rewritten as the unevaluated ``c*(sum/c)`` so that ``cse`` computes
+    ``m - y`` once for both.
+    """
+    sums = set()
+    for e in exprs:
+        sums |= {a for a in sympy.preorder_traversal(e) if a.is_Add}
+    mapping = {}
+    for a in sums:
+        coeffs = {abs(t.as_coeff_Mul()[0]) for t in a.args}
+        if len(coeffs) != 1:
+            continue
+        (c,) = coeffs
+        for s in (c, -c):
+            if s == 1:
+                continue
+            b = sympy.Add(*[t / s for t in a.args])
+            if b in sums and b != a:
+                mapping[a] = sympy.Mul(s, b, evaluate=False)
+                break
+    return mapping
+
+
 class _Temps:
     """Temporary symbols with shapes and dtypes (names are chosen later, at printing)."""
 
@@ -141,10 +168,12 @@ def plan(outputs: list) -> Program:
         op_args[node] = [a.xreplace(op_temp) for a in args] if op_temp else args
         op_temp[node] = temps.new(node, node.op_name)
     roots = [r.xreplace(op_temp) if op_temp else r for r in roots]
-    masks = _MaskFromRelu(roots + [a for node in ops for a in op_args[node]])
-    roots = [masks(r) for r in roots]
+    everything = roots + [a for node in ops for a in op_args[node]]
+    masks = _MaskFromRelu(everything)
+    shared = _shared_sums(everything)
+    roots = [masks(r).xreplace(shared) for r in roots]
     for node in ops:
-        op_args[node] = [masks(a) for a in op_args[node]]
+        op_args[node] = [masks(a).xreplace(shared) for a in op_args[node]]
 
     # one cse over every elementwise expression of the program
     exprs, slots = [], []

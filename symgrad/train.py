@@ -87,6 +87,7 @@ class TrainStep:
         self._compiled = compiled
         self._fn = compiled._fn
         self.optimizer = optimizer
+        self._hyper = optimizer._hyper  # the live list: a new lr is seen at the next call
         self._params = params
         self.params = [p.name for p in params]
         self.inputs = compiled.inputs
@@ -125,16 +126,15 @@ class TrainStep:
         return TrainState(self.params, arrays, self.optimizer.slot_names, slots)
 
     def __call__(self, state: TrainState, *args, **kwargs) -> float:
-        c = self._compiled
-        if c._rename:
-            args, kwargs = c._bind(args, kwargs), {}
+        """Run one step on a batch (by keyword, or positionally in ``self.inputs`` order);
+        return the batch loss as a float. ``state`` is updated in place."""
         try:
-            value = self._fn(state._param_list, state._slot_list, self.optimizer._hyper,
-                             state._counter, *args, **kwargs)
+            return float(self._fn(state._param_list, state._slot_list, self._hyper,
+                                  state._counter, *args, **kwargs))
         except TypeError:
-            c._bind(args, kwargs)  # name the missing/unknown input, if that was it
-            raise
-        return float(value)
+            values = self._compiled._bind(args, kwargs)  # user names -> parameter order
+            return float(self._fn(state._param_list, state._slot_list, self._hyper,
+                                  state._counter, *values))
 
     def __repr__(self):
         return f"<symgrad train step {self.optimizer!r} params={self.params} at {self.path}>"
