@@ -96,6 +96,10 @@ class ModuleSpec:
     return_override: str = ""
     #: compute with Python floats for 0-d float64 values (train steps: all call overhead)
     unbox_scalars: bool = False
+    #: parameters before the inputs (their lists are unpacked by ``unpacked``)
+    leading_params: tuple = ()
+    #: wraps the returned value, e.g. "float"
+    result_wrapper: str = ""
 
 
 @lru_cache(maxsize=None)
@@ -162,6 +166,13 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
     if not inputs:
         return []
     params = ", ".join(names[leaf] for leaf in inputs)
+    call = (f"    {params}{',' if len(inputs) == 1 else ''} = _check_inputs("
+            f"{fn_name!r}, ({params}{',' if len(inputs) == 1 else ''}))")
+    if all(c.startswith("isinstance(") for c in conds):  # nothing can raise: no try needed
+        lines = ["if not (" + " and\n        ".join(conds) + "):", call]
+        lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
+                  if spec is not None and _is_unboxed(leaf, spec)]
+        return lines
     lines = ["try:"]
     lines.append("    _ok = (" + " and\n           ".join(conds) + ")")
     lines += ["except AttributeError:", "    _ok = False", "if not _ok:",
@@ -199,6 +210,10 @@ def _constant_lines(program, names) -> list:
 
 def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> str:
     """The module source for ``program``."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", spec.fn_name) \
+            or spec.fn_name in RESERVED - {"compute", "train_step"}:
+        raise ValueError(f"compile: name={spec.fn_name!r} must be an ASCII identifier that "
+                         f"starts with a letter and is not a keyword, a builtin or np")
     namer = namer or Namer()
     names = namer.names
     for leaf in spec.inputs:
@@ -269,8 +284,13 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
 
     dims_src = _dim_bindings(spec.inputs, names)
     checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec)
-    params = [n for n, _ in spec.unpacked] + [names[leaf] for leaf in spec.inputs]
+    params = list(spec.leading_params) + [names[leaf] for leaf in spec.inputs]
     result = spec.return_override or _result_source(program, spec, names)
+    all_floats = spec.unbox_scalars and all(
+        _is_unboxed(leaf, spec) for leaf in list(spec.inputs) + program.leaves
+        if leaf.role in ("input", "param", "state", "constant"))
+    if spec.result_wrapper and not all_floats:  # a result of Python floats needs no wrapper
+        result = f"{spec.result_wrapper}({result})"
     dtype_aliases = sorted({leaf.dtype.name for leaf in spec.inputs})
     input_lines = [comment_safe(f"{leaf.name}: {leaf.role} {format_shape(leaf.shape)} "
                                 f"{leaf.dtype.name}", limit=MAX_COMMENT) for leaf in spec.inputs]

@@ -135,6 +135,8 @@ class NumpySourcePrinter(NumPyPrinter):
             return f"1/np.sqrt({self._print(base)})"
         if ex == -1:
             return f"1/{b}"
+        if ex == 2 and base.is_Symbol:
+            return f"{b}*{b}"  # a multiply: cheaper than pow for Python floats, same for arrays
         if ex.is_Integer:
             return f"{b}**{int(ex)}"
         if ex.is_number:
@@ -196,7 +198,7 @@ class NumpySourcePrinter(NumPyPrinter):
             return f"({self._print(inner)})*{self._print(common)}"
         terms = list(e.args)
         # tensors first, numbers last: reads naturally and keeps masks out of the lead
-        terms.sort(key=lambda t: (is_tensor_free(t), _is_mask(t)))
+        terms.sort(key=lambda t: (is_tensor_free(t), _is_mask(t), t.could_extract_minus_sign()))
         out = ""
         for i, t in enumerate(terms):
             s = self._print(t)

@@ -5,22 +5,39 @@ passes when its AST:
 
 * imports nothing but ``import numpy as np``;
 * uses no dunder name or attribute (``__import__``, ``__class__``, ``__globals__``, ...);
-* reads attributes only of ``np`` or of names defined in the module (arrays, helpers);
+* reads attributes only of ``np`` or of names defined in the module (arrays, helpers),
+  never a private ``np._*`` one nor one of :data:`DENIED_ATTRIBUTES` (file I/O such as
+  ``np.save``/``np.load``/``x.tofile``, ``ctypes``, ``np.lib``, ``str.format``, ...);
 * calls only ``np.*`` functions, methods of local names, functions defined in the module,
-  and a short list of harmless builtins.
+  and a short list of harmless builtins;
+* never binds a builtin's name (``open = ...``, ``def eval``, an argument named ``exec``):
+  at module level a load before such a binding would reach the real builtin.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 
-__all__ = ["UnsafeModuleError", "check_module_source"]
+__all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "DENIED_ATTRIBUTES"]
 
 SAFE_BUILTINS = frozenset({
     "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
     "isinstance", "hasattr", "type", "str", "repr", "abs", "min", "max", "sum", "sorted",
     "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError",
 })
+
+
+#: attributes never allowed, whatever they are read from: numpy's file I/O and pickling,
+#: raw memory, subpackages that run compilers or read files, format-string traversal
+DENIED_ATTRIBUTES = frozenset({
+    "save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "genfromtxt",
+    "fromfile", "fromregex", "tofile", "dump", "dumps", "memmap", "DataSource", "open",
+    "ctypes", "ctypeslib", "lib", "f2py", "distutils", "testing", "rec", "show_config",
+    "show_runtime", "get_include", "format", "format_map", "mro", "system", "popen", "core",
+})
+
+_BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 class UnsafeModuleError(RuntimeError):
@@ -39,22 +56,40 @@ def check_module_source(source: str) -> ast.Module:
     except SyntaxError as err:
         raise UnsafeModuleError(f"generated module does not parse: {err}") from None
     defined = {"np"}
+    bound = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.Lambda)):
             if isinstance(node, ast.FunctionDef):
-                defined.add(node.name)
-            for a in node.args.args + node.args.posonlyargs + node.args.kwonlyargs:
-                defined.add(a.arg)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            defined.add(node.id)
+                bound.append((node, node.name))
+            a = node.args
+            for arg in a.args + a.posonlyargs + a.kwonlyargs + [a.vararg, a.kwarg]:
+                if arg is not None:
+                    bound.append((node, arg.arg))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.append((node, node.id))
         elif isinstance(node, ast.arg):
-            defined.add(node.arg)
+            bound.append((node, node.arg))
+        elif isinstance(node, ast.alias):
+            bound.append((node, node.asname or node.name.partition(".")[0]))
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.append((node, node.name))
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.append((node, node.name))
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.append((node, node.rest))
+    for node, name in bound:
+        if name in _BUILTIN_NAMES:
+            _fail(node, f"binds the builtin name {name!r}")
+        if name.startswith("__"):
+            _fail(node, f"binds the dunder name {name!r}")
+        defined.add(name)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             if [(a.name, a.asname) for a in node.names] != [("numpy", "np")]:
                 _fail(node, "imports other than 'import numpy as np'")
         elif isinstance(node, (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef,
-                               ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom)):
+                               ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom,
+                               ast.AsyncWith, ast.AsyncFor)):
             _fail(node, f"{type(node).__name__} is not allowed")
         elif isinstance(node, ast.Name):
             if node.id.startswith("__") and node.id != "__name__":
@@ -65,6 +100,11 @@ def check_module_source(source: str) -> ast.Module:
         elif isinstance(node, ast.Attribute):
             if node.attr.startswith("__"):
                 _fail(node, f"dunder attribute {node.attr!r}")
+            if node.attr in DENIED_ATTRIBUTES:
+                _fail(node, f"attribute {node.attr!r} is not allowed")
+            if isinstance(node.value, ast.Name) and node.value.id == "np" \
+                    and node.attr.startswith("_"):
+                _fail(node, f"private numpy attribute {node.attr!r}")
             root = node.value
             while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
                 root = root.func if isinstance(root, ast.Call) else root.value

@@ -15,6 +15,9 @@ has been checked, so a failing call leaves the state as it was.
 
 from __future__ import annotations
 
+import functools
+import types
+
 import numpy as np
 import sympy
 
@@ -45,8 +48,9 @@ class TrainState:
     the updates done.
     """
 
-    def __init__(self, names, params: list, slot_names, slots: list):
+    def __init__(self, names, params: list, slot_names, slots: list, hyper: list):
         self._names = list(names)
+        self._hyper = hyper  # the optimizer's live hyperparameter list
         self._param_list = params
         self._slot_list = slots
         self._counter = [0]
@@ -80,67 +84,63 @@ class _ParamView(dict):
 
 
 class TrainStep:
-    """A compiled training step. Call ``step(state, **batch)``; read ``source`` and ``path``."""
+    """What ``sg.train_step`` returns, described (it is a plain function, for speed).
 
-    def __init__(self, compiled: CompiledFunction, optimizer: Optimizer, params: list,
-                 loss: Tensor):
-        self._compiled = compiled
-        self._fn = compiled._fn
-        self.optimizer = optimizer
-        self._hyper = optimizer._hyper  # the live list: a new lr is seen at the next call
-        self._params = params
-        self.params = [p.name for p in params]
-        self.inputs = compiled.inputs
-        self.loss = loss
+    ``step(state, **batch)`` runs one step and returns the batch loss as a float, updating
+    ``state`` in place. Attributes: ``init(values) -> TrainState``, ``source`` (the generated
+    module), ``path`` (where it is cached), ``optimizer`` (change ``optimizer.lr`` between
+    steps freely), ``params`` and ``inputs`` (names, in order), ``loss``.
 
-    @property
-    def source(self) -> str:
-        return self._compiled.source
-
-    @property
-    def path(self):
-        return self._compiled.path
-
-    def init(self, values: dict) -> TrainState:
-        """A fresh state: copies of the initial ``values`` (by parameter name), zero slots."""
-        if not isinstance(values, dict):
-            raise TypeError("init: give the initial values as a dict {param name: array}")
-        missing = [p.name for p in self._params if p.name not in values]
-        if missing:
-            raise ValueError(f"init: missing initial value(s) for parameter(s) {missing}")
-        unknown = [k for k in values if k not in self.params]
-        if unknown:
-            raise ValueError(f"init: unknown parameter(s) {unknown}; parameters are "
-                             f"{self.params}")
-        arrays = []
-        for p in self._params:
-            v = np.asarray(values[p.name])
-            if v.shape != p.shape:
-                raise ValueError(f"init: parameter {p.name!r} must have shape "
-                                 f"{format_shape(p.shape)}, got {v.shape}")
-            if not np.can_cast(v.dtype, p.dtype, casting="same_kind"):
-                raise TypeError(f"init: parameter {p.name!r} must be {p.dtype}, got {v.dtype}")
-            arrays.append(np.array(v, dtype=p.dtype, copy=True))
-        slots = [np.zeros(p.shape, dtype=p.dtype) for p in self._params
-                 for _ in self.optimizer.slot_names]
-        return TrainState(self.params, arrays, self.optimizer.slot_names, slots)
-
-    def __call__(self, state: TrainState, *args, **kwargs) -> float:
-        """Run one step on a batch (by keyword, or positionally in ``self.inputs`` order);
-        return the batch loss as a float. ``state`` is updated in place."""
-        try:
-            return float(self._fn(state._param_list, state._slot_list, self._hyper,
-                                  state._counter, *args, **kwargs))
-        except TypeError:
-            values = self._compiled._bind(args, kwargs)  # user names -> parameter order
-            return float(self._fn(state._param_list, state._slot_list, self._hyper,
-                                  state._counter, *values))
-
-    def __repr__(self):
-        return f"<symgrad train step {self.optimizer!r} params={self.params} at {self.path}>"
+    A step is the generated function itself, so calling it costs one Python call: at the size
+    of W0 (one weight) a step is all call overhead, and a wrapper would double it.
+    """
 
 
-def train_step(loss, optimizer: Optimizer, params=None, inputs=None) -> TrainStep:
+def _init_state(params: list, optimizer: Optimizer, values: dict) -> TrainState:
+    """A fresh state: copies of the initial ``values`` (by parameter name), zero slots."""
+    names = [p.name for p in params]
+    if not isinstance(values, dict):
+        raise TypeError("init: give the initial values as a dict {param name: array}")
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ValueError(f"init: missing initial value(s) for parameter(s) {missing}")
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ValueError(f"init: unknown parameter(s) {unknown}; parameters are {names}")
+    arrays = []
+    for p in params:
+        v = np.asarray(values[p.name])
+        if v.shape != p.shape:
+            raise ValueError(f"init: parameter {p.name!r} must have shape "
+                             f"{format_shape(p.shape)}, got {v.shape}")
+        if not np.can_cast(v.dtype, p.dtype, casting="same_kind"):
+            raise TypeError(f"init: parameter {p.name!r} must be {p.dtype}, got {v.dtype}")
+        arrays.append(np.array(v, dtype=p.dtype, copy=True))
+    slots = [np.zeros(p.shape, dtype=p.dtype) for p in params for _ in optimizer.slot_names]
+    return TrainState(names, arrays, optimizer.slot_names, slots, optimizer._hyper)
+
+
+def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, loss):
+    fn = compiled._fn
+    if compiled._rename:  # some input name is not an identifier: map keywords first
+        def step(state, *args, **kwargs):
+            return fn(state, *compiled._bind(args, kwargs))
+    else:  # a fresh function object over the generated code, with attributes of its own
+        step = types.FunctionType(fn.__code__, fn.__globals__, "train_step", fn.__defaults__,
+                                  fn.__closure__)
+    step.__doc__ = TrainStep.__doc__
+    step.source = compiled.source
+    step.path = compiled.path
+    step.key = compiled.key
+    step.optimizer = optimizer
+    step.params = [p.name for p in params]
+    step.inputs = compiled.inputs
+    step.loss = loss
+    step.init = functools.partial(_init_state, params, optimizer)
+    return step
+
+
+def train_step(loss, optimizer: Optimizer, params=None, inputs=None):
     """Compile loss + gradients + ``optimizer`` update into one cached numpy function.
 
     Parameters
@@ -194,7 +194,7 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None) -> TrainSte
         mod = C.MODULES.store(key, _generate_step(loss, optimizer, plist, chosen, key))
     compiled = CompiledFunction(mod, "train_step", chosen, "single", None, ["loss"], [loss],
                                 {"check_finite": False})
-    return TrainStep(compiled, optimizer, plist, loss)
+    return _make_step(compiled, optimizer, plist, loss)
 
 
 def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> str:
@@ -235,6 +235,7 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> st
         lines = []
         if step_t is not None:
             names[step_t.expr] = "_t"
+            lines.append("_counter = _state._counter")
             lines.append("_t = _counter[0] + 1")
         lines += _print_updates(updates, printer, names)
         if step_t is not None:
@@ -247,9 +248,10 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> st
     spec = ModuleSpec(title=f"train_step: {optimizer!r} over {', '.join(p.name for p in plist)}",
                       fn_name="train_step", inputs=chosen, result_kind="single", key=key,
                       version=__version__, formulas=tuple(formulas),
-                      unpacked=(("_params", plist), ("_slots", slot_syms),
-                                ("_hyper", hyper_leaves), ("_counter", [])),
-                      epilogue=epilogue, unbox_scalars=True)
+                      leading_params=("_state",),
+                      unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
+                                ("_state._hyper", hyper_leaves)),
+                      epilogue=epilogue, unbox_scalars=True, result_wrapper="float")
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
