@@ -15,6 +15,8 @@ codegen (generate) -> cache (load/run). ``symgrad.tape`` is an independent tape-
 autodiff, the comparison baseline.
 """
 
+import sympy.tensor.tensor  # noqa: F401  SymPy imports it at the first Add of a process: pay it here
+
 from ._version import __version__
 from .api import CompiledFunction, ExpressionTooLarge, compile, grad
 from .cache import CacheError, cache_dir
