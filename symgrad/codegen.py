@@ -41,6 +41,7 @@ MAX_COMMENT = 240
 
 def comment_safe(text: str, limit: int = MAX_COMMENT) -> str:
     """One line of printable ASCII: safe inside a ``#`` comment, whatever the user wrote."""
+    text = text[: limit + 1]  # escaping only lengthens: the rest would be cut anyway
     text = text.encode("ascii", "backslashreplace").decode("ascii")
     text = "".join(ch if " " <= ch <= "~" else f"\\x{ord(ch):02x}" for ch in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -363,6 +364,12 @@ def _spine(e, a, buf: str, p) -> list | None:
     if len(holders) != 1:
         return None
     (inner,) = holders
+    if e.is_Add and inner.is_Mul and inner.as_coeff_Mul()[0] == -1:
+        # rest - (...a...): one subtract into the buffer, not a negation and an add
+        steps = _spine(-inner, a, buf, p)
+        if steps is None:
+            return None
+        return steps + [f"np.subtract({p.doprint(e - inner)}, {buf}, out={buf})"]
     steps = _spine(inner, a, buf, p)
     if steps is None:
         return None

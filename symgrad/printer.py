@@ -172,6 +172,8 @@ class NumpySourcePrinter(NumPyPrinter):
             parts.append(s)
         sign = "-" if coeff < 0 else ""
         coeff = abs(coeff)
+        if sign and scalars and parts:  # the sign joins the scalar group: no negated array
+            scalars, sign = [sympy.S.NegativeOne] + scalars, ""
         if not parts and not den_arrays:  # a product of scalars only: print it plainly
             den_arrays, den_scalars = den_scalars, []
             parts = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in scalars]
