@@ -135,7 +135,7 @@ def _fingerprint_tensor(t: Tensor, memo: dict, out: list) -> str:
     """A canonical description of a Tensor; a lazy gradient is described by its recipe."""
     if t is None:
         return "None"
-    if not t.is_lazy or t.recipe is None:
+    if t.recipe is None:  # a gradient keys by its recipe, forced or not
         return f"e{C.serialize(t.expr, memo, out)}"
     kind, targets, sources, gys, i = t.recipe
     parts = [kind, str(i)]
@@ -154,7 +154,7 @@ def leaves_of(tensors) -> list:
         if t is None:
             continue
         if isinstance(t, Tensor):
-            if t.is_lazy and t.recipe is not None:
+            if t.recipe is not None:
                 _, targets, sources, gys, _ = t.recipe
                 stack.extend(targets)
                 stack.extend(sources)
@@ -392,7 +392,7 @@ class CompiledFunction:
                             f"{self.inputs}")
         return values
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):
         if self._rename or self._check_finite:
             values = self._bind(args, kwargs)
             if self._check_finite:

@@ -141,7 +141,10 @@ class TensorOp(sympy.Expr):
             f"sympy.diff cannot see through symgrad's {self.op_name!r}; use symgrad.grad")
 
     def _sympystr(self, printer):
-        return self.formula([printer._print(a) for a in self.operand_exprs()])
+        from sympy.printing.precedence import PRECEDENCE
+        # a sum or product operand needs parentheses before x[...], x.T or "@"
+        return self.formula([printer.parenthesize(a, PRECEDENCE["Pow"])
+                             for a in self.operand_exprs()])
 
     def formula(self, ops: list) -> str:
         """A readable formula, given the printed operands (overridden for nicer forms)."""

@@ -576,7 +576,9 @@ class OneHot(TensorOp):
     operands = (0,)
 
     def __new__(cls, labels, depth, dtype):
-        return TensorOp.__new__(cls, labels, Integer(depth), Str(str(np.dtype(dtype))))
+        # a rebuild (func(*args), as in xreplace) passes the dtype back as a sympy Str
+        dtype = dtype.name if isinstance(dtype, Str) else str(np.dtype(dtype))
+        return TensorOp.__new__(cls, labels, Integer(depth), Str(dtype))
 
     @classmethod
     def infer(cls, labels, depth, dtype):
@@ -630,7 +632,9 @@ class CustomGradient(TensorOp):
     def operands(self):  # the gradient flows to the inputs, not into the forward tree
         return tuple(range(4, 4 + len(self.args[1])))
 
-    def __new__(cls, forward, inputs, vjps, dy):
+    def __new__(cls, forward, inputs, vjps, dy, *repeated):
+        # ``repeated``: the trailing copies of the inputs, passed back when SymPy rebuilds
+        # the node as ``func(*args)`` (xreplace, subs); they are rebuilt from ``inputs``
         inputs = Tuple(*inputs)
         # repeat the inputs as trailing args so that operand positions index ``args``
         return TensorOp.__new__(cls, forward, inputs, Tuple(*vjps), dy, *inputs)

@@ -190,13 +190,19 @@ class NumpySourcePrinter(NumPyPrinter):
         text = "*".join(parts) if parts else "1"
         if den_arrays:
             d = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in den_arrays]
-            text += "/" + (d[0] if len(d) == 1 else "(" + "*".join(d) + ")")
+            # a square of a name prints as a product (x*x): after "/" it needs parentheses
+            single = len(d) == 1 and not (den_arrays[0].is_Pow and den_arrays[0].exp == 2
+                                          and den_arrays[0].base.is_Symbol)
+            text += "/" + (d[0] if single else "(" + "*".join(d) + ")")
         return sign + text
 
     def _print_Add(self, e, order=None):
         common = _common_coefficient(e)
         if common is not None:  # 2*a - 2*b prints as (a - b)*2: one pass fewer
-            inner = sympy.Add(*[t / common for t in e.args])
+            # strip the coefficients exactly (t / common can leave a Float 1.0 or
+            # 0.9999999999999999 behind, and printing recursed without end)
+            inner = sympy.Add(*[-rest if coeff < 0 else rest
+                                for coeff, rest in (t.as_coeff_Mul() for t in e.args)])
             return f"({self._print(inner)})*{self._print(common)}"
         terms = list(e.args)
         # tensors first, numbers last: reads naturally and keeps masks out of the lead
@@ -230,7 +236,8 @@ def _common_coefficient(e):
     if len(coeffs) != 1:
         return None
     (c,) = coeffs
-    return c if c.is_Number and c != 1 and c != 0 else None
+    # float(c): a Float 1.0 is not == 1 in SymPy >= 1.13
+    return c if c.is_Number and c != 0 and float(c) != 1.0 else None
 
 
 def _balanced_call(source: str) -> bool:
@@ -277,7 +284,7 @@ def latex(expr) -> str:
 
 
 def _op_latex(self, printer):
-    ops = [printer._print(a) for a in self.operand_exprs()]
+    ops = [printer.parenthesize(a, PRECEDENCE["Pow"]) for a in self.operand_exprs()]
     if self.op_name == "matmul":
         return f"{ops[0]} {ops[1]}"
     if self.op_name == "transpose":
