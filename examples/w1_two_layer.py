@@ -28,8 +28,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("symgrad") is None:  # running from a source checkout
     sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))  # examples/_common.py
 
 import symgrad as sg  # noqa: E402
+from _common import _function_body, _pyplot  # noqa: E402
 from symgrad import workloads  # noqa: E402
 
 OPTIMIZERS = {
@@ -39,21 +41,6 @@ OPTIMIZERS = {
 }
 
 
-def _pyplot():
-    """matplotlib.pyplot with a file-only backend, or None when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _function_body(source: str, name: str = "train_step", lines: int = 40) -> str:
-    """The ``def name(...)`` block of a generated module (its first ``lines`` lines)."""
-    text = source[source.index(f"def {name}("):]
-    return "\n".join(text.splitlines()[:lines])
 
 
 def build():
@@ -94,7 +81,7 @@ def main(argv=None) -> dict:
 
     step = sg.train_step(loss, opt)
     print(f"\nThe generated training step, {opt!r} (cached at {step.path}):")
-    print(_function_body(step.source))
+    print(_function_body(step.source, lines=40))
     print()
 
     # the loss on all 32 points, at the current parameters
