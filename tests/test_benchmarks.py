@@ -1,0 +1,292 @@
+"""Tests of the benchmark runner, ``python -m benchmarks`` (``benchmarks/runner.py``).
+
+A quick run on a tiny configuration must finish and write a report with the documented
+fields; the correctness check must flag an implementation whose update is off by a factor
+(or whose reported loss is off) as WRONG, not fast; a failing or missing implementation is
+reported, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # ``benchmarks`` is not installed: import it from the tree
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import runner  # noqa: E402
+from benchmarks.impl_base import Implementation  # noqa: E402
+from benchmarks.impl_hand import HandImpl  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Generated modules of these tests (and of the child processes) go to a temp dir."""
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Implementations that misbehave on purpose
+# ---------------------------------------------------------------------------------------------
+
+class OffByFactor(HandImpl):
+    """The hand-written step with a learning rate 1.5 times too large: a wrong update."""
+
+    name = "offbyfactor"
+
+    def setup(self, workload, init, optimizer):
+        super().setup(workload, init, type(optimizer)(optimizer.kind, optimizer.lr * 1.5,
+                                                      optimizer.hyper))
+
+
+class LossLiar(HandImpl):
+    """Right updates, but the loss it reports is 1 % off."""
+
+    name = "lossliar"
+
+    def step(self, batch):
+        return 1.01 * super().step(batch)
+
+
+class Crashes(HandImpl):
+    """Fails at the third step."""
+
+    name = "crashes"
+
+    def setup(self, workload, init, optimizer):
+        super().setup(workload, init, optimizer)
+        self._calls = 0
+
+    def step(self, batch):
+        self._calls += 1
+        if self._calls == 3:
+            raise FloatingPointError("boom")
+        return super().step(batch)
+
+
+class WritesInput(HandImpl):
+    """Scribbles over its batch (the runner's batches are read-only)."""
+
+    name = "writesinput"
+
+    def step(self, batch):
+        batch[0][...] = 0.0
+        return super().step(batch)
+
+
+class NotInstalled(Implementation):
+    name = "notinstalled"
+
+    @classmethod
+    def version(cls):
+        raise ImportError("No module named 'notinstalled'")
+
+
+EXTRA = {c.name: c for c in (OffByFactor, LossLiar, Crashes, WritesInput, NotInstalled)}
+
+
+# ---------------------------------------------------------------------------------------------
+# A quick run on a tiny configuration
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    """``main --quick`` on W3 (with compile and memory, new processes) and W4."""
+    out = tmp_path_factory.mktemp("quick")
+    old = os.environ.get("SYMGRAD_CACHE_DIR")
+    os.environ["SYMGRAD_CACHE_DIR"] = str(out / "cache")
+    try:
+        status = runner.main(["--quick", "--only", "W3,W4", "--impl", "hand,symgrad,tape",
+                              "--repeat", "3", "--no-progress", "--json", str(out / "r.json"),
+                              "--markdown", str(out / "r.md")])
+    finally:
+        if old is None:
+            del os.environ["SYMGRAD_CACHE_DIR"]
+        else:
+            os.environ["SYMGRAD_CACHE_DIR"] = old
+    return status, json.loads((out / "r.json").read_text()), (out / "r.md").read_text()
+
+
+def test_quick_run_finishes_with_documented_json(quick_report):
+    status, report, _ = quick_report
+    assert status == 0
+    assert report["schema"] == runner.SCHEMA
+    assert report["command"].startswith("python -m benchmarks --quick")
+    for key in ("platform", "python", "numpy", "cpu_count"):
+        assert report["machine"][key]
+    assert set(report["config"]) >= {"quick", "repeat", "only", "impls", "optimizer"}
+    assert report["implementations"]["symgrad"]["available"]
+    assert [w["name"] for w in report["workloads"]] == ["W3", "W4"]
+    for w in report["workloads"]:
+        assert set(w) >= {"name", "group", "title", "dtype", "sweep", "optimizer",
+                          "steps_checked", "reference", "tolerance", "results", "compile"}
+        assert list(w["results"]) == ["hand", "symgrad", "tape"]
+        for name, e in w["results"].items():
+            assert e["status"] == "OK", (w["name"], name, e)
+            t = e["time"]
+            assert set(t) >= {"median_s", "min_s", "max_s", "iqr_s", "mad_s", "per_rep_s",
+                              "steps_per_block", "repeats"}
+            assert t["min_s"] <= t["median_s"] <= t["max_s"]
+            assert t["repeats"] == 3 == len(t["per_rep_s"])
+            assert e["ratio_to_hand"] > 0 and e["speedup_vs_tape"] > 0
+            assert len(e["loss_curve"]) == w["steps_checked"]
+            assert set(e["check"]) >= {"final_loss", "reference_final_loss", "loss_err",
+                                       "param_err", "curve_err", "rtol"}
+        assert w["results"]["hand"]["ratio_to_hand"] == 1.0
+    w3 = report["workloads"][0]
+    assert w3["tolerance"]["rtol"] == 1e-4 and report["workloads"][1]["tolerance"]["rtol"] == 1e-9
+    c = w3["compile"]
+    assert c["cold_s"] > 0 and c["warm_s"] > 0 and c["import_s"] > 0
+    assert c["warm_was_cache_hit"]
+    assert all(w3["results"][n]["peak_memory_bytes"] > 0 for n in ("hand", "symgrad", "tape"))
+    ids = {t["id"]: t for t in report["targets"]}
+    assert ids["W3-hand"]["status"] in ("PASS", "MISS")
+    assert ids["W3-cold"]["measured"] == c["cold_s"]
+    assert ids["W0-hand"]["status"] == "SKIP"  # W0 was not run
+
+
+def test_markdown_states_command_and_machine(quick_report):
+    _, report, md = quick_report
+    assert f"`{report['command']}`" in md
+    for key in ("platform", "python", "numpy", "cpu_count"):
+        assert f"| {key} | {report['machine'][key]} |" in md
+    assert "## W3" in md and "Generated-code targets" in md
+
+
+def test_plots_or_a_clear_message(quick_report, tmp_path):
+    _, report, _ = quick_report
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pytest.skip("matplotlib is not installed")
+    files = runner.write_plots(report, tmp_path)
+    names = {f.name for f in files}
+    assert {"time_per_step.png", "loss_W3.png", "loss_W4.png"} <= names
+    assert all(f.stat().st_size > 1000 for f in files)
+
+
+def test_plots_without_matplotlib_print_a_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    status = runner.main(["--quick", "--only", "W4", "--impl", "hand", "--repeat", "1",
+                          "--no-compile", "--no-memory", "--no-progress",
+                          "--plots", str(tmp_path / "plots")])
+    assert status == 0
+    assert "matplotlib is not installed: skipping --plots" in capsys.readouterr().out
+
+
+def test_cli_quick_exits_zero(tmp_path):
+    """What CI runs, cut down: ``python -m benchmarks --quick --json PATH``."""
+    out = tmp_path / "out.json"
+    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "W4",
+                           "--impl", "hand,symgrad,jax", "--no-compile", "--no-memory",
+                           "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["workloads"][0]["results"]["symgrad"]["status"] == "OK"
+    assert "Generated-code targets" in proc.stdout
+    if "jax" in report["skipped"]:  # an absent framework is listed, not an error
+        assert "jax" not in report["workloads"][0]["results"]
+
+
+def test_cli_rejects_unknown_names(capsys):
+    with pytest.raises(SystemExit):
+        runner.main(["--only", "W9"])
+    with pytest.raises(SystemExit):
+        runner.main(["--impl", "tensorflow"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Correctness: a fast wrong answer is WRONG, not fast
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def misbehaving_report():
+    cfg = runner.Config(quick=True, only=["W1", "W4"], repeat=2, compile=False, memory=False,
+                        progress=False, impls=["hand", "symgrad", *EXTRA],
+                        extra_impls=EXTRA)
+    return runner.run(cfg)
+
+
+def test_update_off_by_a_factor_is_wrong(misbehaving_report):
+    for w in misbehaving_report["workloads"]:
+        e = w["results"]["offbyfactor"]
+        assert e["status"] == "WRONG", w["name"]
+        assert e["check"]["param_err"] > w["tolerance"]["rtol"]
+        assert e["time"] is not None  # it was timed, but its speed is not reported as such
+        assert w["results"]["symgrad"]["status"] == "OK"
+        assert w["results"]["hand"]["status"] == "OK"
+    text = runner.render_text(misbehaving_report)
+    row = next(line for line in text.splitlines() if line.strip().startswith("offbyfactor"))
+    assert "WRONG" in row
+    assert "NOT CORRECT" in text and "W1/offbyfactor WRONG" in text
+    assert "**NOT CORRECT:**" in runner.render_markdown(misbehaving_report)
+
+
+def test_wrong_reported_loss_is_wrong(misbehaving_report):
+    for w in misbehaving_report["workloads"]:
+        e = w["results"]["lossliar"]
+        assert e["status"] == "WRONG"
+        assert e["check"]["param_err"] == 0.0 and e["check"]["curve_err"] > 1e-3
+
+
+def test_failures_are_reported_not_raised(misbehaving_report):
+    assert misbehaving_report["skipped"]["notinstalled"].startswith("not installed")
+    for w in misbehaving_report["workloads"]:
+        assert "notinstalled" not in w["results"]
+        crash = w["results"]["crashes"]
+        assert crash["status"] == "ERROR" and "FloatingPointError" in crash["error"]
+        writes = w["results"]["writesinput"]
+        assert writes["status"] == "ERROR" and "read-only" in writes["error"]
+    # only this project's own implementations decide the exit status
+    assert runner._failures(misbehaving_report) == []
+
+
+def _fake_runs(curve, params, error=None):
+    return {"curve": curve, "params": params, "error": error}
+
+
+@pytest.mark.parametrize("dtype, rel, status", [
+    ("float32", 1e-6, "OK"), ("float32", 1e-3, "WRONG"),
+    ("float64", 1e-12, "OK"), ("float64", 1e-7, "WRONG"),
+])
+def test_tolerance_by_dtype(dtype, rel, status):
+    wl = runner.find_workload("W4")
+    wl.dtype = dtype
+    init, batches = wl.data()
+    w = np.asarray(init["weights"], dtype=np.float64)
+    curve = [10.0, 5.0, 2.0]
+    runs = {"hand": _fake_runs(curve, {"weights": w}),
+            "other": _fake_runs([c * (1 + rel) for c in curve], {"weights": w * (1 + rel)}),
+            "nan": _fake_runs([np.nan] * 3, {"weights": w})}
+    checks = runner.judge(wl, runs, batches)
+    assert checks["hand"]["status"] == "OK"
+    assert checks["other"]["status"] == status
+    assert checks["nan"]["status"] == "WRONG"
+
+
+def test_wrong_symgrad_misses_its_targets():
+    fast = {"time": {"median_s": 1e-9}, "ratio_to_hand": 0.1, "speedup_vs_tape": 100.0,
+            "peak_memory_bytes": 1, "status": "WRONG"}
+    report = {"workloads": [{"name": "W0", "results": {"symgrad": fast}, "compile": None}]}
+    rows = {t["id"]: t for t in runner.evaluate_targets(report)}
+    assert rows["W0-hand"]["status"] == "MISS" and "WRONG" in rows["W0-hand"]["note"]
+    assert rows["W0-tape10"]["status"] == "MISS"
+    assert rows["W3-hand"]["status"] == "SKIP"
+
+
+def test_every_implementation_gets_the_same_batches():
+    """The sweeps' and the main workloads' data are deterministic and shared."""
+    a = runner.find_workload("W3", quick=True).data()
+    b = runner.find_workload("W3", quick=True).data()
+    assert all(np.array_equal(x, y) for bx, by in zip(a[1], b[1]) for x, y in zip(bx, by))
+    assert all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
