@@ -26,7 +26,7 @@ import jinja2
 import numpy as np
 import sympy
 
-from .nodes import TensorSymbol
+from .nodes import TensorSymbol, info
 from .optimize import Program
 from .printer import NumpySourcePrinter, formula
 from .shapes import Dim, format_shape
@@ -263,8 +263,15 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
             names[s.target] = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
             continue
         if s.is_op:
-            p.operand_exprs = s.args
-            source = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
+            printed, seen = [], []
+            for a in s.args:  # an operand computed in a dying buffer: no temporary array
+                lines, buf = ([], None) if s.value.consumes_raw(a) else \
+                    reuse.operand_in_place(a, s, p, names)
+                body.extend(lines)
+                printed.append(names[buf] if buf is not None else p.doprint(a))
+                seen.append(buf if buf is not None else a)
+            p.operand_exprs = seen  # what the op's printer sees is what was computed
+            source = s.value.print_numpy(p, printed)
             p.operand_exprs = None
         else:
             source = reuse.in_place(s, p, names) or p.doprint(s.value)
@@ -320,6 +327,13 @@ class _BufferReuse:
         for i, s in enumerate(program.statements):
             for sym in s.reads():
                 self.last_read[sym] = i
+        # a view (broadcast_to, reshape, transpose, basic index, identity) shares its
+        # operand's buffer: the operand lives as long as the view is read
+        for i in range(len(program.statements) - 1, -1, -1):
+            s = program.statements[i]
+            if _may_alias(s) and s.target in self.last_read:
+                for sym in s.reads():
+                    self.last_read[sym] = max(self.last_read[sym], self.last_read[s.target])
         self.index = {s.target: i for i, s in enumerate(program.statements)}
         self.outputs = {o.symbol for o in program.outputs}
         self.owned: set = set()
@@ -341,12 +355,48 @@ class _BufferReuse:
                 return "\n".join(lines[:-1] + [lines[-1]])
         return None
 
+    def operand_in_place(self, a, s, p, names):
+        """``(lines, buffer name)`` computing operand ``a`` of op statement ``s`` inside a
+        dying temporary, or ``([], None)``."""
+        if a.is_Atom or not isinstance(a, sympy.Expr):
+            return [], None
+        shape, dtype = info(a)
+        if shape == () or dtype is None:
+            return [], None
+        for t in sorted(a.free_symbols, key=lambda x: x.name):
+            if (isinstance(t, TensorSymbol) and t in self.owned
+                    and self.last_read.get(t) == self.index[s.target]
+                    and t.shape == shape and t.dtype == dtype):
+                lines = _spine(a, t, names[t], p)
+                if lines:
+                    return lines, t
+        return [], None
+
     def done(self, s) -> None:
         from .ops import MatMul
         if s.target in self.outputs or s.target.shape == ():
             return
-        if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op and not s.value.is_Atom):
+        if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op
+                                                         and not _alias_of(s.value).is_Atom):
             self.owned.add(s.target)
+
+
+def _may_alias(s) -> bool:
+    """Whether statement ``s``'s result may be a view of (share memory with) an operand."""
+    from .ops import ArgmaxMask, IndexGrad, MatMul, OneHot, _Reduction
+    if s.is_op:
+        return not isinstance(s.value, (MatMul, _Reduction, OneHot, ArgmaxMask, IndexGrad))
+    return _alias_of(s.value).is_Atom
+
+
+def _alias_of(e):
+    """``e`` without the identity functions that print as their argument: ``t =
+    stop_gradient(x)`` prints as ``t = x``, an alias of x's buffer (maybe a read-only
+    broadcast view), never a buffer of t's own to write into."""
+    from .functions import stop_gradient
+    while isinstance(e, stop_gradient):
+        e = e.args[0]
+    return e
 
 
 _UNARY_UFUNCS = {sympy.exp: "np.exp", sympy.log: "np.log", sympy.tanh: "np.tanh",

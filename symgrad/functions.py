@@ -95,7 +95,8 @@ class stop_gradient(_RealFunction):
         return S.Zero
 
     def numpy_form(self, p, x):
-        return x
+        # printed where a call would be: parenthesize a compound argument (a - b)
+        return p.atom(x)
 
 
 class maximum(_RealFunction):

@@ -29,6 +29,8 @@ __all__ = [
     "shape_of",
     "dtype_of",
     "is_tensor_free",
+    "subexpressions",
+    "xreplace_dag",
     "ROLES",
 ]
 
@@ -136,6 +138,11 @@ class TensorOp(sympy.Expr):
     def operand_exprs(self) -> list:
         return [self.args[i] for i in self.operands]
 
+    def consumes_raw(self, arg) -> bool:
+        """True when this op prints a better form from the operand expression ``arg`` itself
+        than from its precomputed value (the code generator then leaves it unevaluated)."""
+        return False
+
     def _eval_derivative(self, s):
         raise TypeError(
             f"sympy.diff cannot see through symgrad's {self.op_name!r}; use symgrad.grad")
@@ -239,6 +246,50 @@ def dtype_of(expr) -> Optional[np.dtype]:
 def is_tensor_free(expr) -> bool:
     """True when ``expr`` holds no tensor leaf and no structural node (a number or a dim)."""
     return not any(isinstance(a, (TensorSymbol, TensorOp)) for a in sympy.preorder_traversal(expr))
+
+
+def subexpressions(exprs) -> list:
+    """Every distinct subexpression of ``exprs``, each once (iterative).
+
+    A region is a DAG: SymPy's ``preorder_traversal``, ``has``, ``replace`` and ``xreplace``
+    walk a shared subtree once per use, exponential in the depth of a chain such as
+    ``y = sin(y)*0.5 + y``. Walks over whole programs go through here instead.
+    """
+    seen: dict = {}
+    stack = list(exprs)
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen[e] = True
+        stack.extend(e.args)
+    return list(seen)
+
+
+def xreplace_dag(expr, rule: dict):
+    """``expr.xreplace(rule)``, rebuilding each distinct subexpression once (iterative)."""
+    if not rule:
+        return expr
+    memo: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in memo:
+            continue
+        if e in rule:
+            memo[e] = rule[e]
+            continue
+        if not e.args:
+            memo[e] = e
+            continue
+        if not ready:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in memo)
+            continue
+        args = tuple(memo[a] for a in e.args)
+        changed = any(new is not old for new, old in zip(args, e.args))
+        memo[e] = e.func(*args) if changed else e
+    return memo[expr]
 
 
 def describe(expr) -> str:

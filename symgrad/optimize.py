@@ -20,7 +20,8 @@ from typing import Optional
 import numpy as np
 import sympy
 
-from .nodes import TensorOp, TensorSymbol, dtype_of, info, shape_of
+from .nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
+                    xreplace_dag)
 from .functions import relu, step
 from .ops import CustomGradient
 from .stable import rewrite
@@ -104,17 +105,14 @@ class _MaskFromRelu:
     """
 
     def __init__(self, exprs):
-        self.relu_args = set()
-        for e in exprs:
-            for sub in sympy.preorder_traversal(e):
-                if isinstance(sub, relu):
-                    self.relu_args.add(sub.args[0])
+        self.relu_args = {sub.args[0] for sub in subexpressions(exprs) if isinstance(sub, relu)}
 
     def __call__(self, expr):
-        if not self.relu_args or not expr.has(step):
+        if not self.relu_args:
             return expr
-        return expr.replace(lambda e: isinstance(e, step) and e.args[0] in self.relu_args,
-                            lambda e: step(relu(e.args[0])))
+        rule = {e: step(relu(e.args[0])) for e in subexpressions([expr])
+                if isinstance(e, step) and e.args[0] in self.relu_args}
+        return xreplace_dag(expr, rule)
 
 
 def _shared_sums(exprs) -> dict:
@@ -125,9 +123,7 @@ def _shared_sums(exprs) -> dict:
     program, the sum is rewritten as the unevaluated ``c*(sum/c)`` so that ``cse`` computes
     ``m - y`` once for both.
     """
-    sums = set()
-    for e in exprs:
-        sums |= {a for a in sympy.preorder_traversal(e) if a.is_Add}
+    sums = {a for a in subexpressions(exprs) if a.is_Add}
     mapping = {}
     for a in sums:
         coeffs = {abs(t.as_coeff_Mul()[0]) for t in a.args}

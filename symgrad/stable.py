@@ -19,6 +19,7 @@ import sympy
 from sympy import S, exp, log
 
 from .functions import sigmoid, softplus
+from .nodes import TensorOp
 
 __all__ = ["rewrite"]
 
@@ -80,21 +81,35 @@ def _rule_for(e):
     return rule(e) if rule is not None else None
 
 
+def _rewrite_once(expr):
+    """One bottom-up pass. Each distinct subexpression is visited once (a region is a DAG:
+    walked as a tree, a shared subtree costs exponential time), iteratively, and structural
+    nodes are not entered: their operands are regions of their own, rewritten when they are
+    planned or differentiated."""
+    memo: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in memo:
+            continue
+        if not e.args or isinstance(e, TensorOp):
+            memo[e] = e
+            continue
+        if not ready:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in memo)
+            continue
+        args = tuple(memo[a] for a in e.args)
+        new = e.func(*args) if args != e.args else e
+        out = _rule_for(new)
+        memo[e] = new if out is None else out
+    return memo[expr]
+
+
 def rewrite(expr):
     """Apply the stable rewrites everywhere in ``expr`` (bottom-up, to a fixed point)."""
-    if not any(isinstance(a, (log, sympy.Pow, sympy.Mul))
-               for a in sympy.preorder_traversal(expr)):
-        return expr
-    memo = {}
-
-    def value(e):
-        out = memo.get(e)
-        if out is None:
-            out = memo[e] = _rule_for(e)
-        return out
-
     for _ in range(4):
-        new = expr.replace(lambda e: value(e) is not None, value)
+        new = _rewrite_once(expr)
         if new == expr:
             return new
         expr = new
