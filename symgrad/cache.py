@@ -97,8 +97,9 @@ _PACKAGE_DIGEST = None
 
 
 def version_fingerprint() -> str:
-    return (f"symgrad={__version__}+{_package_digest()};sympy={sympy.__version__};numpy={np.__version__};"
-            f"python={platform.python_version()};impl={platform.python_implementation()}")
+    return (f"symgrad={__version__}+{_package_digest()};sympy={sympy.__version__};"
+            f"numpy={np.__version__};python={platform.python_version()};"
+            f"impl={platform.python_implementation()}")
 
 
 def serialize(expr, memo: dict, out: list) -> int:

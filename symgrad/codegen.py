@@ -261,6 +261,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         p.float_dtype = s.target.dtype or default_dtype
         if s.is_op and _inline_view(s, program, p):
             names[s.target] = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
+            reuse.done(s)
             continue
         if s.is_op:
             printed, seen = [], []
@@ -351,7 +352,8 @@ class _BufferReuse:
         for a in sorted(candidates, key=lambda t: t.name):
             lines = _spine(s.value, a, names[a], p)
             if lines:
-                self.owned.add(s.target)
+                if s.target not in self.outputs:  # an output's buffer is the caller's
+                    self.owned.add(s.target)
                 return "\n".join(lines[:-1] + [lines[-1]])
         return None
 
@@ -373,7 +375,11 @@ class _BufferReuse:
         return [], None
 
     def done(self, s) -> None:
-        from .ops import MatMul
+        from .ops import BroadcastTo, CustomGradient, Index, Let, MatMul, PermuteDims, Reshape
+        if s.is_op and isinstance(s.value, (BroadcastTo, CustomGradient, Index, Let,
+                                            PermuteDims, Reshape)):
+            # a view (or alias) of its operand: that buffer lives on in the result
+            self.owned.difference_update(s.reads())
         if s.target in self.outputs or s.target.shape == ():
             return
         if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op

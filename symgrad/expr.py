@@ -36,6 +36,10 @@ __all__ = [
 
 #: elementwise nesting beyond which a subtree is let-bound (keeps SymPy's recursion shallow)
 MAX_ELEMENTWISE_DEPTH = 48
+#: nodes of an elementwise subtree written out (a value used twice counts twice) beyond which
+#: it is let-bound: sympy.diff, xreplace and the printers walk trees, not DAGs, so a chain
+#: that reuses its value (``y = sin(y)*0.5 + y``) would cost 2**depth
+MAX_ELEMENTWISE_TREE = 256
 
 
 def _dtype(d) -> Optional[np.dtype]:
@@ -51,16 +55,18 @@ class Tensor:
     first time it is needed (so a compile that hits the cache never differentiates).
     """
 
-    __slots__ = ("_expr", "_thunk", "shape", "dtype", "depth", "recipe", "__weakref__")
+    __slots__ = ("_expr", "_thunk", "shape", "dtype", "depth", "recipe", "tree",
+                 "__weakref__")
     __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray @ Tensor works
 
     def __init__(self, expr, shape, dtype, depth: int = 0, thunk: Callable = None,
-                 recipe=None):
+                 recipe=None, tree: int = 1):
         self._expr = expr
         self._thunk = thunk
         self.shape = tuple(shape)
         self.dtype = _dtype(dtype)
         self.depth = depth
+        self.tree = tree  # nodes written out: the cost of SymPy's tree walks (see _wrap)
         self.recipe = recipe
 
     # -- the tree ------------------------------------------------------------------------
@@ -196,7 +202,7 @@ def constant(value, dtype=None, name: str = "const") -> Tensor:
     arr = np.array(value, dtype=dtype)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"constant: cannot use a value of dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr)
+    arr = np.array(arr, order="C")  # not ascontiguousarray: it makes a 0-d array 1-d
     arr.setflags(write=False)
     digest = hashlib.sha256(
         arr.dtype.str.encode() + str(arr.shape).encode() + arr.tobytes()).hexdigest()[:24]
@@ -236,15 +242,15 @@ def _result_dtype(tensors, float_result=False):
     return dtype
 
 
-def _wrap(expr, shape, dtype, depth) -> Tensor:
+def _wrap(expr, shape, dtype, depth, tree=1) -> Tensor:
     """Wrap a freshly built SymPy node, repairing shapes that SymPy's evaluation collapsed
     (``x - x`` is ``0``) and let-binding trees that grow too deep."""
     if info(expr)[0] != tuple(shape):
         expr = O.BroadcastTo(expr, shape, dtype)
-        depth = 0
-    if depth > MAX_ELEMENTWISE_DEPTH:
-        expr, depth = O.Let(expr), 0
-    return Tensor(expr, shape, dtype, depth)
+        depth, tree = 0, 1
+    if depth > MAX_ELEMENTWISE_DEPTH or tree > MAX_ELEMENTWISE_TREE:
+        expr, depth, tree = O.Let(expr), 0, 1
+    return Tensor(expr, shape, dtype, depth, tree=tree)
 
 
 def _elementwise(op: str, fn, *operands, float_result=True, dtype=None) -> Tensor:
@@ -254,7 +260,7 @@ def _elementwise(op: str, fn, *operands, float_result=True, dtype=None) -> Tenso
         dtype = _result_dtype(ts, float_result)
     expr = fn(*(t.expr for t in ts))
     depth = 1 + builtins.max((t.depth for t in ts), default=0)
-    return _wrap(expr, shape, dtype, depth)
+    return _wrap(expr, shape, dtype, depth, 1 + builtins.sum(t.tree for t in ts))
 
 
 def _unary(op, fn, x, float_result=True):
@@ -373,7 +379,8 @@ def where(cond, a, b) -> Tensor:
     shape = broadcast_shapes(tc.shape, ta.shape, tb.shape, op="where")
     dtype = _result_dtype([ta, tb])
     depth = 1 + builtins.max(tc.depth, ta.depth, tb.depth)
-    return _wrap(F.where(tc.expr, ta.expr, tb.expr), shape, dtype, depth)
+    return _wrap(F.where(tc.expr, ta.expr, tb.expr), shape, dtype, depth,
+                 1 + tc.tree + ta.tree + tb.tree)
 
 
 def stop_gradient(x) -> Tensor:

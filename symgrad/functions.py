@@ -159,6 +159,10 @@ class where(_RealFunction):
         return where(cond, a.diff(s), b.diff(s))
 
     def numpy_form(self, p, cond, a, b):
+        if self.args[1].is_Number and self.args[2].is_Number:
+            # np.where(c, 1, 0) is an int64 array: give it the statement's dtype, which
+            # the generated code relies on (in-place reuse of the buffer, outputs)
+            return f"np.where({cond}, {a}, {b}).astype({p.dtype_source(p.float_dtype)})"
         return f"np.where({cond}, {a}, {b})"
 
 

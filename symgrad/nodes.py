@@ -195,7 +195,8 @@ def _node_info(expr, child_infos: list):
     except ShapeError as err:
         raise ShapeError(f"{err} in {expr}") from None
     if isinstance(expr, (sympy.core.relational.Relational,
-                         sympy.logic.boolalg.BooleanFunction)):
+                         sympy.logic.boolalg.BooleanFunction)) or getattr(
+                             expr, "returns_bool", False):
         return shape, BOOL
     dtypes = [d for _, d in child_infos]
     if getattr(expr, "dtype_from", None) is not None:  # e.g. where(c, a, b): not from c

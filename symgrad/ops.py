@@ -161,7 +161,12 @@ class MatMul(TensorOp):
         a2 = a if len(sa) > 1 else Reshape(a, (1,) + sa)
         b2 = b if len(sb) > 1 else Reshape(b, sb + (1,))
         out2 = MatMul(a2, b2)
-        g2 = g if shape_of(g) == out2.shape else Reshape(ensure_shape(g, self.shape), out2.shape)
+        if shape_of(g) == out2.shape:
+            g2 = g
+        elif shape_of(g) == ():  # a scalar adjoint broadcasts (a number cannot be reshaped)
+            g2 = BroadcastTo(g, out2.shape, self.dtype)
+        else:
+            g2 = Reshape(ensure_shape(g, self.shape), out2.shape)
         ga = sum_to_shape(MatMul(g2, swap_last(b2)), out2.shape[:-1] + (shape_of(a2)[-1],),
                           shape_of(a2))
         gb = sum_to_shape(MatMul(swap_last(a2), g2), out2.shape[:-2] + shape_of(b2)[-2:],
@@ -614,7 +619,9 @@ class Let(TensorOp):
         return info(x)
 
     def vjp(self, g):
-        return [g]
+        # the adjoint is let-bound too: along a deep chain it would otherwise grow by one
+        # factor per link (and SymPy re-sorts the whole product each time)
+        return [g if is_tensor_free(g) else Let(g)]
 
     def print_numpy(self, p, ops):
         return ops[0]

@@ -161,15 +161,15 @@ def plan(outputs: list) -> Program:
     op_args: dict = {}
     for node in ops:
         args = [rewrite(node.args[i]) for i in value_args(node)]
-        op_args[node] = [a.xreplace(op_temp) for a in args] if op_temp else args
+        op_args[node] = [xreplace_dag(a, op_temp) for a in args] if op_temp else args
         op_temp[node] = temps.new(node, node.op_name)
-    roots = [r.xreplace(op_temp) if op_temp else r for r in roots]
+    roots = [xreplace_dag(r, op_temp) for r in roots]
     everything = roots + [a for node in ops for a in op_args[node]]
     masks = _MaskFromRelu(everything)
     shared = _shared_sums(everything)
-    roots = [masks(r).xreplace(shared) for r in roots]
+    roots = [xreplace_dag(masks(r), shared) for r in roots]
     for node in ops:
-        op_args[node] = [masks(a).xreplace(shared) for a in op_args[node]]
+        op_args[node] = [xreplace_dag(masks(a), shared) for a in op_args[node]]
 
     # one cse over every elementwise expression of the program
     exprs, slots = [], []
@@ -183,11 +183,11 @@ def plan(outputs: list) -> Program:
     sub: dict = {}
     statements = []
     for sym, e in replacements:
-        e = e.xreplace(sub)
+        e = xreplace_dag(e, sub)
         t = temps.new(e, type(e).__name__.lower() if e.is_Function else "t")
         sub[sym] = t
         statements.append(Statement(t, e))
-    reduced = [r.xreplace(sub) for r in reduced]
+    reduced = [xreplace_dag(r, sub) for r in reduced]
     for (node, k), r in zip(slots, reduced[:n_op_exprs]):
         op_args[node][k] = r
     for node in ops:

@@ -36,8 +36,10 @@ _BOOLEAN_TYPES = (step, sympy.core.relational.Relational, sympy.logic.boolalg.Bo
 
 
 def _is_mask(e) -> bool:
-    """True for expressions numpy evaluates to a bool array (a comparison, a step)."""
-    return isinstance(e, _BOOLEAN_TYPES)
+    """True for expressions numpy evaluates to a bool array (a comparison, a step, or a
+    temporary holding one: ``-mask`` and ``mask + mask`` are not arithmetic in numpy)."""
+    return isinstance(e, _BOOLEAN_TYPES) or (isinstance(e, TensorSymbol)
+                                             and e.dtype_name == "bool")
 
 
 class NumpySourcePrinter(NumPyPrinter):
@@ -93,8 +95,9 @@ class NumpySourcePrinter(NumPyPrinter):
 
     def _print(self, expr, **kwargs):
         if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Integer:
-            value = float(expr.evalf(17))
-            return repr(value)
+            value = expr.evalf(17)
+            if value.is_Number:  # not for relu(0), clip(0, lo, hi), ...: no evalf there
+                return repr(float(value))
         if isinstance(expr, TensorOp):
             raise TypeError(f"internal error: structural node {expr.op_name} printed inline")
         if isinstance(expr, ELEMENTWISE_FUNCTIONS):
@@ -272,8 +275,32 @@ class FormulaPrinter(StrPrinter):
         return repr(float(e))
 
 
+#: a formula longer than this many nodes written out is summarized, not printed: the text
+#: of a chain that reuses its value (``y = sin(y)*0.5 + y``) doubles with every link
+MAX_FORMULA_NODES = 20_000
+
+
+def _tree_size(expr) -> int:
+    """Nodes of ``expr`` written out as a tree (what printing it costs), counted on the DAG."""
+    size: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in size:
+            continue
+        if ready or not e.args:
+            size[e] = 1 + sum(size[a] for a in e.args)
+            continue
+        stack.append((e, True))
+        stack.extend((a, False) for a in e.args if a not in size)
+    return size[expr]
+
+
 def formula(expr) -> str:
     """A formula a person can read (numpy-like notation)."""
+    n = _tree_size(expr)
+    if n > MAX_FORMULA_NODES:
+        return f"<an expression of {n} nodes written out: too long to print>"
     return FormulaPrinter({"order": "none"}).doprint(expr)
 
 

@@ -49,55 +49,75 @@ def _fail(node, why: str):
     raise UnsafeModuleError(f"generated module rejected at line {line}: {why}")
 
 
+_LEAFY = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
+def _all_nodes(tree) -> list:
+    """Every node of ``tree`` but the context/operator singletons (faster than ast.walk)."""
+    out, stack = [], [tree]
+    AST = ast.AST
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        for field in node._fields:
+            v = getattr(node, field, None)
+            if isinstance(v, list):
+                stack.extend(x for x in v if isinstance(x, AST))
+            elif isinstance(v, AST) and not isinstance(v, _LEAFY):
+                stack.append(v)
+    return out
+
+
+_FORBIDDEN_NODES = (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef,
+                    ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom, ast.AsyncWith,
+                    ast.AsyncFor)
+
+
+def _bindings(node) -> list:
+    """The names ``node`` binds."""
+    t = type(node)
+    if t is ast.Name:
+        return [node.id] if not isinstance(node.ctx, ast.Load) else []
+    if t in (ast.FunctionDef, ast.Lambda):
+        a = node.args
+        names = [arg.arg for arg in a.args + a.posonlyargs + a.kwonlyargs + [a.vararg, a.kwarg]
+                 if arg is not None]
+        return names + ([node.name] if t is ast.FunctionDef else [])
+    if t is ast.arg:
+        return [node.arg]
+    if t is ast.alias:
+        return [node.asname or node.name.partition(".")[0]]
+    if t in (ast.ExceptHandler, ast.MatchAs, ast.MatchStar):
+        return [node.name] if node.name else []
+    if t is ast.MatchMapping:
+        return [node.rest] if node.rest else []
+    return []
+
+
 def check_module_source(source: str) -> ast.Module:
     """Parse ``source`` and check it against the allowlist; return the AST."""
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
         raise UnsafeModuleError(f"generated module does not parse: {err}") from None
+    nodes = _all_nodes(tree)
     defined = {"np"}
-    bound = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
-            if isinstance(node, ast.FunctionDef):
-                bound.append((node, node.name))
-            a = node.args
-            for arg in a.args + a.posonlyargs + a.kwonlyargs + [a.vararg, a.kwarg]:
-                if arg is not None:
-                    bound.append((node, arg.arg))
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            bound.append((node, node.id))
-        elif isinstance(node, ast.arg):
-            bound.append((node, node.arg))
-        elif isinstance(node, ast.alias):
-            bound.append((node, node.asname or node.name.partition(".")[0]))
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.append((node, node.name))
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            bound.append((node, node.name))
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            bound.append((node, node.rest))
-    for node, name in bound:
-        if name in _BUILTIN_NAMES:
-            _fail(node, f"binds the builtin name {name!r}")
-        if name.startswith("__"):
-            _fail(node, f"binds the dunder name {name!r}")
-        defined.add(name)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            if [(a.name, a.asname) for a in node.names] != [("numpy", "np")]:
-                _fail(node, "imports other than 'import numpy as np'")
-        elif isinstance(node, (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef,
-                               ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom,
-                               ast.AsyncWith, ast.AsyncFor)):
-            _fail(node, f"{type(node).__name__} is not allowed")
-        elif isinstance(node, ast.Name):
+    for node in nodes:
+        for name in _bindings(node):
+            if name in _BUILTIN_NAMES:
+                _fail(node, f"binds the builtin name {name!r}")
+            if name.startswith("__"):
+                _fail(node, f"binds the dunder name {name!r}")
+            defined.add(name)
+    for node in nodes:
+        t = type(node)
+        if t is ast.Name:
             if node.id.startswith("__") and node.id != "__name__":
                 _fail(node, f"dunder name {node.id!r}")
             if isinstance(node.ctx, ast.Load) and node.id not in defined \
                     and node.id not in SAFE_BUILTINS:
                 _fail(node, f"name {node.id!r} is neither defined here nor an allowed builtin")
-        elif isinstance(node, ast.Attribute):
+        elif t is ast.Attribute:
             if node.attr.startswith("__"):
                 _fail(node, f"dunder attribute {node.attr!r}")
             if node.attr in DENIED_ATTRIBUTES:
@@ -110,8 +130,13 @@ def check_module_source(source: str) -> ast.Module:
                 root = root.func if isinstance(root, ast.Call) else root.value
             if isinstance(root, ast.Name) and root.id not in defined:
                 _fail(node, f"attribute of {root.id!r}, which is not local")
-        elif isinstance(node, ast.Call):
+        elif t is ast.Call:
             f = node.func
             if isinstance(f, ast.Name) and f.id not in defined and f.id not in SAFE_BUILTINS:
                 _fail(node, f"call of {f.id!r}")
+        elif t is ast.Import:
+            if [(a.name, a.asname) for a in node.names] != [("numpy", "np")]:
+                _fail(node, "imports other than 'import numpy as np'")
+        elif isinstance(node, _FORBIDDEN_NODES):
+            _fail(node, f"{t.__name__} is not allowed")
     return tree

@@ -123,7 +123,7 @@ def _init_state(params: list, optimizer: Optimizer, values: dict) -> TrainState:
 def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, loss):
     fn = compiled._fn
     if compiled._rename:  # some input name is not an identifier: map keywords first
-        def step(state, *args, **kwargs):
+        def step(state, /, *args, **kwargs):
             return fn(state, *compiled._bind(args, kwargs))
     else:  # a fresh function object over the generated code, with attributes of its own
         step = types.FunctionType(fn.__code__, fn.__globals__, "train_step", fn.__defaults__,

@@ -1,0 +1,184 @@
+"""Command line: ``python -m symgrad cache info|clear`` and ``python -m symgrad show``.
+
+::
+
+    python -m symgrad cache info          # directory, entries, total size, per-entry key/size/age
+    python -m symgrad cache clear         # remove every entry (asks nothing), say how many
+    python -m symgrad show model.py:loss  # formulas and generated source of a Tensor, a list
+                                          # or dict of Tensors, or a compiled function
+    python -m symgrad show pkg.mod:f --path   # where it is cached
+
+The cache directory is ``SYMGRAD_CACHE_DIR`` or the user cache directory (``--dir``
+overrides both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _directory(args):
+    from .cache import cache_dir
+    return Path(args.dir).expanduser() if args.dir else cache_dir()
+
+
+def cmd_cache_info(args) -> int:
+    from .cache import info
+    d = _directory(args)
+    data = info(d)
+    print(f"directory: {d}")
+    if not data["exists"]:
+        print("entries:   0 (the directory does not exist yet)")
+        return 0
+    es = data["entries"]
+    print(f"entries:   {len(es)}")
+    print(f"size:      {_size(data['total_size'])} ({data['total_size']} bytes)")
+    if data["temp_files"]:
+        print(f"temp files left by interrupted writers: {data['temp_files']} "
+              f"(removed by 'cache clear')")
+    if es:
+        print()
+        print(f"{'key':<64}  {'size':>10}  {'age':>6}  status")
+        for e in sorted(es, key=lambda e: e["mtime"], reverse=True):
+            status = "ok" if e["valid"] else "CORRUPT (rebuilt on next use)"
+            print(f"{e['key']:<64}  {e['size']:>10}  {_age(e['age']):>6}  {status}")
+    return 0
+
+
+def cmd_cache_clear(args) -> int:
+    from .cache import clear
+    d = _directory(args)
+    n = clear(d)
+    print(f"removed {n} {'entry' if n == 1 else 'entries'} from {d}")
+    return 0
+
+
+def _import_target(spec: str):
+    """``path/to/file.py:ATTR`` or ``dotted.module:ATTR`` -> the object."""
+    if ":" not in spec:
+        raise SystemExit(f"symgrad show: expected MODULE:ATTR (a .py path or a dotted module "
+                         f"name, a colon, an attribute), got {spec!r}")
+    mod_part, _, attr = spec.rpartition(":")
+    if mod_part.endswith(".py") or os.sep in mod_part or "/" in mod_part:
+        path = Path(mod_part).resolve()
+        if not path.exists():
+            raise SystemExit(f"symgrad show: no such file {path}")
+        sys.path.insert(0, str(path.parent))
+        name = f"symgrad_show_{path.stem}"
+        spec_ = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec_)
+        sys.modules[name] = module
+        spec_.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(mod_part)
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SystemExit(f"symgrad show: {mod_part} has no attribute {attr!r}") from None
+    return obj
+
+
+def cmd_show(args) -> int:
+    from .api import CompiledFunction, compile as sg_compile
+    from .expr import Tensor
+    obj = _import_target(args.target)
+    if isinstance(obj, CompiledFunction) or hasattr(obj, "source") and hasattr(obj, "key") \
+            and hasattr(obj, "path"):
+        f = obj
+    elif isinstance(obj, Tensor) or (isinstance(obj, (list, tuple)) and obj
+                                     and all(isinstance(t, Tensor) for t in obj)) \
+            or (isinstance(obj, dict) and obj and all(isinstance(t, Tensor)
+                                                      for t in obj.values())):
+        f = sg_compile(obj)
+    else:
+        raise SystemExit(f"symgrad show: {args.target} is a {type(obj).__name__}; expected a "
+                         f"symgrad Tensor, a list or dict of Tensors, or a compiled function")
+    if args.path:
+        print(f.path if f.path is not None else "(not on disk: the cache is in memory only)")
+        return 0
+    formulas = getattr(f, "formulas", None)
+    if formulas:
+        print("# formulas")
+        for name, text in formulas.items():
+            print(f"{name} = {text}")
+        print()
+    print(f"# generated source ({f.path or 'in memory'})")
+    print(f.source, end="" if f.source.endswith("\n") else "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m symgrad",
+        description="symgrad: a symbolic differentiation compiler for numpy. Inspect and clear "
+                    "the cache of generated modules, or show what a model compiles to.",
+        epilog="The cache directory is $SYMGRAD_CACHE_DIR, else the user cache directory.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    cache = sub.add_parser("cache", help="inspect or clear the cache of generated modules",
+                           description="Inspect or clear the cache of generated modules.")
+    cache_sub = cache.add_subparsers(dest="action", metavar="ACTION")
+    cache_sub.required = True
+    for name, fn, text in [
+            ("info", cmd_cache_info, "print the directory, the number of entries, their total "
+                                     "size, and each entry's key, size and age"),
+            ("clear", cmd_cache_clear, "remove every cached module (asks nothing) and say "
+                                       "how many were removed")]:
+        sp = cache_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sp.add_argument("--dir", help="use this cache directory instead of the default")
+        sp.set_defaults(func=fn)
+
+    show = sub.add_parser(
+        "show", help="print the formulas and generated source of a model",
+        description="Import MODULE (a .py path or a dotted module name), take ATTR (a Tensor, "
+                    "a list or dict of Tensors, or a compiled function), compile it if needed "
+                    "and print its formulas and generated numpy source.")
+    show.add_argument("target", metavar="MODULE:ATTR",
+                      help="e.g. examples/model.py:loss or mypkg.models:train_fn")
+    show.add_argument("--path", action="store_true",
+                      help="print only where the generated module is cached")
+    show.set_defaults(func=cmd_show, dir=None)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .cache import CacheError
+    try:
+        return args.func(args)
+    except CacheError as err:
+        print(f"symgrad: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
