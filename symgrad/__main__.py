@@ -106,10 +106,61 @@ def _import_target(spec: str):
     return obj
 
 
+def _builtin_models() -> dict:
+    """The reference workloads (shared/WORKLOADS.md), each a function returning its loss."""
+    import symgrad as sg
+
+    def w0():
+        x, target, a = sg.input("x"), sg.input("target"), sg.param("A")
+        return (x * a - target) ** 2
+
+    def w1():
+        x, y = sg.input("x", ("N", 2)), sg.input("y", ("N", 1))
+        w1, w2 = sg.param("w1", (2, 3)), sg.param("w2", (3, 1))
+        return sg.mean(((x @ w1) @ w2 - y) ** 2)
+
+    def w2():
+        x, y = sg.input("x"), sg.input("y")
+        return x ** 2 * y + y + 2  # W2.2; differentiated with respect to x and y
+
+    def w3():
+        x = sg.input("x", ("N", 784), "float32")
+        y = sg.input("y", ("N", 10), "float32")
+        sizes, h = [784, 256, 128, 10], x
+        for i in range(1, 4):
+            w = sg.param(f"w{i}", (sizes[i - 1], sizes[i]), "float32")
+            b = sg.param(f"b{i}", (sizes[i],), "float32")
+            h = h @ w + b
+            h = sg.relu(h) if i < 3 else h
+        return sg.mean((y - h) ** 2)
+
+    def w4():
+        inp, target = sg.input("input", (5, 2)), sg.input("target", (5, 1))
+        return sg.l2_loss(inp @ sg.param("weights", (2, 1)) - target)
+
+    return {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "w4": w4}
+
+
+def _with_gradients(loss):
+    """A scalar loss -> {"loss": loss, "grad_<leaf>": ...} over its params (else inputs)."""
+    from .api import grad, leaves_of
+    leaves = sorted(leaves_of([loss]), key=lambda s: (s.role != "param", s.name))
+    params = [s for s in leaves if s.role == "param"] or leaves
+    from .expr import Tensor
+    sources = [Tensor(s, s.shape, s.dtype) for s in params]
+    return {"loss": loss, **{f"grad_{s.name}": g
+                             for s, g in zip(params, grad(loss, sources))}}
+
+
 def cmd_show(args) -> int:
     from .api import CompiledFunction, compile as sg_compile
     from .expr import Tensor
-    obj = _import_target(args.target)
+    builtins_ = _builtin_models()
+    obj = builtins_[args.target]() if args.target in builtins_ else _import_target(args.target)
+    if callable(obj) and not isinstance(obj, CompiledFunction) and not hasattr(obj, "source"):
+        obj = obj()  # a function that builds the model
+    if isinstance(obj, Tensor) and obj.shape == ():
+        obj = _with_gradients(obj)
     if isinstance(obj, CompiledFunction) or hasattr(obj, "source") and hasattr(obj, "key") \
             and hasattr(obj, "path"):
         f = obj
@@ -159,11 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser(
         "show", help="print the formulas and generated source of a model",
-        description="Import MODULE (a .py path or a dotted module name), take ATTR (a Tensor, "
-                    "a list or dict of Tensors, or a compiled function), compile it if needed "
-                    "and print its formulas and generated numpy source.")
-    show.add_argument("target", metavar="MODULE:ATTR",
-                      help="e.g. examples/model.py:loss or mypkg.models:train_fn")
+        description="Show a built-in model (w0..w4), or import MODULE (a .py path or a dotted "
+                    "module name) and take ATTR (a Tensor, a list or dict of Tensors, a "
+                    "compiled function, or a function building one of these); compile it if "
+                    "needed and print its formulas and generated numpy source. A scalar loss "
+                    "is shown with its gradients with respect to every parameter.")
+    show.add_argument("target", metavar="MODEL",
+                      help="a built-in model (w0, w1, w2, w3, w4: the reference workloads), or "
+                           "MODULE:ATTR, e.g. examples/model.py:loss or mypkg.models:build "
+                           "(a scalar loss is shown with its gradients)")
     show.add_argument("--path", action="store_true",
                       help="print only where the generated module is cached")
     show.set_defaults(func=cmd_show, dir=None)
