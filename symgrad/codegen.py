@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -330,13 +331,16 @@ class _BufferReuse:
                 self.last_read[sym] = i
         # a view (broadcast_to, reshape, transpose, basic index, identity) shares its
         # operand's buffer: the operand lives as long as the view is read
+        # -- past the view's last read (+ 0.5): the statement that reads the view last must
+        # not overwrite the buffer either, and a view that is returned keeps it for good
+        self.outputs = {o.symbol for o in program.outputs}
         for i in range(len(program.statements) - 1, -1, -1):
             s = program.statements[i]
-            if _may_alias(s) and s.target in self.last_read:
+            end = math.inf if s.target in self.outputs else self.last_read.get(s.target)
+            if _may_alias(s) and end is not None:
                 for sym in s.reads():
-                    self.last_read[sym] = max(self.last_read[sym], self.last_read[s.target])
+                    self.last_read[sym] = max(self.last_read.get(sym, -1), end + 0.5)
         self.index = {s.target: i for i, s in enumerate(program.statements)}
-        self.outputs = {o.symbol for o in program.outputs}
         self.owned: set = set()
 
     def _dead_owned(self, sym, s) -> bool:
@@ -375,11 +379,7 @@ class _BufferReuse:
         return [], None
 
     def done(self, s) -> None:
-        from .ops import BroadcastTo, CustomGradient, Index, Let, MatMul, PermuteDims, Reshape
-        if s.is_op and isinstance(s.value, (BroadcastTo, CustomGradient, Index, Let,
-                                            PermuteDims, Reshape)):
-            # a view (or alias) of its operand: that buffer lives on in the result
-            self.owned.difference_update(s.reads())
+        from .ops import MatMul
         if s.target in self.outputs or s.target.shape == ():
             return
         if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op

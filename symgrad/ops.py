@@ -431,6 +431,9 @@ class Reshape(TensorOp):
         return [Reshape(ensure_shape(g, self.shape), shape_of(self.args[0]))]
 
     def print_numpy(self, p, ops):
+        if is_tensor_free(self.args[0]):  # a number (x - x is 0) has no .reshape
+            return (f"np.full({p.shape_source(self.shape)}, {ops[0]}, "
+                    f"dtype={p.dtype_source(self.dtype or p.float_dtype)})")
         return f"{p.atom(ops[0])}.reshape({p.shape_source(self.shape)})"
 
     def formula(self, ops):
@@ -659,7 +662,13 @@ class CustomGradient(TensorOp):
 
     def vjp(self, g):
         dy = self.args[3]
-        return [v.xreplace({dy: g}) for v in self.args[2]]
+        out = []
+        for v, x in zip(self.args[2], self.args[1]):
+            # the user's adjoint may have the broadcast shape (dy * b for an input b of
+            # shape (4,) under a (3, 4) output): sum it back to the input's shape
+            v = v.xreplace({dy: g})
+            out.append(sum_to_shape(v, shape_of(v), shape_of(x)))
+        return out
 
     def print_numpy(self, p, ops):
         return ops[0]
