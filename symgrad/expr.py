@@ -499,12 +499,15 @@ def softmax(x, axis=-1) -> Tensor:
 def softmax_cross_entropy(logits, onehot, axis=-1) -> Tensor:
     """Per-example -sum(onehot * log_softmax(logits)) over ``axis`` (TensorFlow's
     ``softmax_cross_entropy_with_logits``); its gradient is softmax - onehot."""
-    return -sum(as_tensor(onehot) * log_softmax(logits, axis), axis)
+    z, y = as_tensor(logits), as_tensor(onehot)
+    broadcast_shapes(z.shape, y.shape, op="softmax_cross_entropy")  # errors name this op
+    return -sum(y * log_softmax(z, axis), axis)
 
 
 def sigmoid_cross_entropy(logits, labels) -> Tensor:
     """Elementwise binary cross-entropy with logits: softplus(x) - x*z, stable for any x."""
     x, z = as_tensor(logits), as_tensor(labels)
+    broadcast_shapes(x.shape, z.shape, op="sigmoid_cross_entropy")  # errors name this op
     return softplus(x) - x * z
 
 

@@ -14,6 +14,7 @@ Promises:
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -117,15 +118,23 @@ class TensorOp(sympy.Expr):
     # a tensor, never a number; and Expr.is_number would recurse through the args, past
     # the Let nodes that bound the depth of deep chains (RecursionError)
     is_number = False
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "__weakref__")
     operands: tuple = (0,)
     #: the user-facing name, used in error messages and the registry
     op_name = "op"
 
     def __new__(cls, *args):
         args = tuple(sympy.sympify(a) for a in args)
+        # deduplicated at construction: equal nodes are one object, so comparing two trees
+        # stops at their structural nodes (``is``). Otherwise a model built twice compares
+        # its chains node by node through every let-binding, once per path: exponential.
+        key = (cls, args)
+        twin = _INTERNED.get(key)
+        if twin is not None:
+            return twin
         obj = sympy.Expr.__new__(cls, *args)
         obj.shape, obj.dtype = cls.infer(*args)
+        _INTERNED[key] = obj
         return obj
 
     @classmethod
@@ -157,6 +166,10 @@ class TensorOp(sympy.Expr):
         """A readable formula, given the printed operands (overridden for nicer forms)."""
         extra = [str(a) for i, a in enumerate(self.args) if i not in self.operands]
         return f"{self.op_name}({', '.join(list(ops) + extra)})"
+
+
+#: every live structural node by (class, args); see TensorOp.__new__
+_INTERNED: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 
 
 # ---------------------------------------------------------------------------------------

@@ -226,7 +226,10 @@ class NumpySourcePrinter(NumPyPrinter):
 
     def parenthesize(self, item, level, strict=False):
         s = self._print(item)
-        if precedence(item) < level or (strict and precedence(item) == level):
+        prec = precedence(item)
+        if item.is_Pow and item.exp == 2 and item.base.is_Symbol:
+            prec = PRECEDENCE["Mul"]  # printed as a product, x*x (see _print_Pow)
+        if prec < level or (strict and prec == level):
             return f"({s})"
         if s.startswith("-") and level >= PRECEDENCE["Mul"]:
             return f"({s})"

@@ -6,17 +6,19 @@ an op application (:class:`Step`: an op name, the indices of earlier values it r
 its static parameters). One generator (:func:`programs`) writes programs; one interpreter
 (:func:`run`) evaluates a program against a *backend* -- a namespace of the op functions:
 
-* :data:`NP` -- plain numpy, the reference forward (and the function that the finite
-  differences differentiate); it records a *branch signature* (relu masks, max argmaxes,
-  comparison results, ...) so a finite difference that crosses a kink can be detected;
+* :class:`NumpyBackend` -- plain numpy, the reference forward (and the function that the
+  finite differences differentiate); it records a *branch signature* (relu masks, max
+  argmaxes, comparison results, ...) so a finite difference that crosses a kink can be
+  detected, and replays stop_gradient values;
 * :data:`SG` -- symgrad's symbolic API (``sg.exp``, ``sg.where``, operators on
   ``sg.Tensor``);
 * :data:`TP` -- the tape (``symgrad.tape``).
 
 Every op is written once, in :data:`OPS`, over a backend ``B``, so the symbolic side and
-the tape build the identical graph. The scalar the gradients are taken of is
-``sum_k sum(out_k * u_k)`` over the program's outputs (the values no step reads) with
-random weight leaves ``u_k``.
+the tape build the identical graph (the tape has no ``clip`` and no ``broadcast_to``: its
+backend composes them from ``minimum``/``maximum`` and an added zeros array). The scalar
+the gradients are taken of is ``sum_k sum(out_k * u_k)`` over the program's outputs (the
+values no step reads) with random weight leaves ``u_k``.
 
 Inputs are kept away from kinks and poles by construction: ``log``/``sqrt``/fractional
 powers get ``square(x) + c`` (c > 0), division is by ``1 + square(x)``; relu/abs/sign,
@@ -24,6 +26,10 @@ maximum/minimum, clip, where and the max reduction get offsets (dyadic constants
 binary) chosen from the actual values so that every argument stays at least
 :data:`MARGIN` from its kink; an op whose values would leave [-BOUND, BOUND] (or exceed the
 size limits) is replaced by ``tanh`` of its first operand.
+
+Hypothesis draws a seed and the number of steps; every other choice (ops, operands, shapes,
+axes, offsets, leaf values) comes from a numpy generator with that seed, so the op mix is
+the one written here, and a failure shrinks to the shortest failing prefix of a program.
 """
 
 from __future__ import annotations
