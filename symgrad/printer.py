@@ -315,8 +315,8 @@ def latex(expr) -> str:
 
 def _op_latex(self, printer):
     ops = [printer.parenthesize(a, PRECEDENCE["Pow"]) for a in self.operand_exprs()]
-    if self.op_name == "matmul":
-        return f"{ops[0]} {ops[1]}"
+    if self.op_name == "matmul":  # a visible operator: juxtaposition reads as elementwise *
+        return rf"{ops[0]} \mathbin{{@}} {ops[1]}"
     if self.op_name == "transpose":
         return f"{{{ops[0]}}}^{{T}}"
     if self.op_name == "let":
