@@ -31,6 +31,7 @@ from .nodes import TensorSymbol, info
 from .optimize import Program
 from .printer import NumpySourcePrinter, formula
 from .shapes import Dim, format_shape
+from .verify import verify_source
 
 __all__ = ["Namer", "ModuleSpec", "render", "comment_safe", "template_text"]
 
@@ -102,6 +103,9 @@ class ModuleSpec:
     leading_params: tuple = ()
     #: wraps the returned value, e.g. "float"
     result_wrapper: str = ""
+    #: evaluate in the buffers of dying temporaries (False: every value gets its own array,
+    #: the reference the in-place plan is tested against)
+    reuse_buffers: bool = True
 
 
 @lru_cache(maxsize=None)
@@ -250,7 +254,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     helpers: set = set()
     p = NumpySourcePrinter(names, helpers)
     default_dtype = _default_float(spec.inputs)
-    reuse = _BufferReuse(program)
+    reuse = _BufferReuse(program, namer, enabled=spec.reuse_buffers)
     body = []
     for list_name, leaves in spec.unpacked:
         if leaves:
@@ -270,13 +274,18 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
                 lines, buf = ([], None) if s.value.consumes_raw(a) else \
                     reuse.operand_in_place(a, s, p, names)
                 body.extend(lines)
-                printed.append(names[buf] if buf is not None else p.doprint(a))
-                seen.append(buf if buf is not None else a)
+                printed.append(buf if buf is not None else p.doprint(a))
+                seen.append(a)
             p.operand_exprs = seen  # what the op's printer sees is what was computed
             source = s.value.print_numpy(p, printed)
             p.operand_exprs = None
         else:
-            source = reuse.in_place(s, p, names) or p.doprint(s.value)
+            lines = reuse.in_place(s, p, names)
+            if lines:  # computed in a dying temporary's buffer: complete lines
+                body.extend(lines)
+                reuse.done(s)
+                continue
+            source = p.doprint(s.value)
         *calls, last = source.split("\n")
         body.extend(calls)
         body.append(f"{names[s.target]} = {last}")
@@ -311,6 +320,10 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         input_table=_input_table(spec.inputs), constants=_constant_lines(program, names),
         dtype_aliases=dtype_aliases, helpers=helpers, params=", ".join(params),
         checks=checks, body=body, result=result)
+    # the buffer plan is checked on every module, before it is written or run; a train
+    # step may write into its state (the parameters, slots and step counter), nothing else
+    verify_source(source, spec.fn_name,
+                  writable=("temp",) + tuple(f"param:{n}" for n in spec.leading_params))
     return source
 
 
@@ -319,12 +332,15 @@ class _BufferReuse:
 
     ``t = a + b`` where ``a`` is a temporary of t's shape and dtype, owned by the program
     (a matmul or elementwise result: never a view of an input, never an output) and read for
-    the last time by this statement, prints as ``np.add(a, b, out=a)``: no allocation, and
-    the result stays hot in cache. Likewise ``np.subtract``, ``np.multiply`` and relu's
-    ``np.maximum(a, 0.0, out=a)``.
+    the last time by this statement, prints as ``t = np.add(a, b, out=a)``: no allocation,
+    and the result stays hot in cache. Likewise ``np.subtract``, ``np.multiply``, the unary
+    ufuncs and relu's ``np.maximum``. The first step of such a chain names its result, so
+    every name in the generated code means one value (:mod:`symgrad.verify` checks it).
     """
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, namer: Namer, enabled: bool = True):
+        self.enabled = enabled
+        self.namer = namer
         self.last_read: dict = {}
         for i, s in enumerate(program.statements):
             for sym in s.reads():
@@ -343,39 +359,45 @@ class _BufferReuse:
         self.index = {s.target: i for i, s in enumerate(program.statements)}
         self.owned: set = set()
 
-    def _dead_owned(self, sym, s) -> bool:
-        return (sym in self.owned and self.last_read.get(sym) == self.index[s.target]
-                and sym.shape == s.target.shape and sym.dtype == s.target.dtype)
+    def _dies_here(self, sym, s, shape, dtype) -> bool:
+        """``sym`` is a temporary of ours, of this shape and dtype, last read by ``s``."""
+        return (isinstance(sym, TensorSymbol) and sym in self.owned
+                and self.last_read.get(sym) == self.index[s.target]
+                and sym.shape == shape and sym.dtype == dtype)
 
-    def in_place(self, s, p, names):
-        """Source that computes ``s`` inside a dying temporary's buffer, or None."""
-        if s.target.shape == () or s.target.dtype is None or s.is_op:
+    def in_place(self, s, p, names) -> list | None:
+        """Lines computing elementwise statement ``s`` inside a dying temporary's buffer."""
+        if not self.enabled or s.target.shape == () or s.target.dtype is None or s.is_op:
             return None
         candidates = [a for a in s.value.free_symbols
-                      if isinstance(a, TensorSymbol) and self._dead_owned(a, s)]
+                      if self._dies_here(a, s, s.target.shape, s.target.dtype)]
         for a in sorted(candidates, key=lambda t: t.name):
-            lines = _spine(s.value, a, names[a], p)
+            lines = _spine(s.value, a, names[a], names[s.target], p)
             if lines:
                 if s.target not in self.outputs:  # an output's buffer is the caller's
                     self.owned.add(s.target)
-                return "\n".join(lines[:-1] + [lines[-1]])
+                return lines
         return None
 
     def operand_in_place(self, a, s, p, names):
-        """``(lines, buffer name)`` computing operand ``a`` of op statement ``s`` inside a
-        dying temporary, or ``([], None)``."""
-        if a.is_Atom or not isinstance(a, sympy.Expr):
+        """``(lines, name)`` computing operand ``a`` of op statement ``s`` inside a dying
+        temporary (bound to a new name), or ``([], None)``."""
+        if not self.enabled or a.is_Atom or not isinstance(a, sympy.Expr):
             return [], None
         shape, dtype = info(a)
         if shape == () or dtype is None:
             return [], None
+        others = set()
+        for b in s.args:  # a buffer another operand still reads is not free
+            if b is not a:
+                others |= b.free_symbols
         for t in sorted(a.free_symbols, key=lambda x: x.name):
-            if (isinstance(t, TensorSymbol) and t in self.owned
-                    and self.last_read.get(t) == self.index[s.target]
-                    and t.shape == shape and t.dtype == dtype):
-                lines = _spine(a, t, names[t], p)
-                if lines:
-                    return lines, t
+            if t in others or not self._dies_here(t, s, shape, dtype):
+                continue
+            name = self.namer.temp(("operand", s.target, t), f"{t.name.lstrip('_')}")
+            lines = _spine(a, t, names[t], name, p)
+            if lines:
+                return lines, name
         return [], None
 
     def done(self, s) -> None:
@@ -408,45 +430,68 @@ def _alias_of(e):
 _UNARY_UFUNCS = {sympy.exp: "np.exp", sympy.log: "np.log", sympy.tanh: "np.tanh",
                  sympy.sin: "np.sin", sympy.cos: "np.cos"}
 
+#: stands for the buffer in a step's source until the chain is assembled
+_BUF = "\x00"
 
-def _spine(e, a, buf: str, p) -> list | None:
-    """Evaluate ``e`` in place in buffer ``buf`` (holding ``a``): a list of ufunc calls with
-    ``out=buf``, applied along the path from ``a`` up to the root, or None when some step on
-    that path is not an elementwise float ufunc."""
+
+def _others(e, inner):
+    """``e``'s arguments but ``inner``, combined by ``e``'s operation (an Add or a Mul)."""
+    return e.func(*[x for x in e.args if x is not inner])
+
+
+def _spine_step(e, inner, p) -> str | None:
+    """One in-place ufunc step computing node ``e`` from its argument ``inner`` (in the
+    buffer), or None when ``e`` is not an elementwise float ufunc of it."""
     from .functions import relu
-    if e == a:
-        return []
-    holders = [x for x in e.args if a in x.free_symbols]
-    if len(holders) != 1:
-        return None
-    (inner,) = holders
-    if e.is_Add and inner.is_Mul and inner.as_coeff_Mul()[0] == -1:
-        # rest - (...a...): one subtract into the buffer, not a negation and an add
-        steps = _spine(-inner, a, buf, p)
-        if steps is None:
-            return None
-        return steps + [f"np.subtract({p.doprint(e - inner)}, {buf}, out={buf})"]
-    steps = _spine(inner, a, buf, p)
-    if steps is None:
-        return None
     if e.is_Add:
-        rest = e - inner
+        rest = _others(e, inner)
         neg = -rest
         if not rest.is_Add and neg.as_coeff_Mul()[0] > 0:
-            return steps + [f"np.subtract({buf}, {p.doprint(neg)}, out={buf})"]
-        return steps + [f"np.add({buf}, {p.doprint(rest)}, out={buf})"]
+            return f"np.subtract({_BUF}, {p.doprint(neg)}, out={_BUF})"
+        return f"np.add({_BUF}, {p.doprint(rest)}, out={_BUF})"
     if e.is_Mul:
-        rest = e / inner
-        return steps + [f"np.multiply({buf}, {p.doprint(rest)}, out={buf})"]
+        return f"np.multiply({_BUF}, {p.doprint(_others(e, inner))}, out={_BUF})"
     if isinstance(e, relu):
         p.need_helper("zeros_like")
-        return steps + [f"np.maximum({buf}, _zeros_like({buf}), out={buf})"]
+        return f"np.maximum({_BUF}, _zeros_like({_BUF}), out={_BUF})"
     ufunc = _UNARY_UFUNCS.get(type(e))
     if ufunc is not None:
-        return steps + [f"{ufunc}({buf}, out={buf})"]
+        return f"{ufunc}({_BUF}, out={_BUF})"
     if e.is_Pow and e.exp == 2:
-        return steps + [f"np.square({buf}, out={buf})"]
+        return f"np.square({_BUF}, out={_BUF})"
     return None
+
+
+def _spine(e, a, buf: str, target: str, p) -> list | None:
+    """Evaluate ``e`` in the buffer ``buf`` (holding ``a``): ufunc calls with ``out=``
+    applied along the path from ``a`` up to the root, the first one naming its result
+    ``target`` (``target = np.add(buf, b, out=buf)``), the others updating ``target``.
+
+    None when ``a`` is read more than once on the way (every other operand of a step must
+    not read the buffer being overwritten), or when a step is not an elementwise float ufunc.
+    Walks down from the root, iteratively."""
+    steps = []  # root first
+    node = e
+    while node != a:
+        holders = [x for x in node.args if a in x.free_symbols]
+        if len(holders) != 1:
+            return None
+        (inner,) = holders
+        if node.is_Add and inner.is_Mul and inner.as_coeff_Mul()[0] == -1:
+            # rest - (...a...): compute -inner in the buffer, then one subtract into it
+            steps.append(f"np.subtract({p.doprint(_others(node, inner))}, {_BUF}, out={_BUF})")
+            node = -inner
+            continue
+        step = _spine_step(node, inner, p)
+        if step is None:
+            return None
+        steps.append(step)
+        node = inner
+    if not steps:
+        return None
+    steps.reverse()
+    first = steps[0].replace(_BUF, buf)
+    return [f"{target} = {first}"] + [step.replace(_BUF, target) for step in steps[1:]]
 
 
 def _inline_view(s, program, p) -> bool:
