@@ -12,6 +12,7 @@ A :class:`CompiledFunction` calls straight-line numpy; it interprets no graph.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Optional
 
@@ -31,7 +32,8 @@ from .shapes import format_shape
 __all__ = ["grad", "compile", "CompiledFunction", "leaves_of", "ExpressionTooLarge"]
 
 #: default caps on expression size (nodes per output) and generated lines per module
-DEFAULT_OPTIONS = {"max_nodes": 200_000, "max_lines": 20_000, "check_finite": False}
+DEFAULT_OPTIONS = {"max_nodes": 200_000, "max_lines": 20_000, "check_finite": False,
+                   "inplace": True}
 
 
 class ExpressionTooLarge(ValueError):
@@ -244,7 +246,7 @@ def count_nodes(expr) -> int:
 
 def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
             max_lines: Optional[int] = None, check_finite: bool = False,
-            name: str = "compute") -> "CompiledFunction":
+            name: str = "compute", inplace: bool = True) -> "CompiledFunction":
     """Compile expressions into a cached numpy function.
 
     Parameters
@@ -259,6 +261,13 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         them :class:`ExpressionTooLarge` names the output and its size.
     check_finite : bool
         Also check that float inputs hold no nan/inf (costs one pass over each input).
+    name : str
+        The generated function's name.
+    inplace : bool
+        Evaluate in the buffers of temporaries that die there (the default: fewer
+        allocations). ``False`` gives every value its own array: the plain reference that
+        the in-place plan is tested against. Either way the module is verified before it
+        runs (:mod:`symgrad.verify`).
 
     Returns
     -------
@@ -267,7 +276,7 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     """
     kind, items, keys = _structure(outputs)
     tensors = [as_tensor(t) for t in items]
-    opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite))
+    opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite), inplace=bool(inplace))
     if max_nodes is not None:
         opts["max_nodes"] = int(max_nodes)
     if max_lines is not None:
@@ -290,7 +299,12 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     if mod is None:
         source = _generate(tensors, out_names, chosen, kind, key, opts, name)
         mod = C.MODULES.store(key, source)
-    return CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts)
+    fn = CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts)
+    # how to build this function again with other options (its no-reuse twin, in tests)
+    fn.rebuild = functools.partial(compile, outputs, inputs, max_nodes=max_nodes,
+                                   max_lines=max_lines, check_finite=check_finite, name=name,
+                                   inplace=inplace)
+    return fn
 
 
 def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
@@ -308,7 +322,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
     formulas = [_header_formula(nm, t, out_names, tensors) for nm, t in zip(out_names, tensors)]
     spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names), fn_name=fn_name,
                       inputs=chosen, result_kind=kind, key=key, version=__version__,
-                      formulas=tuple(formulas))
+                      formulas=tuple(formulas), reuse_buffers=opts["inplace"])
     source = render(program, spec)
     lines = source.count("\n")
     if lines > opts["max_lines"]:

@@ -14,6 +14,7 @@ Promises:
 
 from __future__ import annotations
 
+import atexit
 import weakref
 from typing import Optional
 
@@ -170,6 +171,9 @@ class TensorOp(sympy.Expr):
 
 #: every live structural node by (class, args); see TensorOp.__new__
 _INTERNED: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+# emptied before the interpreter tears modules down: a removal callback then would hash
+# SymPy numbers after their imports are gone (noise on stderr at exit)
+atexit.register(_INTERNED.clear)
 
 
 # ---------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     return step
 
 
-def train_step(loss, optimizer: Optimizer, params=None, inputs=None):
+def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace: bool = True):
     """Compile loss + gradients + ``optimizer`` update into one cached numpy function.
 
     Parameters
@@ -153,6 +153,9 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None):
         What to train; default every ``sg.param`` the loss reads, sorted by name.
     inputs : list of Tensor or str, optional
         The batch arguments of the step, in order; default every ``sg.input``, by name.
+    inplace : bool
+        Evaluate temporaries in the buffers of ones that die there (default). ``False``
+        gives every temporary its own array (the parameters are updated in place either way).
     """
     loss = as_tensor(loss)
     if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum
@@ -188,16 +191,18 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None):
                      repr([(p.name, tuple(map(str, p.shape)), p.dtype_name) for p in plist]),
                      repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name)
                            for s in chosen]),
-                     "\n".join(ser), described)
+                     "\n".join(ser), described, f"inplace={bool(inplace)}")
     mod = C.MODULES.lookup(key)
     if mod is None:
-        mod = C.MODULES.store(key, _generate_step(loss, optimizer, plist, chosen, key))
+        mod = C.MODULES.store(key, _generate_step(loss, optimizer, plist, chosen, key,
+                                                  bool(inplace)))
     compiled = CompiledFunction(mod, "train_step", chosen, "single", None, ["loss"], [loss],
                                 {"check_finite": False})
     return _make_step(compiled, optimizer, plist, loss)
 
 
-def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> str:
+def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
+                   inplace: bool = True) -> str:
     from ._version import __version__
     ptensors = [Tensor(p, p.shape, p.dtype) for p in plist]
     hyper = {name: _hyper_tensor(name) for name in optimizer.hyper_names}
@@ -251,7 +256,8 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> st
                       leading_params=("_state",),
                       unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
                                 ("_state._hyper", hyper_leaves)),
-                      epilogue=epilogue, unbox_scalars=True, result_wrapper="float")
+                      epilogue=epilogue, unbox_scalars=True, result_wrapper="float",
+                      reuse_buffers=inplace)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]

@@ -27,3 +27,85 @@ def symgrad_cache_dir():
     os.environ["SYMGRAD_CACHE_DIR"] = _SESSION_CACHE
     yield Path(_SESSION_CACHE)
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Every compiled function is checked against its no-reuse twin
+# ---------------------------------------------------------------------------------------
+#
+# The in-place buffer plan is where generated code goes silently wrong (a buffer read after
+# it was overwritten gives the right numbers until magnitudes grow). So every function the
+# suite compiles and calls is also compiled with ``inplace=False`` (every value in its own
+# array) and called with the same inputs; the two must agree. SYMGRAD_TWIN_CHECK=0 turns
+# this off (e.g. to time the suite without it).
+
+import numpy as _np  # noqa: E402
+
+import symgrad.api as _api  # noqa: E402
+
+_ORIGINAL_CALL = _api.CompiledFunction.__call__
+_TWINS: dict = {}
+#: twins live in a cache of their own: tests that count the entries of theirs see none
+_TWIN_CACHE = tempfile.mkdtemp(prefix="symgrad-twin-cache-")
+
+
+def _flat_results(result) -> list:
+    if isinstance(result, dict):
+        return list(result.values())
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    return [result]
+
+
+def assert_same_results(got, want, context: str) -> None:
+    """In-place and no-reuse results agree: same shapes and dtypes, nan where nan, values
+    equal up to rounding. The two forms may associate a product differently, and where terms
+    cancel (the gradient of sum(softmax) is exactly 0) what is left is round-off of terms of
+    order one: so a relative tolerance, plus an absolute one of a few hundred ulps of
+    max(1, the largest value). A buffer read after it was overwritten is far outside both."""
+    got, want = _flat_results(got), _flat_results(want)
+    assert len(got) == len(want), context
+    for i, (g, w) in enumerate(zip(got, want)):
+        g, w = _np.asarray(g), _np.asarray(w)
+        assert g.shape == w.shape and g.dtype == w.dtype, f"{context}: output {i}"
+        if g.dtype.kind in "fc":
+            eps = _np.finfo(g.dtype).eps
+            finite = w[_np.isfinite(w)]
+            scale = max(1.0, float(_np.abs(finite).max())) if finite.size else 1.0
+            rtol = 1e-9 if g.dtype == _np.float64 else 1e-4
+            _np.testing.assert_allclose(g, w, rtol=rtol, atol=256 * eps * scale,
+                                        equal_nan=True,
+                                        err_msg=f"{context}: output {i} (in place vs twin)")
+        else:
+            _np.testing.assert_array_equal(g, w, err_msg=f"{context}: output {i}")
+
+
+def _twin_checked_call(self, /, *args, **kwargs):
+    result = _ORIGINAL_CALL(self, *args, **kwargs)
+    rebuild = getattr(self, "rebuild", None)
+    if rebuild is None or os.environ.get("SYMGRAD_TWIN_CHECK", "1") == "0" \
+            or rebuild.keywords.get("inplace") is False:
+        return result
+    twin = _TWINS.get(self.key)
+    if twin is None:
+        tested_dir = os.environ.get("SYMGRAD_CACHE_DIR")
+        os.environ["SYMGRAD_CACHE_DIR"] = _TWIN_CACHE
+        try:
+            twin = _TWINS[self.key] = rebuild(inplace=False)
+        finally:
+            if tested_dir is None:
+                del os.environ["SYMGRAD_CACHE_DIR"]
+            else:
+                os.environ["SYMGRAD_CACHE_DIR"] = tested_dir
+    assert_same_results(result, _ORIGINAL_CALL(twin, *args, **kwargs),
+                        f"compiled {self.output_names} vs its no-reuse twin")
+    return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compare_with_no_reuse_twin():
+    """Patch CompiledFunction.__call__ for the session (see above)."""
+    _api.CompiledFunction.__call__ = _twin_checked_call
+    yield
+    _api.CompiledFunction.__call__ = _ORIGINAL_CALL
+    shutil.rmtree(_TWIN_CACHE, ignore_errors=True)
