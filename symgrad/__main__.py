@@ -78,11 +78,12 @@ def cmd_cache_clear(args) -> int:
     return 0
 
 
-def _import_target(spec: str):
+def _import_target(spec: str, builtin_names=()):
     """``path/to/file.py:ATTR`` or ``dotted.module:ATTR`` -> the object."""
     if ":" not in spec:
-        raise SystemExit(f"symgrad show: expected MODULE:ATTR (a .py path or a dotted module "
-                         f"name, a colon, an attribute), got {spec!r}")
+        raise SystemExit(f"symgrad show: {spec!r} is not a built-in model "
+                         f"(built-ins: {', '.join(builtin_names)}) nor MODULE:ATTR (a .py "
+                         f"path or a dotted module name, a colon, an attribute)")
     mod_part, _, attr = spec.rpartition(":")
     if mod_part.endswith(".py") or os.sep in mod_part or "/" in mod_part:
         path = Path(mod_part).resolve()
@@ -107,7 +108,7 @@ def _import_target(spec: str):
 
 
 def _builtin_models() -> dict:
-    """The reference workloads (shared/WORKLOADS.md), each a function returning its loss."""
+    """The reference workloads (docs/workloads.md), each a function returning its loss."""
     import symgrad as sg
 
     def w0():
@@ -141,26 +142,50 @@ def _builtin_models() -> dict:
     return {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "w4": w4}
 
 
-def _with_gradients(loss):
-    """A scalar loss -> {"loss": loss, "grad_<leaf>": ...} over its params (else inputs)."""
+def _with_gradients(loss, sources=None):
+    """A scalar loss -> {"loss": loss, "grad_<leaf>": ...} over ``sources`` (default: its
+    params, else its inputs)."""
     from .api import grad, leaves_of
-    leaves = sorted(leaves_of([loss]), key=lambda s: (s.role != "param", s.name))
-    params = [s for s in leaves if s.role == "param"] or leaves
     from .expr import Tensor
-    sources = [Tensor(s, s.shape, s.dtype) for s in params]
-    return {"loss": loss, **{f"grad_{s.name}": g
-                             for s, g in zip(params, grad(loss, sources))}}
+    if sources is None:
+        leaves = sorted(leaves_of([loss]), key=lambda s: (s.role != "param", s.name))
+        params = [s for s in leaves if s.role == "param"] or leaves
+        sources = [Tensor(s, s.shape, s.dtype) for s in params]
+    names = [_leaf_name(t) or f"arg{i}" for i, t in enumerate(sources, start=1)]
+    return {"loss": loss, **{f"grad_{n}": g for n, g in zip(names, grad(loss, sources))}}
+
+
+def _leaf_name(t):
+    """The name of an ``sg.input``/``sg.param`` leaf Tensor, else None."""
+    name = getattr(t.expr, "name", None)
+    return name if isinstance(name, str) and getattr(t.expr, "role", None) else None
+
+
+def _loss_and_sources(obj):
+    """``(loss, w1, w2, ...)`` -- a scalar loss followed by the leaves to differentiate
+    against, the PyTorch-style return of a model-building function -- else None."""
+    from .expr import Tensor
+    if not (isinstance(obj, (tuple, list)) and len(obj) >= 2
+            and all(isinstance(t, Tensor) for t in obj)):
+        return None
+    loss, *sources = obj
+    if loss.shape != () or not all(_leaf_name(t) for t in sources):
+        return None
+    return loss, sources
 
 
 def cmd_show(args) -> int:
     from .api import CompiledFunction, compile as sg_compile
     from .expr import Tensor
     builtins_ = _builtin_models()
-    obj = builtins_[args.target]() if args.target in builtins_ else _import_target(args.target)
+    obj = (builtins_[args.target]() if args.target in builtins_
+           else _import_target(args.target, sorted(builtins_)))
     if callable(obj) and not isinstance(obj, CompiledFunction) and not hasattr(obj, "source"):
         obj = obj()  # a function that builds the model
     if isinstance(obj, Tensor) and obj.shape == ():
         obj = _with_gradients(obj)
+    elif _loss_and_sources(obj) is not None:
+        obj = _with_gradients(*_loss_and_sources(obj))
     if isinstance(obj, CompiledFunction) or hasattr(obj, "source") and hasattr(obj, "key") \
             and hasattr(obj, "path"):
         f = obj
@@ -214,11 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "module name) and take ATTR (a Tensor, a list or dict of Tensors, a "
                     "compiled function, or a function building one of these); compile it if "
                     "needed and print its formulas and generated numpy source. A scalar loss "
-                    "is shown with its gradients with respect to every parameter.")
+                    "is shown with its gradients with respect to every parameter; a tuple "
+                    "(loss, w1, w2, ...) with its gradients with respect to w1, w2, ...")
     show.add_argument("target", metavar="MODEL",
                       help="a built-in model (w0, w1, w2, w3, w4: the reference workloads), or "
                            "MODULE:ATTR, e.g. examples/model.py:loss or mypkg.models:build "
-                           "(a scalar loss is shown with its gradients)")
+                           "(a scalar loss, or a function returning (loss, *params), is "
+                           "shown with its gradients)")
     show.add_argument("--path", action="store_true",
                       help="print only where the generated module is cached")
     show.set_defaults(func=cmd_show, dir=None)
