@@ -89,6 +89,15 @@ def grad(target, wrt, grad_ys=None):
             raise GradientError(
                 f"grad: source {i} ({w}) is an elementwise expression; differentiate with "
                 f"respect to leaves (sg.input, sg.param) or non-elementwise results")
+        if w.dtype is not None and w.dtype.kind not in "fc":
+            # as JAX and PyTorch: an integer or bool value has no infinitesimal change, and
+            # a gradient in its dtype would be truncated (2.5 -> 2)
+            what = (f"{w.expr.role} {w.expr.name!r}" if isinstance(w.expr, TensorSymbol)
+                    else f"{w.expr.op_name} result")
+            raise TypeError(
+                f"grad: source {i} ({what}) has dtype {w.dtype}; gradients are defined only "
+                f"for floating-point sources (declare it with a float dtype, or cast it "
+                f"before the model reads it)")
     if grad_ys is None:
         gys = [None] * len(targets)
     else:
@@ -274,8 +283,16 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         opts["max_lines"] = int(max_lines)
     leaves = leaves_of(tensors)
     chosen = _resolve_inputs(inputs, leaves)
+    # the module returns a dict only when every key is exactly a str (its repr is a safe
+    # literal); any other hashable key comes back through a list that CompiledFunction maps
+    # to the keys as given ({1: a, "1": b} is two outputs)
+    module_kind = kind
     if kind == "dict":
-        out_names = [str(k) for k in keys]
+        if all(type(k) is str for k in keys):
+            out_names = list(keys)
+        else:
+            module_kind = "list"
+            out_names = [_key_name(k, i) for i, k in enumerate(keys)]
     else:
         out_names = [_output_name(t, i) for i, t in enumerate(tensors)]
 
@@ -284,13 +301,24 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     spec_text = repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name) for s in chosen])
     shapes_text = repr([(format_shape(t.shape), str(t.dtype)) for t in tensors])
     key = C.make_key("function", name, C.version_fingerprint(), template_text(),
-                     repr(sorted(opts.items())), kind, repr(out_names), spec_text, shapes_text,
+                     repr(sorted(opts.items())), f"{kind}/{module_kind}", repr(out_names),
+                     spec_text, shapes_text,
                      "\n".join(ser), ";".join(described))
     mod = C.MODULES.lookup(key)
     if mod is None:
-        source = _generate(tensors, out_names, chosen, kind, key, opts, name)
+        source = _generate(tensors, out_names, chosen, module_kind, key, opts, name)
         mod = C.MODULES.store(key, source)
-    return CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts)
+    return CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts,
+                            map_keys=kind == "dict" and module_kind != "dict")
+
+
+def _key_name(key, i: int) -> str:
+    """A readable name for a non-str dict key (variable names and the header only; the
+    namer sanitizes it and makes it unique): ``str(key)`` for numbers and tuples of them."""
+    if type(key) in (int, float, bool) or (type(key) is tuple and all(
+            type(k) in (int, float, bool, str) for k in key)):
+        return str(key)[:40]
+    return f"out{i}" if i else "out"
 
 
 def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
@@ -336,7 +364,8 @@ def _header_formula(name: str, t: Tensor, out_names, tensors) -> str:
 class CompiledFunction:
     """A compiled, cached numpy function. Call it with arrays; read ``source`` and ``path``."""
 
-    def __init__(self, module, fn_name, inputs, kind, keys, out_names, tensors, opts):
+    def __init__(self, module, fn_name, inputs, kind, keys, out_names, tensors, opts,
+                 map_keys=False):
         self._module = module
         self._fn = module.namespace[fn_name]
         self._check = module.namespace["_check_inputs"]
@@ -347,6 +376,10 @@ class CompiledFunction:
         self._check_finite = opts["check_finite"]
         params = list(inspect.signature(self._fn).parameters)[-len(inputs):] if inputs else []
         self._rename = {leaf.name: p for leaf, p in zip(inputs, params) if leaf.name != p}
+        #: dict keys exactly as given; ``_map_keys``: the module returns a list in their order
+        self.output_keys = list(keys) if kind == "dict" else None
+        self._map_keys = bool(map_keys)
+        self._slow = bool(self._rename or self._check_finite or self._map_keys)
         self.__doc__ = f"Compiled symgrad function of ({', '.join(self.inputs)})."
 
     @property
@@ -365,8 +398,9 @@ class CompiledFunction:
 
     @property
     def formulas(self) -> dict:
-        """Each output's formula, as text."""
-        return {n: formula(t.expr) for n, t in zip(self.output_names, self._tensors)}
+        """Each output's formula, as text (keyed by the dict keys for a dict of outputs)."""
+        return {n: formula(t.expr) for n, t in zip(self.output_keys or self.output_names,
+                                                    self._tensors)}
 
     def __repr__(self):
         return f"<symgrad compiled {self.inputs} -> {self.output_names} at {self.path}>"
@@ -393,11 +427,19 @@ class CompiledFunction:
         return values
 
     def __call__(self, /, *args, **kwargs):
-        if self._rename or self._check_finite:
-            values = self._bind(args, kwargs)
-            if self._check_finite:
-                values = self._check("compute", values, True)
-            return self._fn(*values)
+        if self._slow:
+            if self._rename or self._check_finite:
+                values = self._bind(args, kwargs)
+                if self._check_finite:
+                    values = self._check("compute", values, True)
+                out = self._fn(*values)
+            else:
+                try:
+                    out = self._fn(*args, **kwargs)
+                except TypeError as err:
+                    self._bind(args, kwargs)
+                    raise err
+            return dict(zip(self.output_keys, out)) if self._map_keys else out
         try:
             return self._fn(*args, **kwargs)
         except TypeError as err:
