@@ -517,8 +517,12 @@ def l2_loss(x) -> Tensor:
 
 
 def norm(x, axis=None, keepdims=False) -> Tensor:
-    """The L2 norm sqrt(sum(x**2)) over ``axis``."""
-    return sqrt(sum(square(x), axis, keepdims))
+    """The L2 norm sqrt(sum(x**2)) over ``axis``, scaled against underflow and overflow;
+    its gradient x / norm is 0 where the norm is 0 (PyTorch's choice)."""
+    t = as_tensor(x)
+    if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
+        return abs(t)  # the norm of single numbers
+    return _reduce(O.Norm, t, axis, keepdims)
 
 
 # ---------------------------------------------------------------------------------------
