@@ -149,7 +149,9 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
     for leaf in inputs:
         n = names[leaf]
         if spec is not None and _is_unboxed(leaf, spec):
-            conds.append(f"isinstance({n}, float)")  # Python and numpy float64 scalars
+            # Python and numpy float64 scalars, and 0-d float64 arrays (float() unboxes them)
+            conds.append(f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
+                         f"and {n}.dtype is _DT_float64)")
             continue
         # exactly an ndarray (or, 0-d, a numpy scalar): a subclass such as np.matrix or a
         # masked array changes what the arithmetic means; _check_inputs converts or refuses it
