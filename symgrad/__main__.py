@@ -1,9 +1,10 @@
-"""Command line: ``python -m symgrad cache info|clear`` and ``python -m symgrad show``.
+"""Command line: ``python -m symgrad cache info|clear|prune`` and ``python -m symgrad show``.
 
 ::
 
     python -m symgrad cache info          # directory, entries, total size, per-entry key/size/age
     python -m symgrad cache clear         # remove every entry (asks nothing), say how many
+    python -m symgrad cache prune --max-size 500M --max-age 30   # evict old / LRU entries
     python -m symgrad show model.py:loss  # formulas and generated source of a Tensor, a list
                                           # or dict of Tensors, or a compiled function
     python -m symgrad show pkg.mod:f --path   # where it is cached
@@ -58,23 +59,70 @@ def cmd_cache_info(args) -> int:
     es = data["entries"]
     print(f"entries:   {len(es)}")
     print(f"size:      {_size(data['total_size'])} ({data['total_size']} bytes)")
+    print(f"key:       {data['key']}")
     if data["temp_files"]:
         print(f"temp files left by interrupted writers: {data['temp_files']} "
               f"(removed by 'cache clear')")
+    for reason in data["untrusted"]:
+        print(f"not used:  {reason} (never read; remove it if it is not yours to keep)")
     if es:
         print()
-        print(f"{'key':<64}  {'size':>10}  {'age':>6}  status")
-        for e in sorted(es, key=lambda e: e["mtime"], reverse=True):
-            status = "ok" if e["valid"] else "CORRUPT (rebuilt on next use)"
+        print(f"{'key':<64}  {'size':>10}  {'used':>6}  status / function")
+        for e in sorted(es, key=lambda e: e["atime"], reverse=True):
+            status = "ok" if e["valid"] else "NOT AUTHENTIC (never run; rebuilt on next use)"
             print(f"{e['key']:<64}  {e['size']:>10}  {_age(e['age']):>6}  {status}")
+            if e["valid"]:
+                arrays = f" [arrays: {', '.join(e['arrays'])}]" if e["arrays"] else ""
+                print(f"    {e['function']}{arrays}")
     return 0
 
 
 def cmd_cache_clear(args) -> int:
-    from .cache import clear
+    from .cache import clear_report
     d = _directory(args)
-    n = clear(d)
+    r = clear_report(d)
+    n = r["removed"]
     print(f"removed {n} {'entry' if n == 1 else 'entries'} from {d}")
+    if r["temp_files"]:
+        print(f"removed {r['temp_files']} temp file(s) left by interrupted writers")
+    if r["left"]:
+        print(f"left {len(r['left'])} file(s) named like entries that do not verify under this "
+              f"cache's key (not provably symgrad's; 'cache prune' removes them once old):")
+        for p in r["left"]:
+            print(f"    {p}")
+    for reason in r["untrusted"]:
+        print(f"skipped:   {reason}")
+    return 0
+
+
+def _parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1.5GB``, ``800KiB``, ``123`` (bytes) -> bytes (K/M/G/T are powers
+    of 1000, KiB/MiB/GiB/TiB of 1024)."""
+    t = text.strip().upper()
+    base = 1024 if t.endswith("IB") else 1000
+    t = t[:-2] if t.endswith("IB") else t.rstrip("B")
+    powers = {"K": 1, "M": 2, "G": 3, "T": 4}
+    try:
+        if t and t[-1] in powers:
+            return int(float(t[:-1]) * base ** powers[t[-1]])
+        return int(float(t))
+    except ValueError:
+        raise SystemExit(f"symgrad cache prune: --max-size {text!r} is not a size (e.g. 500M, "
+                         f"2G, 123456)") from None
+
+
+def cmd_cache_prune(args) -> int:
+    from .cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SIZE, prune
+    d = _directory(args)
+    max_size = _parse_size(args.max_size) if args.max_size is not None else DEFAULT_MAX_SIZE
+    max_age = args.max_age if args.max_age is not None else DEFAULT_MAX_AGE_DAYS
+    if max_size < 0 or max_age < 0:
+        raise SystemExit("symgrad cache prune: --max-size and --max-age must not be negative")
+    r = prune(d, max_size=max_size, max_age_days=max_age)
+    print(f"removed {r['removed']} {'entry' if r['removed'] == 1 else 'entries'} "
+          f"({_size(r['freed'])}) from {d}: unused for more than {max_age:g} days, or the "
+          f"least recently used beyond {_size(max_size)}")
+    print(f"kept {r['kept']} ({_size(r['size'])})")
     return 0
 
 
@@ -226,11 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub.required = True
     for name, fn, text in [
             ("info", cmd_cache_info, "print the directory, the number of entries, their total "
-                                     "size, and each entry's key, size and age"),
-            ("clear", cmd_cache_clear, "remove every cached module (asks nothing) and say "
-                                       "how many were removed")]:
+                                     "size, and each entry's key, size, last use, status and "
+                                     "function (outputs and inputs)"),
+            ("clear", cmd_cache_clear, "remove every cached module this cache can verify "
+                                       "(asks nothing), and say how many were removed"),
+            ("prune", cmd_cache_prune, "remove entries unused for --max-age days, then the "
+                                       "least recently used until the total is under "
+                                       "--max-size")]:
         sp = cache_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         sp.add_argument("--dir", help="use this cache directory instead of the default")
+        if name == "prune":
+            sp.add_argument("--max-size", metavar="SIZE", default=None,
+                            help="keep the total at most SIZE (e.g. 500M, 2G; default 500M)")
+            sp.add_argument("--max-age", metavar="DAYS", type=float, default=None,
+                            help="remove entries unused for more than DAYS (default 30)")
         sp.set_defaults(func=fn)
 
     show = sub.add_parser(
