@@ -15,6 +15,8 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import warnings
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -188,9 +190,53 @@ def input(name: str, shape=(), dtype="float64") -> Tensor:
     return _leaf(name, shape, dtype, "input")
 
 
-def param(name: str, shape=(), dtype="float64") -> Tensor:
-    """A trainable parameter (fed at call time like an input; ``train_step`` updates it)."""
-    return _leaf(name, shape, dtype, "param")
+class SymgradWarning(UserWarning):
+    """Base class of the warnings symgrad itself issues about how it is used."""
+
+
+class SharedParameterWarning(SymgradWarning):
+    """Two ``sg.param`` calls made one parameter (same name, shape and dtype)."""
+
+
+#: the Tensor last returned by sg.param for each leaf, weakly: a second call that makes a
+#: leaf equal to a live one warns (leaves are SymPy symbols, equal by their args)
+_LIVE_PARAMS: dict = {}
+
+
+def _forget_param(sym, ref) -> None:
+    if _LIVE_PARAMS.get(sym) is ref:
+        del _LIVE_PARAMS[sym]
+
+
+def param(name: str, shape=(), dtype="float64", shared: bool = False) -> Tensor:
+    """A trainable parameter (fed at call time like an input; ``train_step`` updates it).
+
+    A parameter *is* its name, shape and dtype: two calls with the same three make one
+    tensor, trained once. To share a weight on purpose, use the same Tensor twice, or pass
+    ``shared=True`` to the second call. Otherwise a call that repeats a parameter still in
+    use (its Tensor alive) warns with :class:`SharedParameterWarning`: a ``dense()`` helper
+    called three times with one name would silently train one weight. Building a model
+    again after the first one is gone does not warn.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> w = sg.param("w", (3, 3))
+    >>> tied = sg.param("w", (3, 3), shared=True)   # the same weight, on purpose
+    >>> tied.expr == w.expr
+    True
+    """
+    t = _leaf(name, shape, dtype, "param")
+    sym = t.expr
+    ref = _LIVE_PARAMS.get(sym)
+    if not shared and ref is not None and ref() is not None:
+        warnings.warn(
+            f"sg.param({name!r}, {format_shape(t.shape)}, {t.dtype.name}) repeats a parameter "
+            f"that is still in use: both calls are ONE tensor, trained once. Give each "
+            f"parameter its own name, or pass shared=True (or reuse the Tensor) to share it "
+            f"on purpose", SharedParameterWarning, stacklevel=2)
+    _LIVE_PARAMS[sym] = weakref.ref(t, functools.partial(_forget_param, sym))
+    return t
 
 
 def constant(value, dtype=None, name: str = "const") -> Tensor:
