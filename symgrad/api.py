@@ -347,18 +347,23 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
     return source
 
 
+#: header formulas stop writing let-bound definitions beyond this length (the header line is
+#: cut shorter anyway); printing a deep model's whole formula would cost more than compiling
+HEADER_FORMULA_CHARS = 400
+
+
 def _header_formula(name: str, t: Tensor, out_names, tensors) -> str:
     """``name = formula`` for the module header; a gradient reads ``d(loss)/d(w)``."""
+    limit = HEADER_FORMULA_CHARS
     if t.recipe is not None and t.recipe[0] == "grad":
         _, targets, sources, _, i = t.recipe
         src = sources[i].expr
-        wrt = src.name if isinstance(src, TensorSymbol) else formula(src)
-        names = []
-        for target in targets:
-            hit = [n for n, o in zip(out_names, tensors) if o is target]
-            names.append(hit[0] if hit else formula(target.expr))
+        wrt = src.name if isinstance(src, TensorSymbol) else formula(src, limit)
+        by_id = {id(o): n for n, o in zip(out_names, tensors)}
+        names = [by_id[id(target)] if id(target) in by_id else formula(target.expr, limit)
+                 for target in targets]
         return f"{name} = d({' + '.join(names)})/d({wrt})"
-    return f"{name} = {formula(t.expr)}"
+    return f"{name} = {formula(t.expr, limit)}"
 
 
 class CompiledFunction:
