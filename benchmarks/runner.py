@@ -1157,12 +1157,15 @@ def unsteady_notes(w: dict) -> list:
     """Where the median of the per-repetition paired ratios strays from the ratio of the
     medians by more than :data:`UNSTEADY`: the step times moved a lot during the run (load
     on the machine), and both ratios are worth reading with care."""
-    out = []
+    out, seen = [], set()
     for name, e in w["results"].items():
         for key, paired, base, pair in (
                 ("ratio_to_hand", "paired_ratio_to_hand", REFERENCE, f"{name}/hand"),
                 ("speedup_vs_tape", "paired_speedup_vs_tape", "tape", f"tape/{name}")):
             a, b = e.get(key), e.get(paired)
+            if pair in seen:  # tape's ratio to hand is hand's speed-up over the tape
+                continue
+            seen.add(pair)
             if name != base and a and b and e["status"] == "OK" and max(a / b, b / a) > UNSTEADY:
                 out.append(f"{pair}: {fmt_x(a)} from the medians but {fmt_x(b)} as the "
                            f"median of per-repetition paired ratios -- the timings were "

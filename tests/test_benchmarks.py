@@ -334,3 +334,9 @@ def test_unsteady_timings_are_noted():
     assert "3.46x" in notes[0] and "1.04x" in notes[0] and "unsteady" in notes[0]
     w["results"]["symgrad"] = entry(28.0e-3, 1.04)
     assert runner.unsteady_notes(w) == []
+    # the same pair of implementations is noted once (tape/hand is hand's speed-up too)
+    tape = dict(entry(2.0, 100.0), speedup_vs_tape=1.0, paired_speedup_vs_tape=1.0)
+    hand = dict(entry(26.9e-3, 1.0), speedup_vs_tape=2.0 / 26.9e-3,
+                paired_speedup_vs_tape=100.0)
+    notes = runner.unsteady_notes({"results": {"hand": hand, "tape": tape}})
+    assert len(notes) == 1 and notes[0].startswith("tape/hand")
