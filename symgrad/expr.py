@@ -201,11 +201,33 @@ class SharedParameterWarning(SymgradWarning):
 #: the Tensor last returned by sg.param for each leaf, weakly: a second call that makes a
 #: leaf equal to a live one warns (leaves are SymPy symbols, equal by their args)
 _LIVE_PARAMS: dict = {}
+#: every parameter leaf sg.param has made: only a repeat needs the search for live uses
+_SEEN_PARAMS: set = set()
 
 
 def _forget_param(sym, ref) -> None:
     if _LIVE_PARAMS.get(sym) is ref:
         del _LIVE_PARAMS[sym]
+
+
+def _in_live_graph(sym) -> bool:
+    """True when a live structural node reads ``sym`` (directly or through elementwise
+    math). Structural nodes are interned weakly (:mod:`symgrad.nodes`), so this sees exactly
+    the graphs someone still holds; each subexpression is visited once, iteratively."""
+    from .nodes import _INTERNED
+    seen = set()
+    stack = []
+    for node in list(_INTERNED.values()):
+        stack.extend(node.args)
+        while stack:
+            e = stack.pop()
+            if e is sym or (isinstance(e, TensorSymbol) and e == sym):
+                return True
+            if isinstance(e, TensorOp) or id(e) in seen or not e.args:
+                continue  # structural nodes are visited from _INTERNED itself
+            seen.add(id(e))
+            stack.extend(e.args)
+    return False
 
 
 def param(name: str, shape=(), dtype="float64", shared: bool = False) -> Tensor:
@@ -214,9 +236,10 @@ def param(name: str, shape=(), dtype="float64", shared: bool = False) -> Tensor:
     A parameter *is* its name, shape and dtype: two calls with the same three make one
     tensor, trained once. To share a weight on purpose, use the same Tensor twice, or pass
     ``shared=True`` to the second call. Otherwise a call that repeats a parameter still in
-    use (its Tensor alive) warns with :class:`SharedParameterWarning`: a ``dense()`` helper
-    called three times with one name would silently train one weight. Building a model
-    again after the first one is gone does not warn.
+    use (its Tensor alive, or a graph that reads it) warns with
+    :class:`SharedParameterWarning`: a ``dense()`` helper called three times with one name
+    would silently train one weight. Building a model again after the first one is gone
+    does not warn.
 
     Examples
     --------
@@ -229,12 +252,14 @@ def param(name: str, shape=(), dtype="float64", shared: bool = False) -> Tensor:
     t = _leaf(name, shape, dtype, "param")
     sym = t.expr
     ref = _LIVE_PARAMS.get(sym)
-    if not shared and ref is not None and ref() is not None:
+    if not shared and sym in _SEEN_PARAMS and (
+            (ref is not None and ref() is not None) or _in_live_graph(sym)):
         warnings.warn(
             f"sg.param({name!r}, {format_shape(t.shape)}, {t.dtype.name}) repeats a parameter "
             f"that is still in use: both calls are ONE tensor, trained once. Give each "
             f"parameter its own name, or pass shared=True (or reuse the Tensor) to share it "
             f"on purpose", SharedParameterWarning, stacklevel=2)
+    _SEEN_PARAMS.add(sym)
     _LIVE_PARAMS[sym] = weakref.ref(t, functools.partial(_forget_param, sym))
     return t
 
