@@ -373,6 +373,7 @@ class CompiledFunction:
                  map_keys=False):
         self._module = module
         self._fn = module.namespace[fn_name]
+        self._fn_name = fn_name
         self._check = module.namespace["_check_inputs"]
         self._leaves = inputs
         self.inputs = [leaf.name for leaf in inputs]
@@ -436,7 +437,7 @@ class CompiledFunction:
             if self._rename or self._check_finite:
                 values = self._bind(args, kwargs)
                 if self._check_finite:
-                    values = self._check("compute", values, True)
+                    values = self._check(self._fn_name, values, True)
                 out = self._fn(*values)
             else:
                 try:
