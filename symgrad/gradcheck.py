@@ -100,7 +100,7 @@ def check_grad(f_or_loss, values: dict, wrt=None, *, directions: int = 4,
     wrt : list of str, optional
         The inputs whose gradients are checked. Default: for a loss, every ``sg.param`` it
         reads (every float input if it reads none), by name; for a function, required unless
-        ``f.inputs`` names exactly as many float inputs as there are gradients.
+        it is a compiled function with one gradient and one ``sg.param`` input.
     directions : int
         Random unit directions per input (each one a central difference, two loss calls).
     rtol, atol : float
@@ -258,16 +258,12 @@ def _compile_loss(loss, wrt):
 def _default_wrt(fn, values, wrt):
     if wrt is not None:
         return [w.expr.name if hasattr(w, "expr") else w for w in wrt]
-    names = getattr(fn, "inputs", None)
+    # only an unambiguous case is guessed: one gradient and one parameter (the order of
+    # several gradients is the order given to sg.grad, which the function does not record)
     outs = getattr(fn, "output_names", None)
-    if names is not None and outs is not None:
-        float_inputs = [n for n in names if n in values
-                        and np.issubdtype(np.asarray(values[n]).dtype, np.floating)]
-        leaves = getattr(fn, "_leaves", None)
-        params = [leaf.name for leaf in leaves or () if leaf.role == "param"]
-        for candidate in (params, float_inputs):
-            if candidate and len(candidate) == len(outs) - 1:
-                return candidate
+    params = [leaf.name for leaf in getattr(fn, "_leaves", None) or () if leaf.role == "param"]
+    if outs is not None and len(outs) == 2 and len(params) == 1:
+        return params
     raise ValueError("check_grad: say which inputs the function's gradients belong to, in "
                      "order: check_grad(f, values, wrt=[...])")
 
