@@ -391,7 +391,10 @@ def _current_key(create: bool = False) -> Optional[bytes]:
     if root is None:
         return None
     with root:
-        return trust.load_key(root, create, _warn)
+        try:
+            return trust.load_key(root, create, _warn)
+        except OSError:
+            return None
 
 
 def check_entry(key: str, data: bytes, secret: Optional[bytes] = None) -> tuple:

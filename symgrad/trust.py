@@ -87,7 +87,13 @@ def _open_nofollow(name: str, dir_fd: int, flags: int, what: str) -> int:
         if err.errno in (errno.ELOOP, errno.EMLINK):
             raise UntrustedPath(f"{what} is a symbolic link") from None
         if err.errno == errno.ENOTDIR and flags & _O_DIRECTORY:
-            raise UntrustedPath(f"{what} is not a directory") from None
+            # Linux reports a symlink under O_DIRECTORY|O_NOFOLLOW as ENOTDIR: say which
+            try:
+                link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            except OSError:
+                link = False
+            raise UntrustedPath(f"{what} is " + ("a symbolic link" if link else
+                                                 "not a directory")) from None
         raise
 
 
@@ -278,7 +284,11 @@ def _create_key(root: Root) -> bytes:
 def _read_key(root: Root) -> bytes:
     """The key's bytes, or FileNotFoundError / UntrustedPath / OSError."""
     what = f"key file {root.path / KEY_NAME}"
-    fd = _open_nofollow(KEY_NAME, root.fd, os.O_RDONLY | _O_NONBLOCK, what)
+    try:
+        fd = _open_nofollow(KEY_NAME, root.fd, os.O_RDONLY | _O_NONBLOCK, what)
+    except PermissionError:
+        raise UntrustedPath(f"{what} cannot be read (permission denied: another user's, or "
+                            f"mode 000)") from None
     try:
         st = os.fstat(fd)
         check_stat(st, what, directory=False)
@@ -299,7 +309,9 @@ def load_key(root: Root, create: bool, warn: Callable[[str], None]) -> Optional[
     """The root's key, or None: nothing on disk is trusted then.
 
     With ``create``, a missing key is created and an untrusted one (symlink, another owner,
-    readable by others, wrong size, unreadable) is replaced, with ``warn(message)``."""
+    readable by others, wrong size, unreadable) is replaced, with ``warn(message)``; when no
+    key can be had, ``OSError`` says why (the caller keeps modules in memory)."""
+    problem = None
     for _ in range(3):
         try:
             return _read_key(root)
@@ -310,22 +322,22 @@ def load_key(root: Root, create: bool, warn: Callable[[str], None]) -> Optional[
                 return _create_key(root)
             except FileExistsError:
                 continue  # another process won the race: read its key
-            except OSError:
-                return None
+            except OSError as err:
+                raise OSError(f"cannot create the key file {root.path / KEY_NAME}: {err}")
         except (UntrustedPath, OSError) as err:
             if not create:
                 return None
-            warn(f"symgrad: {err}; it is not used and is replaced by a new key (entries "
-                 f"written under the old one will be rebuilt)")
+            problem = err
             try:
                 os.unlink(KEY_NAME, dir_fd=root.fd)
-            except IsADirectoryError:
-                return None
             except FileNotFoundError:
                 pass
-            except OSError:
-                return None
-    return None
+            except OSError as unlink_err:
+                raise OSError(f"{err}, and it cannot be replaced ({unlink_err.strerror}): "
+                              f"nothing on disk is trusted") from None
+            warn(f"symgrad: {err}; it is not used and is replaced by a new key (entries "
+                 f"written under the old one will be rebuilt)")
+    raise OSError(f"no stable key file {root.path / KEY_NAME} ({problem})")
 
 
 def tag(secret: bytes, key: str, payload: bytes) -> bytes:

@@ -117,7 +117,8 @@ def _fork_context():
 def _concurrent_worker(index, n, rounds, barrier, queue, cache_dir):
     try:
         os.environ["SYMGRAD_CACHE_DIR"] = cache_dir
-        warnings.simplefilter("error")  # any CacheWarning (corrupt entry, ...) is a failure
+        # any CacheWarning (corrupt entry, ...) is a failure
+        warnings.simplefilter("error", C.CacheWarning)
         C.MODULES.memo.clear()
         stored = []
         real_store = C.MODULES.store
@@ -212,7 +213,7 @@ def test_concurrent_compiles_on_cold_cache(cache_env, tmp_path):
     # and a fresh lookup of each loads, no warning
     C.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", C.CacheWarning)
         for k in keys:
             assert C.MODULES.lookup(k) is not None
     assert all(n >= 1 for n in writers.values())
@@ -270,7 +271,7 @@ def test_killed_writers_never_leave_a_half_written_entry(cache_env, tmp_path):
     # every function the children were writing compiles right, with no corrupt-entry warning
     C.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", C.CacheWarning)
         for i in range(len(offsets)):
             assert correct(sg.compile(model(100.0 + i))(X, W), 100.0 + i)
         for path in entry_files(cache_env):
@@ -360,7 +361,7 @@ def test_corrupt_entry_is_detected_and_rebuilt(kind, cache_env):
     assert "4.5" not in g.source
     C.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", C.CacheWarning)
         assert correct(sg.compile(model(2.0))(X, W), 2.0)  # a clean hit afterwards
     assert correct(other(X, W), 7.0)
 
