@@ -340,3 +340,20 @@ def test_unsteady_timings_are_noted():
                 paired_speedup_vs_tape=100.0)
     notes = runner.unsteady_notes({"results": {"hand": hand, "tape": tape}})
     assert len(notes) == 1 and notes[0].startswith("tape/hand")
+
+
+def test_runner_limits_threads_through_threadpoolctl_when_installed(monkeypatch):
+    import types
+    calls = []
+    fake = types.ModuleType("threadpoolctl")
+    fake.threadpool_limits = lambda **kw: calls.append(kw) or object()
+    fake.threadpool_info = lambda: [{"user_api": "blas", "num_threads": 1},
+                                    {"user_api": "openmp", "num_threads": 2}]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    assert runner.limit_blas_threads(2) is True
+    assert calls == [{"limits": 2}]
+    assert runner.blas_threads() == "1 (threadpoolctl)"
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # not installed
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert runner.limit_blas_threads(1) is False
+    assert runner.blas_threads() == "1 (OPENBLAS_NUM_THREADS)"

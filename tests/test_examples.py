@@ -197,3 +197,29 @@ def test_importing_an_example_leaves_the_threads_alone(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     load_example("w4_linear_regression")
     assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_blas_threads_through_threadpoolctl_when_installed(monkeypatch):
+    """With threadpoolctl importable, the scripts limit the loaded BLAS through it (here a
+    stand-in module records the call) instead of setting the environment."""
+    import types
+    calls = []
+    fake = types.ModuleType("threadpoolctl")
+    fake.threadpool_limits = lambda **kw: calls.append(kw) or object()
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    monkeypatch.setattr(_common, "_STATE", {"how": None, "limiter": None})
+    assert _common.limit_blas_threads(1) == "1 (threadpoolctl)"
+    assert calls == [{"limits": 1, "user_api": "blas"}]
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert _common.blas_threads().startswith("BLAS threads: 1 (threadpoolctl)")
+    # a number the user chose wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _common.limit_blas_threads(1) == "3 (your OMP_NUM_THREADS)"
+    assert len(calls) == 1
