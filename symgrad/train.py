@@ -50,7 +50,7 @@ from . import cache as C
 from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
                   grad, leaves_of)
 from .codegen import ModuleSpec, render, template_text
-from .expr import Tensor, as_tensor
+from .expr import Tensor, as_tensor, check_repeated_params
 from .nodes import TensorOp, TensorSymbol, info
 from .optim import Optimizer, _SymbolicOps
 from .optimize import plan
@@ -544,6 +544,7 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None):
         The batch arguments of the step, in order; default every ``sg.input``, by name.
     """
     loss = as_tensor(loss)
+    check_repeated_params([loss])  # a dense() helper that made one weight of two
     if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum
         from .expr import sum as _sum
         loss = _sum(loss)

@@ -16,11 +16,11 @@ from symgrad import workloads
 
 
 def w1_loss():
-    """The W1 loss; built again by several tests while others' steps live: shared=True."""
+    """The W1 loss (built again by several tests while others' steps live: no warning)."""
     x = sg.input("x", ("N", 2))
     y = sg.input("y", ("N", 1))
-    w1 = sg.param("w1", (2, 3), shared=True)
-    w2 = sg.param("w2", (3, 1), shared=True)
+    w1 = sg.param("w1", (2, 3))
+    w2 = sg.param("w2", (3, 1))
     return sg.mean(((x @ w1) @ w2 - y) ** 2)
 
 
@@ -185,23 +185,41 @@ def test_two_threads_stepping_one_state_are_serialized():
 
 # -- same-name parameters ----------------------------------------------------------------
 
-def test_a_repeated_param_name_warns_unless_shared():
+def test_a_dense_helper_called_twice_with_one_name_warns_at_train_step():
     x = sg.input("x", ("N", 4))
 
-    def dense(h, name):
-        return h @ sg.param(name, (4, 4))
+    def dense(h, name, **kw):
+        return sg.relu(h @ sg.param(name, (4, 4), **kw) + sg.param(name + "_b", (4,), **kw))
 
-    with pytest.warns(sg.SharedParameterWarning, match=r"sg.param\('wd', \(4, 4\)"):
-        out = dense(dense(x, "wd"), "wd")
+    out = dense(dense(x, "wd"), "wd")  # each weight's Tensor dies at once
+    with pytest.warns(sg.SharedParameterWarning, match=r"sg.param\('wd(_b)?', \(4"):
+        sg.train_step(sg.sum(out), sg.optim.SGD(0.1))
+    tied = dense(dense(x, "wt"), "wt", shared=True)  # on purpose: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        w = sg.param("ws", (4, 4))
-        tied = x @ w @ w  # the same Tensor twice: sharing on purpose
-        again = sg.param("ws", (4, 4), shared=True)
-        assert again.expr == w.expr
-        del w, again, tied
-        rebuilt = sg.param("ws", (4, 4))  # the first model is gone: a rebuild, no warning
-    assert rebuilt is not None and out is not None
+        sg.train_step(sg.sum(tied), sg.optim.SGD(0.1))
+
+
+def test_a_second_param_call_while_the_first_tensor_lives_warns():
+    first = sg.param("wl", (2,))
+    with pytest.warns(sg.SharedParameterWarning, match=r"'wl'.*still alive"):
+        second = sg.param("wl", (2,))
+    assert second.expr == first.expr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sg.param("wl", (2,), shared=True).expr == first.expr
+
+
+def test_rebuilding_a_model_while_the_old_one_lives_does_not_warn():
+    def build():
+        x = sg.input("x", ("N", 2))
+        return sg.mean((x @ sg.param("wr", (2, 3)) @ sg.param("vr", (3, 1))) ** 2)
+
+    old = sg.train_step(build(), sg.optim.SGD(0.1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = sg.train_step(build(), sg.optim.SGD(0.1))
+    assert old is not None and new is not None
 
 
 # -- the fast path and numpy's rules for 0-d values --------------------------------------

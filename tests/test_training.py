@@ -87,8 +87,7 @@ def case_w0(steps: int = 100) -> Case:
 
 def _w1_symbolic():
     x, y = sg.input("x", ("N", 2)), sg.input("y", ("N", 1))
-    # rebuilt by every case while earlier cases' steps live: the same weights on purpose
-    w1, w2 = sg.param("w1", (2, 3), shared=True), sg.param("w2", (3, 1), shared=True)
+    w1, w2 = sg.param("w1", (2, 3)), sg.param("w2", (3, 1))
     return sg.mean(((x @ w1) @ w2 - y) ** 2)
 
 
@@ -125,8 +124,7 @@ def _mlp_symbolic(sizes):
     onehot = sg.input("onehot", ("N", sizes[-1]))
     h = x
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        h = h @ sg.param(f"w{i}", (n_in, n_out), shared=True) + sg.param(
-            f"b{i}", (n_out,), shared=True)
+        h = h @ sg.param(f"w{i}", (n_in, n_out)) + sg.param(f"b{i}", (n_out,))
         if i < len(sizes) - 1:
             h = sg.relu(h)
     return sg.mean((onehot - h) ** 2)
@@ -156,7 +154,7 @@ def case_w3(rows: int = 57, batch: int = 16) -> Case:
 def case_w4(steps: int = 50) -> Case:
     d = workloads.w4()
     inp, target = sg.input("input", ("N", 2)), sg.input("target", ("N", 1))
-    weights = sg.param("weights", (2, 1), shared=True)
+    weights = sg.param("weights", (2, 1))
     batches = [{"input": d["input"], "target": d["target"]}] * steps
     return Case("W4", {"weights": d["weights"]}, batches, sg.l2_loss(inp @ weights - target),
                 lambda v, b: tp.l2_loss(tp.matmul(b["input"], v["weights"]) - b["target"]),
