@@ -617,7 +617,7 @@ class ModuleCache:
         data_ro = _unpack_arrays(blobs)
         # checked before anything touches the disk: a refused module is never written
         check_module_source(source)
-        path, problem, text = None, None, None
+        path, problem, text, code = None, None, None, None
         try:
             root = _open_root(create=True)
         except CacheError:
@@ -627,7 +627,7 @@ class ModuleCache:
         if root is not None:
             with root:
                 try:
-                    text, path = self._write(root, key, source, blobs)
+                    text, path, code = self._write(root, key, source, blobs)
                 except UntrustedPath as err:
                     _untrusted_subdir(err)
                     text, path = None, None
@@ -637,7 +637,7 @@ class ModuleCache:
             self._fallback(problem)
         if text is None:
             text = _memory_text(key, source, blobs)
-        code = compile(text, _filename(key, path), "exec")
+            code = compile(text, _filename(key, None), "exec")
         mod = _run(key, text, path, code, data_ro)
         self.memo[key] = mod
         return mod
@@ -648,16 +648,19 @@ class ModuleCache:
             raise OSError(f"no usable key file {root.path / trust.KEY_NAME}")
         data = _build_entry(secret, key, source, blobs)
         sub, name = key[:2], f"{key}.py"
+        path = root.path / sub / name
+        text = _text_of(data)
+        # compiled before it is written: a module that does not compile never reaches the disk
+        code = compile(text, str(path), "exec")
         sub_fd = trust.open_subdir(root, sub, create=True)
         try:
             trust.write_atomically(sub_fd, name, data, f".{key[:16]}.")
             _remove_stale_temps(sub_fd, key)
         finally:
             os.close(sub_fd)
-        path = root.path / sub / name
         _debug("stored %s (%s)", key, path)
         _auto_prune(root, keep=key)
-        return _text_of(data), path
+        return text, path, code
 
     def _fallback(self, err: OSError) -> None:
         _debug("cannot write the cache at %s (%s); in memory only", cache_dir(), err)
