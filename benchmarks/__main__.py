@@ -1,4 +1,10 @@
-"""Entry point: ``python -m benchmarks [--quick] [--json PATH] ...`` (``--help``)."""
+"""Entry point: ``python -m benchmarks [--full] [--json PATH] ...`` (``--help``).
+
+The default is the quick run; ``--full`` is the whole sweep. BLAS runs on one thread unless
+``--threads N``: the variables must be set here, before anything imports numpy (OpenBLAS
+reads them once, when it loads), so that this process and its children get them even
+without threadpoolctl.
+"""
 
 import os
 import sys
@@ -7,16 +13,16 @@ from . import THREAD_VARS
 
 
 def _apply_threads(argv: list) -> None:
-    """``--threads N`` must reach BLAS before numpy is imported: set the variables now.
-    ``--quick`` without ``--threads`` means one thread: on a busy machine, BLAS threads
-    spinning against each other make small GEMMs ten times slower and the run long."""
-    value = "1" if "--quick" in argv else None
+    """Set the thread variables of BLAS/OpenMP to ``--threads N`` (default 1): on a busy
+    machine, BLAS threads spinning against each other make small GEMMs ten times slower
+    and the timings unsteady."""
+    value = "1"
     for i, arg in enumerate(argv):
         if arg == "--threads" and i + 1 < len(argv):
             value = argv[i + 1]
         elif arg.startswith("--threads="):
             value = arg.split("=", 1)[1]
-    if value is not None and value.isdigit() and int(value) > 0:
+    if value.isdigit() and int(value) > 0:
         for var in THREAD_VARS:
             os.environ[var] = value
 

@@ -1,6 +1,6 @@
 """The expert floor: hand-written numpy training steps with hand-derived gradients.
 
-One class per reference workload (``WORKLOADS.md``): :class:`W0Step`, :class:`W1Step`,
+One class per reference workload (``docs/workloads.md``): :class:`W0Step`, :class:`W1Step`,
 :class:`W3Step`, :class:`W4Step`. Each is written the way an expert writes numpy for speed,
 so that symgrad's generated step and the tape baseline are measured against the fastest
 straightforward numpy, not against a strawman:

@@ -22,7 +22,8 @@ def build_step(workload, optimizer: OptimizerSpec):
     import symgrad as sg
     inputs = {name: sg.input(name, shape=shape, dtype=dtype)
               for name, shape, dtype in workload.inputs}
-    params = {name: sg.param(name, shape, workload.dtype)
+    # shared=True: the runner rebuilds the same model for every run in one process, on purpose
+    params = {name: sg.param(name, shape, workload.dtype, shared=True)
               for name, shape in workload.param_shapes.items()}
     loss = workload.loss(_ops(), params, inputs)
     return sg.train_step(loss, optimizer.symgrad(),

@@ -1,6 +1,6 @@
 """The benchmark runner behind ``python -m benchmarks``.
 
-For every workload (W0, W1, W3, W4 of ``WORKLOADS.md`` and the scaling sweeps) and every
+For every workload (W0, W1, W3, W4 of ``docs/workloads.md`` and the scaling sweeps) and every
 implementation that is available (see :data:`IMPLEMENTATIONS`), it measures:
 
 * **correctness** -- every implementation starts from the same initial values, takes the
@@ -14,8 +14,9 @@ implementation that is available (see :data:`IMPLEMENTATIONS`), it measures:
 * **time per step** -- repetitions interleaved across implementations: in each repetition
   every implementation runs one block of steps, in a freshly shuffled order, so machine
   drift hits all alike. Reported: median, min, max, IQR and MAD of the per-step time over
-  the repetitions; the ratio to ``hand`` and the speed-up over ``tape`` are medians of the
-  per-repetition ratios;
+  the repetitions; the ratio to ``hand`` and the speed-up over ``tape`` are ratios of the
+  medians shown (so they cannot contradict them); the medians of the per-repetition paired
+  ratios are kept too, and a table notes where the two disagree (unsteady timings);
 * **peak memory** -- the tracemalloc peak over a few training steps of a fresh instance,
   in a fresh tracemalloc session that starts after ``setup`` (so the parameters are not
   counted; work buffers a step allocates, even once, are). numpy's buffers are traced;
@@ -25,8 +26,14 @@ implementation that is available (see :data:`IMPLEMENTATIONS`), it measures:
   (cold), then in another new process on the same cache (warm: a cache hit); each
   process also times its own ``import symgrad``, which is not included.
 
-Results go to the terminal (tables, and the targets of the generated-code issue as a
-PASS/MISS checklist), and optionally to JSON, Markdown and PNG plots.
+The default run is the quick one (short runs, a few sweep points: well under a minute on
+2 cores); ``--full`` runs every sweep point with longer timings (about 12 minutes). BLAS
+runs on one thread unless ``--threads N`` (threadpoolctl when installed, else the
+environment variables of :data:`benchmarks.THREAD_VARS`, set before numpy is imported).
+
+Results go to the terminal (tables and a legend of their columns; with ``--targets`` the
+performance goals of the generated-code issue as a PASS/MISS checklist), and optionally to
+JSON, Markdown and PNG plots.
 
 The JSON report (``--json``; times in seconds, memory in bytes, ``null`` = not measured)::
 
@@ -34,7 +41,8 @@ The JSON report (``--json``; times in seconds, memory in bytes, ``null`` = not m
     command           the command line that produced it
     created           local time, ISO 8601
     machine           platform, python, implementation, numpy, sympy, symgrad, cpu_count,
-                      cpus_usable, processor, blas, thread_env, load_average_at_start
+                      cpus_usable, processor, blas, blas_threads, thread_env,
+                      load_average_at_start
     config            quick, repeat, only, impls, optimizer, seed, block_time_s,
                       time_budget_s, memory_steps, compile, memory, compile_repeat
     implementations   {name: {available, version, skipped (reason or null), description}}
@@ -53,8 +61,10 @@ The JSON report (``--json``; times in seconds, memory in bytes, ``null`` = not m
                            curve_err, rtol}
             time          {median_s, min_s, max_s, iqr_s, mad_s, per_rep_s,
                            steps_per_block, repeats} or null
-            ratio_to_hand     median of per-repetition time ratios impl / hand
-            speedup_vs_tape   median of per-repetition time ratios tape / impl
+            ratio_to_hand     median time of impl / median time of hand
+            speedup_vs_tape   median time of tape / median time of impl
+            paired_ratio_to_hand    median of per-repetition ratios impl / hand
+            paired_speedup_vs_tape  median of per-repetition ratios tape / impl
             peak_memory_bytes
             loss_curve    the loss of every step of the correctness run}}]
     targets           [{id, target, measured, limit, unit, status "PASS" | "MISS" | "SKIP",
@@ -78,6 +88,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import tracemalloc
 import traceback
@@ -302,7 +313,8 @@ class Config:
     ``repeat``: interleaved timing repetitions (15; quick 5, stopping after
     ``time_budget`` seconds of timing); ``block_time``: seconds of steps per block (50 ms;
     quick 5 ms); ``memory_steps``: steps under tracemalloc; ``compile_repeat``: pairs of
-    cold/warm processes per main workload; ``extra_impls``: more adapter classes by name
+    cold/warm processes per main workload; ``targets``: print the generated-code issue's
+    performance goals as a PASS/MISS checklist; ``extra_impls``: more adapter classes by name
     (tests use it for deliberately wrong implementations; they run in-process only).
     """
 
@@ -319,6 +331,7 @@ class Config:
     compile_repeat: Optional[int] = None
     time_budget: Optional[float] = None
     progress: bool = True
+    targets: bool = False
     command: str = "python -m benchmarks"
     extra_impls: dict = field(default_factory=dict)
 
@@ -768,7 +781,41 @@ def machine_info() -> dict:
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     info["thread_env"] = {v: os.environ[v] for v in THREAD_VARS if v in os.environ}
+    info["blas_threads"] = blas_threads()
     return info
+
+
+def limit_blas_threads(n: int) -> bool:
+    """Limit this process's BLAS/OpenMP pools to ``n`` threads with threadpoolctl (an
+    optional dependency; True when it was applied). The environment variables, set by
+    ``python -m benchmarks`` before numpy is imported, cover the case without it and reach
+    the child processes."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    global _LIMITER
+    _LIMITER = threadpool_limits(limits=n)  # kept: the limit lasts as long as the object
+    return True
+
+
+_LIMITER = None
+
+
+def blas_threads() -> str:
+    """How many threads BLAS uses in this process, and who said so."""
+    try:
+        from threadpoolctl import threadpool_info
+        counts = sorted({p["num_threads"] for p in threadpool_info()
+                         if p.get("user_api") == "blas"})
+        if counts:
+            return "/".join(map(str, counts)) + " (threadpoolctl)"
+    except ImportError:
+        pass
+    for var in THREAD_VARS[:3]:
+        if os.environ.get(var):
+            return f"{os.environ[var]} ({var})"
+    return "the BLAS default (not limited)"
 
 
 def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
@@ -814,14 +861,20 @@ def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
         entry = {"status": status, "error": error,
                  "check": {k: v for k, v in check.items() if k not in ("status", "error")},
                  "time": times.get(name), "ratio_to_hand": None, "speedup_vs_tape": None,
+                 "paired_ratio_to_hand": None, "paired_speedup_vs_tape": None,
                  "peak_memory_bytes": memory.get(name),
                  "loss_curve": runs[name]["curve"]}
         t = times.get(name)
+        # The shown ratios are ratios of the shown medians, so a table never contradicts
+        # itself; the paired per-repetition ratios (robust to drift) are kept beside them.
         if t and "hand" in times:
-            entry["ratio_to_hand"] = _median_ratio(t["per_rep_s"], times["hand"]["per_rep_s"])
+            entry["ratio_to_hand"] = t["median_s"] / times["hand"]["median_s"]
+            entry["paired_ratio_to_hand"] = _median_ratio(t["per_rep_s"],
+                                                          times["hand"]["per_rep_s"])
         if t and "tape" in times:
-            entry["speedup_vs_tape"] = _median_ratio(times["tape"]["per_rep_s"],
-                                                     t["per_rep_s"])
+            entry["speedup_vs_tape"] = times["tape"]["median_s"] / t["median_s"]
+            entry["paired_speedup_vs_tape"] = _median_ratio(times["tape"]["per_rep_s"],
+                                                            t["per_rep_s"])
         result["results"][name] = entry
     if REFERENCE not in names:  # the reference ran for the check only: keep its curve
         result["reference_run"] = {"loss_curve": runs[REFERENCE]["curve"],
@@ -865,7 +918,7 @@ def run(cfg: Config) -> dict:
                    "block_time_s": cfg.block_time, "time_budget_s": cfg.time_budget,
                    "memory_steps": cfg.memory_steps,
                    "compile": cfg.compile, "memory": cfg.memory,
-                   "compile_repeat": cfg.compile_repeat},
+                   "compile_repeat": cfg.compile_repeat, "targets": cfg.targets},
         "implementations": {n: {"available": n in available, "version": available.get(n),
                                 "skipped": skipped.get(n),
                                 "description": classes[n].description}
@@ -1009,7 +1062,26 @@ def workload_rows(w: dict) -> list:
     return rows
 
 
-HEADERS = ["impl", "median", "min", "max", "IQR", "x hand", "tape/impl", "peak mem", "check"]
+HEADERS = ["impl", "median", "min", "max", "IQR", "med/hand", "tape/med", "peak mem", "check"]
+
+#: What the columns of the tables mean (printed under them).
+LEGEND = (
+    "median, min, max, IQR: time per training step over the interleaved repetitions "
+    "(IQR: spread between the 25th and 75th percentiles)",
+    "med/hand: this row's median / hand's median (below 1.00x: faster than hand-written "
+    "numpy)",
+    "tape/med: symgrad.tape's median / this row's median (how many times faster than the "
+    "tape)",
+    "peak mem: tracemalloc peak of setup + a few steps in a new process (n/a: the "
+    "framework's buffers are invisible to tracemalloc; -: not measured)",
+    "check: OK/WRONG and the largest relative error against hand (loss curve, final loss, "
+    "final parameters); a WRONG row gets no ratio",
+    "sweeps: median time per step at each point; symgrad/hand is the ratio of the medians",
+)
+
+#: How far the paired per-repetition ratio may stray from the ratio of the medians before a
+#: table says the timings were unsteady.
+UNSTEADY = 1.25
 
 
 def _text_table(headers: list, rows: list, indent: str = "  ") -> str:
@@ -1081,6 +1153,26 @@ def sweep_tables(report: dict) -> list:
     return out
 
 
+def unsteady_notes(w: dict) -> list:
+    """Where the median of the per-repetition paired ratios strays from the ratio of the
+    medians by more than :data:`UNSTEADY`: the step times moved a lot during the run (load
+    on the machine), and both ratios are worth reading with care."""
+    out, seen = [], set()
+    for name, e in w["results"].items():
+        for key, paired, base, pair in (
+                ("ratio_to_hand", "paired_ratio_to_hand", REFERENCE, f"{name}/hand"),
+                ("speedup_vs_tape", "paired_speedup_vs_tape", "tape", f"tape/{name}")):
+            a, b = e.get(key), e.get(paired)
+            if pair in seen:  # tape's ratio to hand is hand's speed-up over the tape
+                continue
+            seen.add(pair)
+            if name != base and a and b and e["status"] == "OK" and max(a / b, b / a) > UNSTEADY:
+                out.append(f"{pair}: {fmt_x(a)} from the medians but {fmt_x(b)} as the "
+                           f"median of per-repetition paired ratios -- the timings were "
+                           f"unsteady (machine load?); rerun on a quieter machine")
+    return out
+
+
 def _target_rows(report: dict) -> list:
     rows = []
     for t in report["targets"]:
@@ -1103,9 +1195,12 @@ def _describe(w: dict) -> str:
 def render_text(report: dict) -> str:
     """The terminal report."""
     out = []
-    m = report["machine"]
-    threads = m.get("thread_env", {}).get("OPENBLAS_NUM_THREADS", "default")
-    out.append(f"symgrad benchmarks -- {m['platform']}, Python {m['python']}, numpy "
+    m, cfg = report["machine"], report["config"]
+    threads = m.get("blas_threads") or m.get("thread_env", {}).get("OPENBLAS_NUM_THREADS",
+                                                                    "default")
+    mode = "quick run (--full: every sweep point, longer timings)" if cfg["quick"] \
+        else "full run"
+    out.append(f"symgrad benchmarks, {mode} -- {m['platform']}, Python {m['python']}, numpy "
                f"{m['numpy']}, {m['cpu_count']} CPUs ({m['processor']}), BLAS threads: "
                f"{threads}")
     if report["skipped"]:
@@ -1116,6 +1211,8 @@ def render_text(report: dict) -> str:
         out.append("")
         out.append(_describe(w) + f"; {_repeats(w)} interleaved repetitions")
         out.append(_text_table(HEADERS, workload_rows(w)))
+        for note in unsteady_notes(w):
+            out.append("  note: " + note)
         line = _compile_line(w)
         if line:
             out.append("  " + line)
@@ -1134,9 +1231,19 @@ def render_text(report: dict) -> str:
                     if e["error"]:
                         out.append(f"  {w['name']} {name}: {e['error']}")
     out.append("")
-    out.append("Generated-code targets")
-    for status, text, value in _target_rows(report):
-        out.append(f"  [{status:4}] {text}: {value}")
+    out.append("Columns")
+    out += [textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    ")
+            for line in LEGEND]
+    out.append("")
+    if cfg.get("targets"):
+        out.append("Performance goals of the generated-code issue (PASS: met in this run; "
+                   "MISS: not met on this machine in this run, a goal and not an error; "
+                   "SKIP: not measured)")
+        for status, text, value in _target_rows(report):
+            out.append(f"  [{status:4}] {text}: {value}")
+    else:
+        out.append("(--targets lists the performance goals of the generated-code issue as "
+                   "PASS/MISS)")
     wrong = _failures(report, all_impls=True)
     if wrong:
         out.append("")
@@ -1159,8 +1266,8 @@ def render_markdown(report: dict) -> str:
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or "(not set)"
             out.append(f"| {key} | {value} |")
     out += ["", f"Per-step times: up to {cfg['repeat']} repetitions interleaved across "
-            "implementations (shuffled order each repetition); ratios are medians of "
-            "per-repetition ratios. Correctness: same initial values and batches as `hand`, "
+            "implementations (shuffled order each repetition); ratios are ratios of the "
+            "medians shown. Correctness: same initial values and batches as `hand`, "
             "errors relative to the largest reference loss, rtol 1e-4 (float32) / 1e-9 "
             "(float64). Peak memory: tracemalloc over "
             f"setup + {cfg['memory_steps']} steps in a new process (what setup keeps plus "
@@ -1176,6 +1283,9 @@ def render_markdown(report: dict) -> str:
         out += ["", f"## {w['name']}", "",
                 _describe(w) + f"; {_repeats(w)} interleaved repetitions.", "",
                 _md_table(HEADERS, workload_rows(w))]
+        notes = unsteady_notes(w)
+        if notes:
+            out += [""] + [f"Note: {n}" for n in notes]
         line = _compile_line(w)
         if line:
             out += ["", line[0].upper() + line[1:] + "."]
@@ -1186,10 +1296,14 @@ def render_markdown(report: dict) -> str:
         out += ["", f"## Sweep over {axis}", "", f"{SWEEP_TITLES[axis]}; median time per step.",
                 "",
                 _md_table(headers, rows)]
-    out += ["", "## Generated-code targets", ""]
-    for status, text, value in _target_rows(report):
-        mark = "x" if status == "PASS" else " "
-        out.append(f"- [{mark}] **{status}** {text}: {value}")
+    out += ["", "## Columns", ""] + [f"- {line}" for line in LEGEND]
+    if cfg.get("targets"):
+        out += ["", "## Performance goals of the generated-code issue", "",
+                "PASS: met in this run; MISS: not met on this machine in this run (a goal, "
+                "not an error); SKIP: not measured.", ""]
+        for status, text, value in _target_rows(report):
+            mark = "x" if status == "PASS" else " "
+            out.append(f"- [{mark}] **{status}** {text}: {value}")
     wrong = _failures(report, all_impls=True)
     if wrong:
         out += ["", "**NOT CORRECT:** " + ", ".join(wrong)]
@@ -1311,9 +1425,13 @@ def parser() -> argparse.ArgumentParser:
                f"('sweeps' = all three). Implementations: {', '.join(IMPLEMENTATIONS)}. "
                "Exit status 1 when one of this project's implementations "
                f"({', '.join(PROJECT_IMPLS)}) is WRONG or fails.")
-    p.add_argument("--quick", action="store_true",
-                   help="short runs, fewer sweep points, compile time and memory for W3 only, "
-                        "one BLAS thread unless --threads (well under a minute; for CI)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="the default: short runs, a few sweep points, compile time and "
+                           "memory for W3 only (well under a minute on 2 cores)")
+    mode.add_argument("--full", action="store_true",
+                      help="the full sweep: every sweep point, longer timings, compile time "
+                           "and memory on every workload (about 12 minutes on 2 cores)")
     p.add_argument("--only", type=_csv, metavar="LIST",
                    help="comma-separated workloads/sweeps, e.g. W0,W3,depth")
     p.add_argument("--impl", type=_csv, metavar="LIST",
@@ -1330,10 +1448,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="PATH", help="write the full report as JSON")
     p.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report")
     p.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots (matplotlib)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="BLAS/OpenMP threads (sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, "
-                        "...; default: the machine's, 1 with --quick; 1 gives steadier "
-                        "numbers on a busy machine)")
+    p.add_argument("--threads", type=int, metavar="N", default=None,
+                   help="BLAS/OpenMP threads (default 1, steadier on a busy machine; applied "
+                        "with threadpoolctl when installed and through OPENBLAS_NUM_THREADS, "
+                        "OMP_NUM_THREADS, ... set before numpy is imported)")
+    p.add_argument("--targets", action="store_true",
+                   help="also print the performance goals of the generated-code issue as a "
+                        "PASS/MISS checklist")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--list", action="store_true", help="list workloads and implementations")
     return p
@@ -1343,8 +1464,9 @@ def main(argv: Optional[list] = None) -> int:
     """``python -m benchmarks``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    quick = not args.full
     if args.list:
-        for wl in catalogue(args.quick):
+        for wl in catalogue(quick):
             print(f"{wl.name:16} [{wl.group}] {wl.title}")
         cfg = Config()
         available, skipped = probe(impl_classes(cfg), list(IMPLEMENTATIONS))
@@ -1353,7 +1475,7 @@ def main(argv: Optional[list] = None) -> int:
                                     f"skipped: {skipped[name]}"))
         return 0
     known = set(MAIN_WORKLOADS) | set(SWEEPS) | {"sweeps"}
-    names = {wl.name for wl in catalogue(args.quick)}
+    names = {wl.name for wl in catalogue(quick)}
     bad = [o for o in args.only or [] if o not in known and o not in names]
     if bad:
         parser().error(f"--only: unknown {bad}; choose from {sorted(known)}")
@@ -1362,19 +1484,21 @@ def main(argv: Optional[list] = None) -> int:
         parser().error(f"--impl: unknown {bad}; choose from {list(IMPLEMENTATIONS)}")
     if args.repeat is not None and args.repeat < 1:
         parser().error("--repeat must be at least 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser().error("--threads must be at least 1")
-        if any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
-            # numpy is loaded already (main() called in-process): reaches the children only
-            print("note: --threads applies to this process only when given to "
-                  "`python -m benchmarks`", file=sys.stderr)
-            for var in THREAD_VARS:
-                os.environ[var] = str(args.threads)
-    cfg = Config(quick=args.quick, repeat=args.repeat, only=args.only, impls=args.impl,
+    if args.threads is not None and args.threads < 1:
+        parser().error("--threads must be at least 1")
+    threads = 1 if args.threads is None else args.threads
+    if not limit_blas_threads(threads) and any(os.environ.get(v) != str(threads)
+                                               for v in THREAD_VARS):
+        # numpy is loaded already (main() called in-process, no threadpoolctl): the
+        # variables reach the child processes only
+        print(f"note: {threads} BLAS thread(s) applies to this process only when run as "
+              "`python -m benchmarks` or with threadpoolctl installed", file=sys.stderr)
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    cfg = Config(quick=quick, repeat=args.repeat, only=args.only, impls=args.impl,
                  optimizer=args.optimizer, seed=args.seed, compile=not args.no_compile,
                  memory=not args.no_memory,
-                 progress=not args.no_progress,
+                 progress=not args.no_progress, targets=args.targets,
                  command=shlex.join(["python", "-m", "benchmarks", *argv]))
     report = run(cfg)
     print(render_text(report))

@@ -27,11 +27,14 @@ if importlib.util.find_spec("symgrad") is None:  # running from a source checkou
     sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))  # examples/_common.py
 
+import _common  # noqa: E402
+
+if __name__ == "__main__":  # an entry point: one BLAS thread, set before numpy loads BLAS
+    _common.limit_blas_threads()
+
 import symgrad as sg  # noqa: E402
 from _common import _function_body, _pyplot  # noqa: E402
 from symgrad import workloads  # noqa: E402
-
-
 
 
 def build():
@@ -52,6 +55,7 @@ def main(argv=None) -> dict:
                         help="directory for the plots (default examples/out/)")
     parser.add_argument("--quick", action="store_true", help="10 steps (for the tests)")
     args = parser.parse_args(argv)
+    print(_common.blas_threads())
 
     d = workloads.w0(seed=args.seed)
     steps = args.steps or (10 if args.quick else d["steps"])

@@ -25,12 +25,17 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("symgrad") is None:  # running from a source checkout
     sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))  # examples/_common.py
 
+import _common  # noqa: E402
+
+if __name__ == "__main__":  # an entry point: one BLAS thread, set before numpy loads BLAS
+    _common.limit_blas_threads()
+
+import numpy as np  # noqa: E402
 import symgrad as sg  # noqa: E402
 from symgrad import tape as tp  # noqa: E402
 from symgrad import workloads  # noqa: E402
@@ -213,6 +218,7 @@ def main(argv=None) -> dict:
                         help="accepted for symmetry with the other examples (no plots here)")
     parser.add_argument("--quick", action="store_true", help="accepted; W2 is always quick")
     parser.parse_args(argv)
+    print(_common.blas_threads())
     results = {"w2_1": part1(), "w2_2": part2(), "w2_3": part3(), "w2_4": part4(),
                "w2_5": part5()}
     print("\nall W2 values match the hand-derived ones and the tape")

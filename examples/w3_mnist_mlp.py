@@ -35,13 +35,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("symgrad") is None:  # running from a source checkout
     sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))  # examples/_common.py
 
+import _common  # noqa: E402
+
+if __name__ == "__main__":  # an entry point: one BLAS thread, set before numpy loads BLAS
+    _common.limit_blas_threads()
+
+import numpy as np  # noqa: E402
 import symgrad as sg  # noqa: E402
 from _common import _function_body, _pyplot  # noqa: E402
 from symgrad import data, workloads  # noqa: E402
@@ -51,8 +55,6 @@ OPTIMIZERS = {
     "momentum": lambda lr: sg.optim.Momentum(lr, momentum=0.9),
     "adam": lambda lr: sg.optim.Adam(lr),
 }
-
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,6 +168,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true",
                         help="1 epoch on 500 training rows (for the tests)")
     args = parser.parse_args(argv)
+    print(_common.blas_threads())
 
     x_train, y_train, x_test, y_test, description = load_data(
         args.mnist, args.synthetic_rows, args.seed)

@@ -21,18 +21,20 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("symgrad") is None:  # running from a source checkout
     sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))  # examples/_common.py
 
+import _common  # noqa: E402
+
+if __name__ == "__main__":  # an entry point: one BLAS thread, set before numpy loads BLAS
+    _common.limit_blas_threads()
+
+import numpy as np  # noqa: E402
 import symgrad as sg  # noqa: E402
 from _common import _function_body, _pyplot  # noqa: E402
 from symgrad import workloads  # noqa: E402
-
-
 
 
 def build():
@@ -54,6 +56,7 @@ def main(argv=None) -> dict:
                         help="directory for the plots (default examples/out/)")
     parser.add_argument("--quick", action="store_true", help="10 steps (for the tests)")
     args = parser.parse_args(argv)
+    print(_common.blas_threads())
 
     d = workloads.w4(seed=args.seed)
     steps = args.steps or (10 if args.quick else d["steps"])
@@ -110,6 +113,8 @@ def main(argv=None) -> dict:
         ax.scatter(d["x"], d["y"], color="k", zorder=3, label="data")
         ax.plot(xs, m * xs + b, label=f"gradient descent: {m:.3f} x + {b:.3f}")
         ax.plot(xs, m_fit * xs + b_fit, "--", label=f"np.polyfit: {m_fit:.3f} x + {b_fit:.3f}")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
         ax.set_title("W4: the fit")
         ax.legend()
         fig.tight_layout()
@@ -136,7 +141,9 @@ def main(argv=None) -> dict:
         start = (float(d["weights"][0, 0]), float(d["weights"][1, 0]))
         for i, (bi, mi) in enumerate([start, *lines]):
             ax.plot(xs, mi * xs + bi, color=cmap(i / steps), lw=0.8)
-        ax.set_title("W4: the lines over time (dark: early, light: late)")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y = m x + b")
+        ax.set_title(f"W4: the line after each of the {steps} steps (dark: early, light: late)")
         fig.tight_layout()
         saved.append(args.plots / "w4_lines.png")
         fig.savefig(saved[-1])

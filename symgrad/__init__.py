@@ -30,13 +30,16 @@ from .expr import (PUBLIC_OPS, Tensor, abs, as_tensor, broadcast_to, clip, const
 from . import optim
 from .printer import latex
 from .train import TrainState, TrainStep, train_step
+from .expr import SharedParameterWarning, SymgradWarning
+from .gradcheck import GradCheckReport, GradientCheckError, check_grad
 from .shapes import Dim, ShapeError
 
 __all__ = [
     "__version__", "Tensor", "input", "param", "constant", "as_tensor", "grad", "compile",
     "CompiledFunction", "latex", "Dim", "ShapeError", "GradientError", "CacheError",
     "ExpressionTooLarge", "cache_dir", "PUBLIC_OPS", "optim", "train_step", "TrainStep",
-    "TrainState",
+    "TrainState", "check_grad", "GradCheckReport", "GradientCheckError", "SymgradWarning",
+    "SharedParameterWarning",
     "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "square", "sign",
     "softplus", "log_sigmoid", "maximum", "minimum", "where", "clip", "sum", "mean", "max",
     "transpose", "reshape", "matmul", "broadcast_to", "one_hot", "softmax", "log_softmax",

@@ -1,9 +1,10 @@
-"""Command line: ``python -m symgrad cache info|clear`` and ``python -m symgrad show``.
+"""Command line: ``python -m symgrad cache info|clear|prune`` and ``python -m symgrad show``.
 
 ::
 
     python -m symgrad cache info          # directory, entries, total size, per-entry key/size/age
     python -m symgrad cache clear         # remove every entry (asks nothing), say how many
+    python -m symgrad cache prune --max-size 500M --max-age 30   # evict old / LRU entries
     python -m symgrad show model.py:loss  # formulas and generated source of a Tensor, a list
                                           # or dict of Tensors, or a compiled function
     python -m symgrad show pkg.mod:f --path   # where it is cached
@@ -58,31 +59,79 @@ def cmd_cache_info(args) -> int:
     es = data["entries"]
     print(f"entries:   {len(es)}")
     print(f"size:      {_size(data['total_size'])} ({data['total_size']} bytes)")
+    print(f"key:       {data['key']}")
     if data["temp_files"]:
         print(f"temp files left by interrupted writers: {data['temp_files']} "
               f"(removed by 'cache clear')")
+    for reason in data["untrusted"]:
+        print(f"not used:  {reason} (never read; remove it if it is not yours to keep)")
     if es:
         print()
-        print(f"{'key':<64}  {'size':>10}  {'age':>6}  status")
-        for e in sorted(es, key=lambda e: e["mtime"], reverse=True):
-            status = "ok" if e["valid"] else "CORRUPT (rebuilt on next use)"
+        print(f"{'key':<64}  {'size':>10}  {'used':>6}  status / function")
+        for e in sorted(es, key=lambda e: e["atime"], reverse=True):
+            status = "ok" if e["valid"] else "NOT AUTHENTIC (never run; rebuilt on next use)"
             print(f"{e['key']:<64}  {e['size']:>10}  {_age(e['age']):>6}  {status}")
+            if e["valid"]:
+                arrays = f" [arrays: {', '.join(e['arrays'])}]" if e["arrays"] else ""
+                print(f"    {e['function']}{arrays}")
     return 0
 
 
 def cmd_cache_clear(args) -> int:
-    from .cache import clear
+    from .cache import clear_report
     d = _directory(args)
-    n = clear(d)
+    r = clear_report(d)
+    n = r["removed"]
     print(f"removed {n} {'entry' if n == 1 else 'entries'} from {d}")
+    if r["temp_files"]:
+        print(f"removed {r['temp_files']} temp file(s) left by interrupted writers")
+    if r["left"]:
+        print(f"left {len(r['left'])} file(s) named like entries that do not verify under this "
+              f"cache's key (not provably symgrad's; 'cache prune' removes them once old):")
+        for p in r["left"]:
+            print(f"    {p}")
+    for reason in r["untrusted"]:
+        print(f"skipped:   {reason}")
     return 0
 
 
-def _import_target(spec: str):
+def _parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1.5GB``, ``800KiB``, ``123`` (bytes) -> bytes (K/M/G/T are powers
+    of 1000, KiB/MiB/GiB/TiB of 1024)."""
+    t = text.strip().upper()
+    base = 1024 if t.endswith("IB") else 1000
+    t = t[:-2] if t.endswith("IB") else t.rstrip("B")
+    powers = {"K": 1, "M": 2, "G": 3, "T": 4}
+    try:
+        if t and t[-1] in powers:
+            return int(float(t[:-1]) * base ** powers[t[-1]])
+        return int(float(t))
+    except ValueError:
+        raise SystemExit(f"symgrad cache prune: --max-size {text!r} is not a size (e.g. 500M, "
+                         f"2G, 123456)") from None
+
+
+def cmd_cache_prune(args) -> int:
+    from .cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SIZE, prune
+    d = _directory(args)
+    max_size = _parse_size(args.max_size) if args.max_size is not None else DEFAULT_MAX_SIZE
+    max_age = args.max_age if args.max_age is not None else DEFAULT_MAX_AGE_DAYS
+    if max_size < 0 or max_age < 0:
+        raise SystemExit("symgrad cache prune: --max-size and --max-age must not be negative")
+    r = prune(d, max_size=max_size, max_age_days=max_age)
+    print(f"removed {r['removed']} {'entry' if r['removed'] == 1 else 'entries'} "
+          f"({_size(r['freed'])}) from {d}: unused for more than {max_age:g} days, or the "
+          f"least recently used beyond {_size(max_size)}")
+    print(f"kept {r['kept']} ({_size(r['size'])})")
+    return 0
+
+
+def _import_target(spec: str, builtin_names=()):
     """``path/to/file.py:ATTR`` or ``dotted.module:ATTR`` -> the object."""
     if ":" not in spec:
-        raise SystemExit(f"symgrad show: expected MODULE:ATTR (a .py path or a dotted module "
-                         f"name, a colon, an attribute), got {spec!r}")
+        raise SystemExit(f"symgrad show: {spec!r} is not a built-in model "
+                         f"(built-ins: {', '.join(builtin_names)}) nor MODULE:ATTR (a .py "
+                         f"path or a dotted module name, a colon, an attribute)")
     mod_part, _, attr = spec.rpartition(":")
     if mod_part.endswith(".py") or os.sep in mod_part or "/" in mod_part:
         path = Path(mod_part).resolve()
@@ -107,7 +156,7 @@ def _import_target(spec: str):
 
 
 def _builtin_models() -> dict:
-    """The reference workloads (shared/WORKLOADS.md), each a function returning its loss."""
+    """The reference workloads (docs/workloads.md), each a function returning its loss."""
     import symgrad as sg
 
     def w0():
@@ -141,26 +190,50 @@ def _builtin_models() -> dict:
     return {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "w4": w4}
 
 
-def _with_gradients(loss):
-    """A scalar loss -> {"loss": loss, "grad_<leaf>": ...} over its params (else inputs)."""
+def _with_gradients(loss, sources=None):
+    """A scalar loss -> {"loss": loss, "grad_<leaf>": ...} over ``sources`` (default: its
+    params, else its inputs)."""
     from .api import grad, leaves_of
-    leaves = sorted(leaves_of([loss]), key=lambda s: (s.role != "param", s.name))
-    params = [s for s in leaves if s.role == "param"] or leaves
     from .expr import Tensor
-    sources = [Tensor(s, s.shape, s.dtype) for s in params]
-    return {"loss": loss, **{f"grad_{s.name}": g
-                             for s, g in zip(params, grad(loss, sources))}}
+    if sources is None:
+        leaves = sorted(leaves_of([loss]), key=lambda s: (s.role != "param", s.name))
+        params = [s for s in leaves if s.role == "param"] or leaves
+        sources = [Tensor(s, s.shape, s.dtype) for s in params]
+    names = [_leaf_name(t) or f"arg{i}" for i, t in enumerate(sources, start=1)]
+    return {"loss": loss, **{f"grad_{n}": g for n, g in zip(names, grad(loss, sources))}}
+
+
+def _leaf_name(t):
+    """The name of an ``sg.input``/``sg.param`` leaf Tensor, else None."""
+    name = getattr(t.expr, "name", None)
+    return name if isinstance(name, str) and getattr(t.expr, "role", None) else None
+
+
+def _loss_and_sources(obj):
+    """``(loss, w1, w2, ...)`` -- a scalar loss followed by the leaves to differentiate
+    against, the PyTorch-style return of a model-building function -- else None."""
+    from .expr import Tensor
+    if not (isinstance(obj, (tuple, list)) and len(obj) >= 2
+            and all(isinstance(t, Tensor) for t in obj)):
+        return None
+    loss, *sources = obj
+    if loss.shape != () or not all(_leaf_name(t) for t in sources):
+        return None
+    return loss, sources
 
 
 def cmd_show(args) -> int:
     from .api import CompiledFunction, compile as sg_compile
     from .expr import Tensor
     builtins_ = _builtin_models()
-    obj = builtins_[args.target]() if args.target in builtins_ else _import_target(args.target)
+    obj = (builtins_[args.target]() if args.target in builtins_
+           else _import_target(args.target, sorted(builtins_)))
     if callable(obj) and not isinstance(obj, CompiledFunction) and not hasattr(obj, "source"):
         obj = obj()  # a function that builds the model
     if isinstance(obj, Tensor) and obj.shape == ():
         obj = _with_gradients(obj)
+    elif _loss_and_sources(obj) is not None:
+        obj = _with_gradients(*_loss_and_sources(obj))
     if isinstance(obj, CompiledFunction) or hasattr(obj, "source") and hasattr(obj, "key") \
             and hasattr(obj, "path"):
         f = obj
@@ -201,11 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub.required = True
     for name, fn, text in [
             ("info", cmd_cache_info, "print the directory, the number of entries, their total "
-                                     "size, and each entry's key, size and age"),
-            ("clear", cmd_cache_clear, "remove every cached module (asks nothing) and say "
-                                       "how many were removed")]:
+                                     "size, and each entry's key, size, last use, status and "
+                                     "function (outputs and inputs)"),
+            ("clear", cmd_cache_clear, "remove every cached module this cache can verify "
+                                       "(asks nothing), and say how many were removed"),
+            ("prune", cmd_cache_prune, "remove entries unused for --max-age days, then the "
+                                       "least recently used until the total is under "
+                                       "--max-size")]:
         sp = cache_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         sp.add_argument("--dir", help="use this cache directory instead of the default")
+        if name == "prune":
+            sp.add_argument("--max-size", metavar="SIZE", default=None,
+                            help="keep the total at most SIZE (e.g. 500M, 2G; default 500M)")
+            sp.add_argument("--max-age", metavar="DAYS", type=float, default=None,
+                            help="remove entries unused for more than DAYS (default 30)")
         sp.set_defaults(func=fn)
 
     show = sub.add_parser(
@@ -214,11 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "module name) and take ATTR (a Tensor, a list or dict of Tensors, a "
                     "compiled function, or a function building one of these); compile it if "
                     "needed and print its formulas and generated numpy source. A scalar loss "
-                    "is shown with its gradients with respect to every parameter.")
+                    "is shown with its gradients with respect to every parameter; a tuple "
+                    "(loss, w1, w2, ...) with its gradients with respect to w1, w2, ...")
     show.add_argument("target", metavar="MODEL",
                       help="a built-in model (w0, w1, w2, w3, w4: the reference workloads), or "
                            "MODULE:ATTR, e.g. examples/model.py:loss or mypkg.models:build "
-                           "(a scalar loss is shown with its gradients)")
+                           "(a scalar loss, or a function returning (loss, *params), is "
+                           "shown with its gradients)")
     show.add_argument("--path", action="store_true",
                       help="print only where the generated module is cached")
     show.set_defaults(func=cmd_show, dir=None)

@@ -6,37 +6,58 @@ Promises:
   the input spec, the options, the template text and the symgrad, SymPy, NumPy and
   Python versions. Nothing process-dependent enters it.
 * Location: ``SYMGRAD_CACHE_DIR``, else the user cache directory; created private to the
-  user (0700). A directory that others can write to is refused (:class:`CacheError`).
-* Entries are written atomically (temp file, fsync, ``os.replace``), so concurrent compiles
+  user (0700). A root that others can write to, or that another user owns, is refused
+  (:class:`CacheError`). Every path under it is opened and checked race-free
+  (:mod:`symgrad.trust`): a subdirectory or entry that is a symlink, belongs to another
+  user or is writable by others is never read.
+* Entries are authenticated: the first line carries an HMAC-SHA256, under a per-user key kept
+  in the cache root (0600, see :mod:`symgrad.trust`), of everything after the tag (the rest
+  of the header, the module source and any arrays stored with it), bound to the entry's key.
+  The tag is checked with ``hmac.compare_digest`` before anything is decoded, parsed or
+  compiled. An entry without a valid tag (truncated, empty, edited, forged with a
+  recomputed plain hash, another key's entry, written under another key) is never run: it is
+  rebuilt with a :class:`CacheWarning` naming the file. Without a trusted key nothing on
+  disk is trusted (entries are rebuilt, a new key is made where possible).
+* Arrays may be stored beside a module (``store(key, source, arrays={...})``): inside the
+  same entry, after the source, in ``.npy`` format, covered by the same tag. They are read
+  back with ``np.load(..., allow_pickle=False)``, made read-only and given to the module as
+  the dict ``_DATA`` before its code runs (from disk and in memory alike).
+* Before a module runs (fresh or from disk), its AST passes the positive allowlist
+  :func:`symgrad.safety.check_module_source`; a fresh module is checked before anything is
+  written, so a module that would be refused never reaches the disk. It runs with a reduced
+  set of builtins whose ``__import__`` imports only numpy (and, for numpy's
+  own lazy imports, its submodules).
+* Entries are written atomically (private temp file, fsync, rename), so concurrent compiles
   of the same key are safe and a killed writer leaves no half-written entry (at most a
-  ``.*.tmp`` file, which is never read and is removed by ``clear`` or once stale).
-* Every entry's first line records a SHA-256 of the rest (the exact bytes) and its key. A
-  truncated, empty, tampered, garbage or swapped (another key's) entry is detected before
-  anything runs, rebuilt with a :class:`CacheWarning`, never imported.
-* Before a module runs (fresh or from disk), its AST passes
-  :func:`symgrad.safety.check_module_source`; a fresh module is checked and compiled before
-  it is written, so a module that would be refused never reaches the disk.
-* An unwritable cache (read-only, not a directory, ...) falls back to memory with one
-  :class:`CacheWarning` per process; compiling keeps working.
+  ``.*.tmp`` file, never read, removed by ``clear`` or once stale).
+* An unwritable cache (read-only, not a directory, no usable key, ...) falls back to memory
+  with one :class:`CacheWarning` per process; compiling keeps working.
+* Housekeeping touches only symgrad's files: :func:`clear` removes entries it verifies (name,
+  header and tag) and symgrad temp files, and the subdirectories it emptied; :func:`prune`
+  evicts entries unused for ``max_age`` days and, least recently used first, keeps the total
+  under ``max_size`` (defaults: 30 days, 500 MB; run automatically at most once a day).
 * ``SYMGRAD_CACHE_DEBUG=1`` prints (to stderr) why each lookup hit or missed, with the key;
   on a miss it names the parts of the key that differ from the closest cached entry
   (versions, templates, options, expression, ...).
-* :func:`info` and :func:`clear` back ``python -m symgrad cache info|clear``.
+* :func:`info`, :func:`clear` and :func:`prune` back ``python -m symgrad cache
+  info|clear|prune``.
 
-Test hook: ``SYMGRAD_CACHE_TEST_WRITE_DELAY=<seconds>`` slows every write down (the entry is
-written in pieces with pauses, then renamed after one more pause), so that tests can kill a
-writer in the middle of a write.
+Test hook: ``SYMGRAD_CACHE_TEST_KILL_AT=<n>`` SIGKILLs a writer after the first ``n`` bytes
+of an entry's temp file (see :mod:`symgrad.trust`).
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import io
+import linecache
 import logging
 import os
 import platform
+import re
 import stat
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -46,16 +67,28 @@ from typing import Optional
 import numpy as np
 import sympy
 
+from . import trust
 from ._version import __version__
-from .safety import check_module_source
+from .safety import SAFE_BUILTINS, check_module_source
+from .trust import UntrustedPath
 
 __all__ = ["CacheError", "CacheWarning", "cache_dir", "make_key", "serialize", "ModuleCache",
-           "MODULES", "version_fingerprint", "entries", "info", "clear"]
+           "MODULES", "version_fingerprint", "entries", "info", "clear", "prune", "execute",
+           "check_entry", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_AGE_DAYS"]
 
 log = logging.getLogger("symgrad.cache")
 HEADER = "# symgrad-entry "
+#: every entry starts with these bytes, then the 64 hex digits of its tag
+MAGIC = b"# symgrad-entry hmac-sha256="
+TAG_LEN = 64
 #: a killed writer's temp file older than this (seconds) is removed by the next write
 STALE_TEMP_SECONDS = 600.0
+#: prune defaults: entries unused for this many days go, and the total stays under this size
+DEFAULT_MAX_AGE_DAYS = 30.0
+DEFAULT_MAX_SIZE = 500 * 1000 * 1000
+#: the automatic prune runs at most this often (seconds), per process and per cache root
+AUTO_PRUNE_EVERY = 86400.0
+_PRUNE_STAMP = ".symgrad-last-prune"
 
 
 class CacheError(RuntimeError):
@@ -162,20 +195,25 @@ def _part_label(index: int, text: str) -> str:
     return f"part {index}"
 
 
-def _explain_miss(key: str, directory: Path) -> str:
-    """Which key parts differ from the most similar entry on disk (debug only)."""
+def _explain_miss(key: str, root: "trust.Root", secret: bytes) -> str:
+    """Which key parts differ from the most similar verified entry on disk (debug only)."""
     mine = _KEY_PARTS.get(key)
     if not mine:
         return "no entry with this key"
     best, best_same = None, -1
-    for path in directory.glob("*/*.py"):
-        fields = _header_fields(path)
+    for rec in _scan(root)["files"]:
+        if rec["kind"] != "entry":
+            continue
+        opened = _read_verified(root, rec, secret)
+        if opened is None:
+            continue
+        fields = _parse_header(opened[0].partition("\n")[0])
         theirs = fields.get("parts", "").split(",") if fields.get("parts") else []
         if len(theirs) != len(mine) or theirs[0] != mine[0][0]:
             continue
         same = sum(a == b for a, (b, _) in zip(theirs, mine))
         if same > best_same:
-            best, best_same = (fields.get("key", path.stem), theirs), same
+            best, best_same = (rec["key"], theirs), same
     if best is None:
         return "no entry with this key, and no cached entry of the same kind"
     other_key, theirs = best
@@ -214,92 +252,185 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else _default_dir()
 
 
-def _prepare(directory: Path) -> None:
-    """Create ``directory`` private to the user, or check that an existing one is safe.
+def _open_root(directory: Optional[Path] = None, create: bool = False):
+    """The checked root (a :class:`trust.Root`), None when missing and not ``create``.
 
-    Raises :class:`CacheError` for a directory others can write to (or that another user
-    owns), ``OSError`` when it cannot be created or is not a directory."""
-    if not directory.is_dir():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.name == "posix":
-            os.chmod(directory, 0o700)  # whatever the umask
-    st = directory.stat()
-    if os.name == "posix":
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise CacheError(
-                f"symgrad cache directory {directory} is writable by other users "
-                f"(mode {stat.S_IMODE(st.st_mode):o}); another user could plant code that "
-                f"symgrad would run. Use a private directory (chmod 700 {directory}) or set "
-                f"SYMGRAD_CACHE_DIR to one.")
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            raise CacheError(f"symgrad cache directory {directory} belongs to another user "
-                             f"(uid {st.st_uid}); set SYMGRAD_CACHE_DIR to a directory of yours")
+    Raises :class:`CacheError` for an unsafe root, ``OSError`` when it cannot be used."""
+    if not trust.SUPPORTED:
+        raise OSError("this platform lacks the race-free file API (openat, O_NOFOLLOW) the "
+                      "disk cache needs")
+    d = Path(directory) if directory is not None else cache_dir()
+    return trust.open_root(d, create, CacheError)
 
 
 # ---------------------------------------------------------------------------------------
-# Entries
+# Entries: MAGIC tag " v=2 key=... source=N [arrays=name:n,...] [parts=...]\n" source arrays
 # ---------------------------------------------------------------------------------------
 
 
-def _entry_text(key: str, source: str) -> str:
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+class _Refused(Exception):
+    """An entry that must not run (the reason is the message)."""
+
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _pack_arrays(arrays) -> list:
+    """``[(name, npy bytes)]`` for a dict of str -> array; refuses what cannot round-trip
+    without pickle (object dtypes) and names that are not identifiers."""
+    if not arrays:
+        return []
+    if not isinstance(arrays, dict):
+        raise TypeError(f"store: arrays must be a dict of str -> numpy array, got "
+                        f"{type(arrays).__name__}")
+    out = []
+    for name in sorted(arrays):
+        if not isinstance(name, str) or not _NAME_RE.match(name) or not name.isascii():
+            raise ValueError(f"store: array name {name!r} is not an ASCII identifier")
+        value = np.asarray(arrays[name])
+        if value.dtype.hasobject:
+            raise TypeError(f"store: array {name!r} has dtype {value.dtype}, which holds Python "
+                            f"objects; only plain numeric/bool dtypes can be stored")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
+        out.append((name, buf.getvalue()))
+    return out
+
+
+def _unpack_arrays(blobs: list) -> dict:
+    """The read-only arrays of ``[(name, npy bytes)]`` (never unpickles)."""
+    out = {}
+    for name, blob in blobs:
+        try:
+            a = np.load(io.BytesIO(blob), allow_pickle=False)
+        except Exception as err:  # noqa: BLE001 - any failure is a refusal
+            raise _Refused(f"array {name!r} does not load ({type(err).__name__}: {err})")
+        if not isinstance(a, np.ndarray) or a.dtype.hasobject:
+            raise _Refused(f"array {name!r} is not a plain numpy array")
+        a.setflags(write=False)
+        out[name] = a
+    return out
+
+
+def _header_rest(key: str, source_bytes: bytes, blobs: list) -> bytes:
+    fields = ["v=2", f"key={key}", f"source={len(source_bytes)}"]
+    if blobs:
+        fields.append("arrays=" + ",".join(f"{n}:{len(b)}" for n, b in blobs))
     parts = ",".join(d for d, _ in _KEY_PARTS.get(key, ()))
-    extra = f" parts={parts}" if parts else ""
-    return f"{HEADER}sha256={digest} key={key}{extra}\n{source}"
+    if parts:
+        fields.append(f"parts={parts}")
+    return (" " + " ".join(fields) + "\n").encode("ascii")
+
+
+def _build_entry(secret: bytes, key: str, source: str, blobs: list) -> bytes:
+    """The exact bytes of an entry: tag, then what it authenticates."""
+    src = source.encode("utf-8", "surrogatepass")
+    rest = _header_rest(key, src, blobs) + src + b"".join(b for _, b in blobs)
+    return MAGIC + trust.tag(secret, key, rest) + rest
+
+
+def _memory_text(key: str, source: str, blobs: list) -> str:
+    src = source.encode("utf-8", "surrogatepass")
+    head = _header_rest(key, src, blobs).decode("ascii")
+    return f"{HEADER}in-memory (not on disk){head}{source}"
 
 
 def _parse_header(first: str) -> dict:
-    return dict(f.split("=", 1) for f in first[len(HEADER):].split() if "=" in f)
+    body = first[len(HEADER):] if first.startswith(HEADER) else first
+    return dict(f.split("=", 1) for f in body.split() if "=" in f)
 
 
-def _header_fields(path: Path) -> dict:
-    """The header fields of an entry file ({} when it has none)."""
-    try:
-        with open(path, "rb") as f:
-            first = f.readline(4096)
-        text = first.decode("ascii")
-    except (OSError, UnicodeDecodeError):
-        return {}
-    return _parse_header(text) if text.startswith(HEADER) else {}
+def _open_entry(key: str, data: bytes, secret: Optional[bytes]) -> tuple:
+    """``(text, arrays)`` of an authentic entry of ``key``; raises :class:`_Refused`.
 
-
-def check_entry(key: str, data: bytes) -> tuple:
-    """``(text, None)`` for a sound entry of ``key``, else ``(None, reason)``.
-
-    The checksum covers the exact bytes after the header line, so nothing (newline
-    translation, a truncation, an edit) can change the code without being noticed."""
+    Nothing is decoded or parsed before the tag matched: the tag is at a fixed offset, and
+    the HMAC covers every byte after it."""
+    if secret is None:
+        raise _Refused("no trusted key: nothing on disk is trusted")
     if not data:
-        return None, "empty file"
-    nl = data.find(b"\n")
-    if nl < 0 or not data.startswith(HEADER.encode()):
-        return None, "no symgrad header (garbage, or truncated inside the header)"
+        raise _Refused("empty file")
+    if len(data) < len(MAGIC) + TAG_LEN or not data.startswith(MAGIC):
+        raise _Refused("no symgrad HMAC header (garbage, an old or forged format, or "
+                       "truncated inside the header)")
+    given = data[len(MAGIC):len(MAGIC) + TAG_LEN]
+    rest = data[len(MAGIC) + TAG_LEN:]
+    if not trust.tag_matches(secret, key, rest, given):
+        raise _Refused("bad HMAC tag: edited, truncated, forged, another key's entry, or "
+                       "written under another cache key")
+    # authentic from here on: we wrote these bytes, for this key
+    nl = rest.find(b"\n")
     try:
-        fields = _parse_header(data[:nl].decode("ascii"))
-    except UnicodeDecodeError:
-        return None, "garbled header"
-    if fields.get("key") != key:
-        return None, (f"the entry belongs to another key ({fields.get('key', '?')[:16]}...): "
-                      f"swapped or copied over")
-    body = data[nl + 1:]
-    if hashlib.sha256(body).hexdigest() != fields.get("sha256"):
-        return None, "checksum mismatch (truncated or tampered)"
+        fields = _parse_header(rest[:nl].decode("ascii"))
+        n_src = int(fields["source"])
+        layout = [(n, int(size)) for n, _, size in
+                  (item.partition(":") for item in fields.get("arrays", "").split(",") if item)]
+    except (UnicodeDecodeError, KeyError, ValueError) as err:
+        raise _Refused(f"malformed header ({err})")
+    if fields.get("key") != key or fields.get("v") != "2":
+        raise _Refused("header names another key or format")
+    body = rest[nl + 1:]
+    if n_src + sum(s for _, s in layout) != len(body):
+        raise _Refused("lengths in the header do not add up")
     try:
-        return data.decode("utf-8"), None
+        text = (data[:len(MAGIC) + TAG_LEN] + rest[:nl + 1] + body[:n_src]).decode("utf-8")
     except UnicodeDecodeError:
-        return None, "not UTF-8"
+        raise _Refused("not UTF-8")
+    blobs, at = [], n_src
+    for name, size in layout:
+        blobs.append((name, bytes(body[at:at + size])))
+        at += size
+    return text, _unpack_arrays(blobs)
 
 
-def _verify(key: str, text: str) -> Optional[str]:
-    """The source inside a stored entry (given as text), or None."""
-    good, _ = check_entry(key, text.encode("utf-8", "surrogatepass"))
-    return None if good is None else good.partition("\n")[2]
+def _current_key(create: bool = False) -> Optional[bytes]:
+    """The key of the cache directory in force (None when there is none to trust)."""
+    try:
+        root = _open_root(create=create)
+    except (OSError, CacheError):
+        return None
+    if root is None:
+        return None
+    with root:
+        try:
+            return trust.load_key(root, create, _warn)
+        except OSError:
+            return None
+
+
+def check_entry(key: str, data: bytes, secret: Optional[bytes] = None) -> tuple:
+    """``(text, None)`` for an authentic entry of ``key``, else ``(None, reason)``.
+
+    ``text`` is the header line and the module source. ``secret`` defaults to the key of
+    the cache directory in force; without one nothing is authentic."""
+    if secret is None:
+        secret = _current_key()
+    try:
+        text, _ = _open_entry(key, data, secret)
+    except _Refused as why:
+        return None, str(why)
+    return text, None
+
+
+def _entry_text(key: str, source: str) -> str:
+    """The text of an authentic entry (no arrays) under the cache directory's key."""
+    secret = _current_key(create=True)
+    if secret is None:
+        raise CacheError(f"no usable key in {cache_dir()}")
+    return _build_entry(secret, key, source, []).decode("utf-8", "surrogatepass")
+
+
+# ---------------------------------------------------------------------------------------
+# Running a module
+# ---------------------------------------------------------------------------------------
 
 
 class LoadedModule:
-    """A generated module, executed: its namespace, source and path."""
+    """A generated module, executed: its namespace, source, path and arrays."""
 
-    def __init__(self, key: str, source: str, path: Optional[Path], namespace: dict):
+    def __init__(self, key: str, source: str, path: Optional[Path], namespace: dict,
+                 arrays: Optional[dict] = None):
         self.key, self.source, self.path, self.namespace = key, source, path, namespace
+        self.arrays = arrays or {}
 
 
 def _filename(key: str, path: Optional[Path]) -> str:
@@ -312,62 +443,77 @@ def _checked_code(key: str, text: str, filename: str):
     return compile(text, filename, "exec")
 
 
-def _run(key: str, text: str, path: Optional[Path], code) -> LoadedModule:
+def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
+    # numpy's C code imports its own helpers lazily (numpy._core._methods for x.sum(), ...)
+    # through the calling frame's __import__: numpy and its submodules only
+    if level != 0 or not (name == "numpy" or name.startswith("numpy.")):
+        raise ImportError(f"a generated module may import only numpy, not {name!r}")
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+#: the builtins a generated module sees: the allowlist's, and an __import__ for numpy only
+_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
+_BUILTINS["__import__"] = _only_numpy
+
+
+def _run(key: str, text: str, path: Optional[Path], code,
+         arrays: Optional[dict] = None) -> LoadedModule:
     filename = _filename(key, path)
-    namespace = {"__name__": f"symgrad_generated_{key[:16]}", "__file__": filename}
-    exec(code, namespace)  # noqa: S102 - our own generated, allowlisted code
-    return LoadedModule(key, text, path, namespace)
+    # tracebacks show the verified text, never whatever the file holds by then
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    data = dict(arrays or {})
+    namespace = {"__name__": f"symgrad_generated_{key[:16]}", "__file__": filename,
+                 "__builtins__": dict(_BUILTINS), "_DATA": data}
+    exec(code, namespace)  # noqa: S102 - authenticated (or fresh), allowlisted code
+    return LoadedModule(key, text, path, namespace, data)
 
 
-def execute(key: str, text: str, path: Optional[Path]) -> LoadedModule:
-    """Check a module's AST against the allowlist, then run it in a fresh namespace."""
-    return _run(key, text, path, _checked_code(key, text, _filename(key, path)))
+def execute(key: str, text: str, path: Optional[Path], arrays: Optional[dict] = None
+            ) -> LoadedModule:
+    """Check a module's AST against the allowlist, then run it in a fresh namespace with
+    ``_DATA`` (read-only copies of ``arrays``) defined before its first line runs."""
+    data = _unpack_arrays(_pack_arrays(arrays)) if arrays else {}
+    return _run(key, text, path, _checked_code(key, text, _filename(key, path)), data)
 
 
-def _write_delay() -> float:
-    try:
-        return max(0.0, float(os.environ.get("SYMGRAD_CACHE_TEST_WRITE_DELAY", "0") or 0))
-    except ValueError:
-        return 0.0
+# ---------------------------------------------------------------------------------------
+# The cache
+# ---------------------------------------------------------------------------------------
 
 
-def _write_atomically(final: Path, data: bytes, key: str) -> None:
-    """Write ``data`` to ``final`` through a private temp file, fsync, ``os.replace``."""
-    sub = final.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=sub)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            delay = _write_delay()
-            if delay:  # test hook: a slow writer, to be killed mid-write
-                pieces = 16
-                step = max(1, -(-len(data) // pieces))
-                for i in range(0, len(data), step):
-                    f.write(data[i:i + step])
-                    f.flush()
-                    time.sleep(delay / pieces)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if delay:
-            time.sleep(delay / 16)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _remove_stale_temps(sub, key)
+_WARNED: set = set()
 
 
-def _remove_stale_temps(sub: Path, key: str) -> None:
+def _warn(message: str) -> None:
+    """One CacheWarning per distinct message per process."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    warnings.warn(message, CacheWarning, stacklevel=4)
+
+
+def _untrusted_subdir(err: Exception) -> None:
+    _debug("untrusted: %s", err)
+    _warn(f"symgrad: {err}; it is never read or written (entries under it are rebuilt and "
+          f"kept in memory). Remove it if it is not yours to keep.")
+
+
+def _remove_stale_temps(sub_fd: int, key: str) -> None:
     """Temp files of killed writers of this key, old enough that nobody is writing them."""
     now = time.time()
-    for p in sub.glob(f".{key[:16]}.*.tmp"):
+    prefix = f".{key[:16]}."
+    try:
+        names = os.listdir(sub_fd)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
         try:
-            if now - p.stat().st_mtime > STALE_TEMP_SECONDS:
-                p.unlink()
+            st = os.stat(name, dir_fd=sub_fd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() \
+                    and now - st.st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(name, dir_fd=sub_fd)
         except OSError:
             pass
 
@@ -381,9 +527,10 @@ class ModuleCache:
         self._warned_readonly = False
 
     def directory(self) -> Optional[Path]:
-        d = cache_dir()
-        _prepare(d)
-        return d
+        """The cache directory, created and checked (:class:`CacheError` when unsafe)."""
+        root = _open_root(create=True)
+        root.close()
+        return root.path
 
     def path_for(self, key: str) -> Path:
         return cache_dir() / key[:2] / f"{key}.py"
@@ -394,73 +541,126 @@ class ModuleCache:
             _debug("hit %s (already loaded in this process)", key)
             return hit
         try:
-            d = self.directory()
+            root = _open_root(create=False)
         except CacheError:
             raise
         except OSError as err:
             _debug("miss %s (cache directory %s unusable: %s; in memory only)", key,
                    cache_dir(), err)
             return None
-        path = d / key[:2] / f"{key}.py"
+        if root is None:
+            _debug("miss %s (no cache directory %s yet)", key, cache_dir())
+            return None
+        sub, name = key[:2], f"{key}.py"
+        path = root.path / sub / name
+        with root:
+            secret = trust.load_key(root, False, _warn)
+            if secret is None:
+                _debug("miss %s (no trusted key in %s: nothing on disk is trusted)", key,
+                       root.path)
+                return None
+            try:
+                sub_fd = trust.open_subdir(root, sub, create=False)
+            except FileNotFoundError:
+                if _debugging():
+                    _debug("miss %s (%s)", key, _explain_miss(key, root, secret))
+                return None
+            except UntrustedPath as err:
+                _untrusted_subdir(err)
+                return None
+            except OSError as err:
+                _debug("miss %s (cannot open %s: %s)", key, path.parent, err)
+                return None
+            try:
+                data, st = trust.read_file(sub_fd, name, f"cache entry {path}")
+                try:  # last use, for the LRU prune (atime; mtime stays the write time)
+                    os.utime(name, ns=(time.time_ns(), st.st_mtime_ns), dir_fd=sub_fd,
+                             follow_symlinks=False)
+                except OSError:
+                    pass
+            except FileNotFoundError:
+                if _debugging():
+                    _debug("miss %s (%s)", key, _explain_miss(key, root, secret))
+                return None
+            except UntrustedPath as err:
+                self._corrupt(path, key, f"not trusted: {err}")
+                return None
+            except OSError as err:
+                self._corrupt(path, key, f"unreadable ({err})")
+                return None
+            finally:
+                os.close(sub_fd)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            if _debugging():
-                _debug("miss %s (%s)", key, _explain_miss(key, d))
-            return None
-        except OSError as err:
-            self._corrupt(path, None, key, f"unreadable ({err})")
-            return None
-        text, why = check_entry(key, data)
-        if text is None:
-            self._corrupt(path, data, key, why)
+            text, arrays = _open_entry(key, data, secret)
+        except _Refused as why:
+            self._corrupt(path, key, str(why))
             return None
         try:
-            code = _checked_code(key, text, str(path))
-            mod = _run(key, text, path, code)
-        except Exception as err:  # a verified entry that still fails: rebuild it
-            self._corrupt(path, data, key, f"refused or failed to load "
-                                           f"({type(err).__name__}: {err})")
+            mod = _run(key, text, path, _checked_code(key, text, str(path)), arrays)
+        except Exception as err:  # an authentic entry that still fails: rebuild it
+            self._corrupt(path, key, f"refused or failed to load ({type(err).__name__}: {err})")
             return None
         _debug("hit %s (%s)", key, path)
         self.memo[key] = mod
         return mod
 
-    def _corrupt(self, path: Path, data: Optional[bytes], key: str, why: str) -> None:
-        _debug("miss %s (corrupt entry: %s)", key, why)
-        warnings.warn(f"symgrad: cache entry {path} is corrupt ({why}); rebuilding it",
-                      CacheWarning, stacklevel=4)
-        try:
-            # another process may have rebuilt it meanwhile: remove only what we read
-            if data is None or path.read_bytes() == data:
-                path.unlink()
-        except OSError:
-            pass
+    def _corrupt(self, path: Path, key: str, why: str) -> None:
+        _debug("miss %s (corrupt entry %s: %s)", key, path, why)
+        # not removed here: the rebuild replaces it atomically, and prune removes dead ones
+        warnings.warn(f"symgrad: cache entry {path} is corrupt or not authentic ({why}); it "
+                      f"was not run and is rebuilt", CacheWarning, stacklevel=4)
 
-    def store(self, key: str, source: str) -> LoadedModule:
-        text = _entry_text(key, source)
-        data = text.encode("utf-8")
-        path, problem = None, None
+    def store(self, key: str, source: str, arrays: Optional[dict] = None) -> LoadedModule:
+        """Check, write (authenticated, atomically) and run a module; ``arrays`` (str ->
+        numpy array) are stored in the same entry and given to it as ``_DATA``."""
+        blobs = _pack_arrays(arrays)
+        data_ro = _unpack_arrays(blobs)
+        # checked before anything touches the disk: a refused module is never written
+        check_module_source(source)
+        path, problem, text, code = None, None, None, None
         try:
-            path = self.directory() / key[:2] / f"{key}.py"
+            root = _open_root(create=True)
         except CacheError:
             raise
         except OSError as err:
-            problem = err
-        # checked and compiled before it is written: a refused module never reaches the disk
-        code = _checked_code(key, text, _filename(key, path))
-        if path is not None:
-            try:
-                path.parent.mkdir(mode=0o700, exist_ok=True)
-                _write_atomically(path, data, key)
-                _debug("stored %s (%s)", key, path)
-            except OSError as err:
-                path, problem = None, err
+            root, problem = None, err
+        if root is not None:
+            with root:
+                try:
+                    text, path, code = self._write(root, key, source, blobs)
+                except UntrustedPath as err:
+                    _untrusted_subdir(err)
+                    text, path = None, None
+                except OSError as err:
+                    text, path, problem = None, None, err
         if problem is not None:
             self._fallback(problem)
-        mod = _run(key, text, path, code)
+        if text is None:
+            text = _memory_text(key, source, blobs)
+            code = compile(text, _filename(key, None), "exec")
+        mod = _run(key, text, path, code, data_ro)
         self.memo[key] = mod
         return mod
+
+    def _write(self, root, key: str, source: str, blobs: list) -> tuple:
+        secret = trust.load_key(root, True, _warn)
+        if secret is None:
+            raise OSError(f"no usable key file {root.path / trust.KEY_NAME}")
+        data = _build_entry(secret, key, source, blobs)
+        sub, name = key[:2], f"{key}.py"
+        path = root.path / sub / name
+        text = _text_of(data)
+        # compiled before it is written: a module that does not compile never reaches the disk
+        code = compile(text, str(path), "exec")
+        sub_fd = trust.open_subdir(root, sub, create=True)
+        try:
+            trust.write_atomically(sub_fd, name, data, f".{key[:16]}.")
+            _remove_stale_temps(sub_fd, key)
+        finally:
+            os.close(sub_fd)
+        _debug("stored %s (%s)", key, path)
+        _auto_prune(root, keep=key)
+        return text, path, code
 
     def _fallback(self, err: OSError) -> None:
         _debug("cannot write the cache at %s (%s); in memory only", cache_dir(), err)
@@ -471,79 +671,329 @@ class ModuleCache:
                           f"writable directory)", CacheWarning, stacklevel=4)
 
 
+def _text_of(data: bytes) -> str:
+    """The header line and source of an entry we just built (its arrays cut off)."""
+    head_end = data.index(b"\n") + 1
+    n_src = int(_parse_header(data[len(MAGIC) + TAG_LEN:head_end].decode("ascii"))["source"])
+    return data[:head_end + n_src].decode("utf-8", "surrogatepass")
+
+
 #: the process-wide cache
 MODULES = ModuleCache()
 
 
 # ---------------------------------------------------------------------------------------
-# Inspection and cleanup (python -m symgrad cache info|clear)
+# Housekeeping (python -m symgrad cache info|clear|prune): symgrad's own files only
 # ---------------------------------------------------------------------------------------
+
+
+_SUB_RE = re.compile(r"[0-9a-f]{2}\Z")
+_ENTRY_RE = re.compile(r"([0-9a-f]{64})\.py\Z")
+_TEMP_RE = re.compile(r"\.[0-9a-f]{16}\.[A-Za-z0-9_]+\.tmp\Z")
 
 
 def _is_key(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
-def entries(directory: Optional[Path] = None) -> list:
-    """Every entry file: dicts with key, path, size (bytes), mtime, age (s) and valid."""
-    d = Path(directory) if directory is not None else cache_dir()
-    out = []
-    if not d.is_dir():
-        return out
-    now = time.time()
-    for sub in sorted(d.iterdir()):
-        if not (sub.is_dir() and len(sub.name) == 2):
+def _scan(root) -> dict:
+    """What the root holds, by name and ``lstat`` only (nothing is read or followed):
+    ``files`` (records with sub, name, key, kind 'entry'|'temp'|'other', stat) in trusted
+    two-hex subdirectories, and ``untrusted`` (reasons for subdirectories never entered)."""
+    files, untrusted = [], []
+    try:
+        names = sorted(os.listdir(root.fd))
+    except OSError:
+        names = []
+    for sub in names:
+        if not _SUB_RE.match(sub):
             continue
-        for p in sorted(sub.glob("*.py")):
-            if not _is_key(p.stem):
-                continue
-            try:
-                st = p.stat()
-                data = p.read_bytes()
-            except OSError:
-                continue
-            out.append({"key": p.stem, "path": p, "size": st.st_size, "mtime": st.st_mtime,
-                        "age": max(0.0, now - st.st_mtime),
-                        "valid": check_entry(p.stem, data)[0] is not None})
+        try:
+            sub_fd = trust.open_subdir(root, sub, create=False)
+        except UntrustedPath as err:
+            untrusted.append(str(err))
+            continue
+        except OSError:
+            continue
+        try:
+            for name in sorted(os.listdir(sub_fd)):
+                try:
+                    st = os.stat(name, dir_fd=sub_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                m = _ENTRY_RE.match(name)
+                mine = stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+                kind = ("entry" if m and mine and m.group(1)[:2] == sub else
+                        "temp" if _TEMP_RE.match(name) and mine else "other")
+                files.append({"sub": sub, "name": name, "key": m.group(1) if m else None,
+                              "kind": kind, "stat": st, "path": root.path / sub / name})
+        finally:
+            os.close(sub_fd)
+    return {"files": files, "untrusted": untrusted}
+
+
+def _read_verified(root, rec: dict, secret: Optional[bytes]):
+    """``(text, arrays, size)`` of an authentic entry record, else None."""
+    if secret is None:
+        return None
+    try:
+        sub_fd = trust.open_subdir(root, rec["sub"], create=False)
+    except (OSError, UntrustedPath):
+        return None
+    try:
+        data, _ = trust.read_file(sub_fd, rec["name"], f"cache entry {rec['path']}")
+        text, arrays = _open_entry(rec["key"], data, secret)
+    except (OSError, UntrustedPath, _Refused):
+        return None
+    finally:
+        os.close(sub_fd)
+    return text, arrays, len(data)
+
+
+def describe(text: str) -> str:
+    """Which function an entry holds, from its verified header comments: the title line
+    (function and outputs) and the input spec."""
+    title, inputs, section = None, [], None
+    for line in text.splitlines()[1:200]:
+        if not line.startswith("#"):
+            break
+        body = line[1:].strip()
+        if body.startswith("Generated by") or body.startswith("cache key:"):
+            section = None
+        elif body == "Computes:":
+            section = "computes"
+        elif body.startswith("Inputs"):
+            section = "inputs"
+        elif not body:
+            section = None
+        elif section == "inputs":
+            inputs.append(body)
+        elif section is None and title is None:
+            title = body
+    if title is None:
+        return "(no description in the header)"
+    return _printable(f"{title}; inputs: {', '.join(inputs) if inputs else 'none'}", 400)
+
+
+def _key_state(root) -> tuple:
+    """``(secret or None, 'present'|'missing'|'untrusted: ...')`` without creating one."""
+    try:
+        return trust._read_key(root), "present"
+    except FileNotFoundError:
+        return None, "missing (nothing on disk is trusted until one is made)"
+    except (UntrustedPath, OSError) as err:
+        return None, f"untrusted ({err}): nothing on disk is trusted"
+
+
+def entries(directory: Optional[Path] = None) -> list:
+    """Every entry file: dicts with key, path, size (bytes), mtime, atime (last use), age
+    (s since last use), valid (authentic under the cache's key) and function (what it
+    computes and its inputs, from the verified header; None when not valid)."""
+    root = _open_root(directory, create=False)
+    if root is None:
+        return []
+    with root:
+        return _entries(root, _scan(root))
+
+
+def _entries(root, scan: dict) -> list:
+    out = []
+    now = time.time()
+    secret, _ = _key_state(root)
+    for rec in scan["files"]:
+        if rec["kind"] != "entry":
+            continue
+        st = rec["stat"]
+        opened = _read_verified(root, rec, secret)
+        used = max(st.st_atime, st.st_mtime)
+        out.append({"key": rec["key"], "path": rec["path"], "size": st.st_size,
+                    "mtime": st.st_mtime, "atime": used, "age": max(0.0, now - used),
+                    "valid": opened is not None,
+                    "function": describe(opened[0]) if opened else None,
+                    "arrays": sorted(opened[1]) if opened else []})
     return out
 
 
-def _temp_files(d: Path) -> list:
-    return [p for p in d.glob("*/.*.tmp") if p.is_file()] if d.is_dir() else []
-
-
 def info(directory: Optional[Path] = None) -> dict:
-    """Directory, entries, their total size and leftover temp files of killed writers."""
+    """Directory, key state, entries, their total size, leftover temp files of killed
+    writers, files and subdirectories that are not symgrad's (left alone)."""
     d = Path(directory) if directory is not None else cache_dir()
-    es = entries(d)
-    return {"directory": d, "exists": d.is_dir(), "entries": es,
-            "total_size": sum(e["size"] for e in es), "temp_files": len(_temp_files(d))}
+    root = _open_root(d, create=False)
+    if root is None:
+        return {"directory": d, "exists": False, "entries": [], "total_size": 0,
+                "temp_files": 0, "key": "missing", "untrusted": [], "other_files": 0}
+    with root:
+        _, key_state = _key_state(root)
+        scan = _scan(root)
+        es = _entries(root, scan)
+    return {"directory": d, "exists": True, "entries": es, "key": key_state,
+            "total_size": sum(e["size"] for e in es),
+            "temp_files": sum(r["kind"] == "temp" for r in scan["files"]),
+            "other_files": sum(r["kind"] == "other" for r in scan["files"]),
+            "untrusted": scan["untrusted"]}
+
+
+def _remove(root, rec: dict) -> bool:
+    try:
+        sub_fd = trust.open_subdir(root, rec["sub"], create=False)
+    except (OSError, UntrustedPath):
+        return False
+    try:
+        os.unlink(rec["name"], dir_fd=sub_fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(sub_fd)
+
+
+def _rmdir_emptied(root, subs: set) -> None:
+    """Remove the subdirectories in ``subs`` (ones we just removed files from) if empty."""
+    for sub in subs:
+        try:
+            sub_fd = trust.open_subdir(root, sub, create=False)
+        except (OSError, UntrustedPath):
+            continue
+        try:
+            empty = not os.listdir(sub_fd)
+        except OSError:
+            empty = False
+        finally:
+            os.close(sub_fd)
+        if empty:
+            try:
+                os.rmdir(sub, dir_fd=root.fd)
+            except OSError:
+                pass
+
+
+def clear_report(directory: Optional[Path] = None) -> dict:
+    """Remove every authentic entry and symgrad temp file; report what was left and why."""
+    root = _open_root(directory, create=False)
+    report = {"removed": 0, "temp_files": 0, "left": [], "untrusted": []}
+    if root is None:
+        return report
+    with root:
+        secret, _ = _key_state(root)
+        scan = _scan(root)
+        report["untrusted"] = scan["untrusted"]
+        emptied = set()
+        for rec in scan["files"]:
+            if rec["kind"] == "entry" and _read_verified(root, rec, secret) is not None:
+                if _remove(root, rec):
+                    report["removed"] += 1
+                    emptied.add(rec["sub"])
+            elif rec["kind"] == "temp":
+                if _remove(root, rec):
+                    report["temp_files"] += 1
+                    emptied.add(rec["sub"])
+            elif rec["kind"] == "entry":
+                report["left"].append(rec["path"])
+        _rmdir_emptied(root, emptied)
+    MODULES.memo.clear()
+    return report
 
 
 def clear(directory: Optional[Path] = None) -> int:
-    """Remove every entry (and leftover temp file); return how many entries were removed.
+    """Remove every entry this cache can authenticate (name, header and tag) and symgrad's
+    temp files, then the subdirectories that this emptied; return how many entries went.
 
-    Only symgrad's own files (``xx/<64 hex>.py`` and ``xx/.*.tmp``) are touched."""
-    d = Path(directory) if directory is not None else cache_dir()
-    if not d.is_dir():
-        return 0
-    removed = 0
-    for e in entries(d):
+    Files it does not recognise, entries that do not verify under the key, and
+    subdirectories that are symlinks, another user's or writable by others are left
+    alone."""
+    return clear_report(directory)["removed"]
+
+
+def prune(directory: Optional[Path] = None, max_size: Optional[int] = None,
+          max_age_days: Optional[float] = None, keep: Optional[str] = None) -> dict:
+    """Evict entries: those unused for more than ``max_age_days``, then least recently used
+    first until the total is at most ``max_size`` bytes (defaults: 30 days, 500 MB).
+
+    Last use is the later of the entry's atime (set on every hit) and mtime. Only authentic
+    entries are removed, and symgrad-named entries that do not verify once older than
+    ``max_age_days`` (they can never load again). ``keep`` names a key never evicted.
+    Returns ``{"removed", "freed", "kept", "size"}``."""
+    root = _open_root(directory, create=False)
+    if root is None:
+        return {"removed": 0, "freed": 0, "kept": 0, "size": 0}
+    with root:
+        return _prune(root, max_size, max_age_days, keep)
+
+
+def _prune(root, max_size, max_age_days, keep) -> dict:
+    max_size = DEFAULT_MAX_SIZE if max_size is None else int(max_size)
+    max_age = (DEFAULT_MAX_AGE_DAYS if max_age_days is None else float(max_age_days)) * 86400
+    result = {"removed": 0, "freed": 0, "kept": 0, "size": 0}
+    now = time.time()
+    secret, _ = _key_state(root)
+    recs = [r for r in _scan(root)["files"] if r["kind"] == "entry"]
+    for r in recs:
+        r["used"] = max(r["stat"].st_atime, r["stat"].st_mtime)
+    recs.sort(key=lambda r: r["used"])  # least recently used first
+    total = sum(r["stat"].st_size for r in recs)
+    emptied = set()
+    for r in recs:
+        if r["key"] == keep:
+            continue
+        old = now - r["used"] > max_age
+        if not old and total <= max_size:
+            continue
+        authentic = _read_verified(root, r, secret) is not None
+        if not authentic and not (old and _looks_like_entry(root, r)):
+            continue  # not provably ours, or not dead yet: leave it
+        if _remove(root, r):
+            result["removed"] += 1
+            result["freed"] += r["stat"].st_size
+            total -= r["stat"].st_size
+            emptied.add(r["sub"])
+    _rmdir_emptied(root, emptied)
+    result["size"] = total
+    result["kept"] = len(recs) - result["removed"]
+    return result
+
+
+def _looks_like_entry(root, rec: dict) -> bool:
+    """A symgrad header (of any version) at the start of an entry-named file of ours."""
+    try:
+        sub_fd = trust.open_subdir(root, rec["sub"], create=False)
+    except (OSError, UntrustedPath):
+        return False
+    try:
+        data, _ = trust.read_file(sub_fd, rec["name"], f"cache entry {rec['path']}")
+    except (OSError, UntrustedPath):
+        return False
+    finally:
+        os.close(sub_fd)
+    return data.startswith(HEADER.encode("ascii"))
+
+
+_LAST_AUTO_PRUNE: dict = {}
+
+
+def _auto_prune(root, keep: str) -> None:
+    """Prune with the defaults at most once a day per process and per root (a stamp file in
+    the root records the last run across processes)."""
+    now = time.time()
+    ident = os.fstat(root.fd)
+    ident = (ident.st_dev, ident.st_ino)
+    if now - _LAST_AUTO_PRUNE.get(ident, 0.0) < AUTO_PRUNE_EVERY:
+        return
+    _LAST_AUTO_PRUNE[ident] = now
+    try:
+        st = os.stat(_PRUNE_STAMP, dir_fd=root.fd, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and now - st.st_mtime < AUTO_PRUNE_EVERY:
+            return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        fd = os.open(_PRUNE_STAMP, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                     0o600, dir_fd=root.fd)
         try:
-            e["path"].unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    for p in _temp_files(d):
-        try:
-            p.unlink()
-        except OSError:
-            pass
-    for sub in d.iterdir():
-        if sub.is_dir() and len(sub.name) == 2:
-            try:
-                sub.rmdir()  # only when empty
-            except OSError:
-                pass
-    MODULES.memo.clear()
-    return removed
+            os.utime(fd)
+        finally:
+            os.close(fd)
+        _prune(root, None, None, keep)
+    except (OSError, CacheError) as err:
+        _debug("automatic prune of %s skipped: %s", root.path, err)

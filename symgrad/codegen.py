@@ -153,8 +153,14 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
     for leaf in inputs:
         n = names[leaf]
         if spec is not None and _is_unboxed(leaf, spec):
-            conds.append(f"isinstance({n}, float)")  # Python and numpy float64 scalars
+            # Python and numpy float64 scalars, and 0-d float64 arrays (float() unboxes them)
+            conds.append(f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
+                         f"and {n}.dtype is _DT_float64)")
             continue
+        # exactly an ndarray (or, 0-d, a numpy scalar): a subclass such as np.matrix or a
+        # masked array changes what the arithmetic means; _check_inputs converts or refuses it
+        conds.append(f"type({n}) is _NDARRAY" if leaf.shape else
+                     f"(type({n}) is _NDARRAY or isinstance({n}, _GENERIC))")
         conds.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
         shape = leaf.shape
         if all(isinstance(d, int) for d in shape):
@@ -185,7 +191,9 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
               f"    {params}{',' if len(inputs) == 1 else ''} = _check_inputs("
               f"{fn_name!r}, ({params}{',' if len(inputs) == 1 else ''}))"]
     for d, src in dims_src.items():
-        lines.append(f"{names[d]} = {src}")
+        # a dim of size 0 becomes a numpy integer: sum(x)/N is then numpy's nan with its
+        # RuntimeWarning, as np.mean of an empty array, not a ZeroDivisionError
+        lines.append(f"{names[d]} = {src} or _EMPTY_DIM")
     if spec is not None:
         lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
                   if _is_unboxed(leaf, spec)]
@@ -508,13 +516,61 @@ def _default_float(inputs) -> np.dtype:
     return np.result_type(*floats) if floats else np.dtype(np.float64)
 
 
+def _shared_outputs(program, spec) -> list:
+    """For each output, whether it may share memory with what the caller or the module
+    holds (an input, a parameter, a constant) or with an earlier output: a leaf, a view of
+    one (transpose, reshape, index, broadcast, identity), or the same value twice.
+
+    Decided from the program, so that only those outputs are copied. A statement that may
+    alias (``_may_alias``) shares the buffers of everything it reads; any other statement
+    owns a fresh buffer (the buffer plan never lends an output's buffer, nor the buffer of a
+    value an output views). ``_finalize`` (run by ``render`` on an output whose shape or
+    dtype is not yet the declared one) makes a fresh array, but under the symbol's name,
+    which a repeated output reads again.
+    """
+    targets = {s.target: s for s in program.statements}
+    roots: dict = {}
+    for s in program.statements:
+        r = {s.target}
+        if _may_alias(s):
+            for sym in s.reads():
+                r |= roots.get(sym, {sym})
+        roots[s.target] = r
+    default_dtype = _default_float(spec.inputs)
+    claimed: set = set()
+    shared = []
+    for o in program.outputs:
+        sym = o.symbol
+        finalized = sym.shape != o.shape or sym.dtype != (o.dtype or default_dtype)
+        s = targets.get(sym)
+        if s is not None and not s.is_op and s.value.is_number and not finalized:
+            shared.append(False)  # a number is immutable
+            continue
+        r = {sym} if finalized else roots.get(sym, {sym})
+        leaf = any(x not in targets for x in r)
+        shared.append(leaf or bool(r & claimed))
+        if not shared[-1]:
+            claimed |= r
+    return shared
+
+
 def _result_source(program, spec, names) -> str:
+    """The return expression: never the caller's arrays, never two outputs sharing memory
+    (a ``.copy()`` where ``_shared_outputs`` finds that possible, and only there). A dict
+    is returned with its keys as ``repr`` literals: the API passes ``result_kind="dict"``
+    only when every key is exactly a ``str`` (other keys come back through a list)."""
     outs = program.outputs
+    copies = _shared_outputs(program, spec)
+    values = [f"{names[o.symbol]}.copy()" if c else names[o.symbol]
+              for o, c in zip(outs, copies)]
     if spec.result_kind == "single":
-        return names[outs[0].symbol]
+        return values[0]
     if spec.result_kind == "list":
-        return "[" + ", ".join(names[o.symbol] for o in outs) + "]"
-    return "{" + ", ".join(f"{o.name!r}: {names[o.symbol]}" for o in outs) + "}"
+        return "[" + ", ".join(values) + "]"
+    for o in outs:
+        if type(o.name) is not str:
+            raise TypeError(f"compile: dict output key {o.name!r} is not a str")
+    return "{" + ", ".join(f"{o.name!r}: {v}" for o, v in zip(outs, values)) + "}"
 
 
 def describe_outputs(outputs) -> list:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sympy
 from sympy import DiracDelta, S
 
-from .nodes import TensorOp, TensorSymbol, info, is_tensor_free, shape_of
+from .nodes import TensorOp, TensorSymbol, info, is_tensor_free, shape_of, xreplace_dag
 from .ops import ensure_shape, sum_to_shape
 from .stable import rewrite
 
@@ -108,13 +108,15 @@ def _kink_conventions(d):
 
 def _region_vjp(region, adj, frontier, relevant):
     """Adjoint contributions of an elementwise region to its frontier nodes."""
+    # Every frontier node (leaf or structural) is renamed by its position: ``_p0``, ``_p1``.
+    # Regions that differ only in their leaves (``tanh(w_k * x)`` for k = 1..M, the layers of
+    # an MLP) then become the same SymPy expression, and SymPy's cache answers ``diff`` for
+    # all but the first: a fresh derivative costs ~20 ms of assumption queries (is_zero).
     placeholders, back = {}, {}
     for i, f in enumerate(frontier):
-        if isinstance(f, TensorOp):
-            s = TensorSymbol(f"_p{i}", f.shape, f.dtype.name if f.dtype else "",
-                             "placeholder")
-            placeholders[f], back[s] = s, f
-    local = rewrite(region.xreplace(placeholders) if placeholders else region)
+        s = TensorSymbol(f"_p{i}", f.shape, f.dtype.name if f.dtype else "", "placeholder")
+        placeholders[f], back[s] = s, f
+    local = rewrite(xreplace_dag(region, placeholders) if placeholders else region)
     out_shape = shape_of(region)
     for f in frontier:
         if f not in relevant:
@@ -124,7 +126,7 @@ def _region_vjp(region, adj, frontier, relevant):
             continue
         d = _kink_conventions(d)
         if back:
-            d = d.xreplace(back)
+            d = xreplace_dag(d, back)
         yield f, sum_to_shape(adj * d, out_shape, shape_of(f))
 
 

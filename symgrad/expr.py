@@ -15,6 +15,8 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import warnings
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -188,9 +190,120 @@ def input(name: str, shape=(), dtype="float64") -> Tensor:
     return _leaf(name, shape, dtype, "input")
 
 
-def param(name: str, shape=(), dtype="float64") -> Tensor:
-    """A trainable parameter (fed at call time like an input; ``train_step`` updates it)."""
-    return _leaf(name, shape, dtype, "param")
+class SymgradWarning(UserWarning):
+    """Base class of the warnings symgrad itself issues about how it is used."""
+
+
+class SharedParameterWarning(SymgradWarning):
+    """Two ``sg.param`` calls made one parameter (same name, shape and dtype)."""
+
+
+#: the Tensor last returned by sg.param for each leaf, weakly: a second call while it lives
+#: warns at once (leaves are SymPy symbols, equal by their args: the two calls are one leaf)
+_LIVE_PARAMS: dict = {}
+#: every parameter leaf sg.param has made: only a repeat needs the search for live uses
+_SEEN_PARAMS: set = set()
+#: leaf -> the live structural nodes that read it when sg.param was called again for it
+#: (weakly). A graph that reads the leaf through one of these *and* through a node made
+#: after the repeat joins the two calls' uses in one model: ``train_step`` warns then.
+#: A model rebuilt while the old one lives reuses the old (interned) nodes only: no warning.
+_REPEATED_PARAMS: dict = {}
+
+
+def _forget_param(sym, ref) -> None:
+    if _LIVE_PARAMS.get(sym) is ref:
+        del _LIVE_PARAMS[sym]
+
+
+def _direct_readers(roots, wanted) -> dict:
+    """``{leaf: [structural nodes or None]}``: for each leaf of ``wanted``, the nearest
+    structural nodes (None: the top-level elementwise math) through which ``roots`` read it.
+    Walked iteratively; each (subexpression, reader) pair once."""
+    found = {}
+    seen = set()
+    stack = [(r, None) for r in roots]
+    while stack:
+        e, owner = stack.pop()
+        key = (id(e), id(owner))
+        if key in seen:
+            continue
+        seen.add(key)
+        if isinstance(e, TensorSymbol):
+            if e in wanted:
+                found.setdefault(e, []).append(owner)
+            continue
+        if isinstance(e, TensorOp):
+            stack.extend((a, e) for a in e.args)
+        else:
+            stack.extend((a, owner) for a in e.args)
+    return found
+
+
+def _repeat_warning(name, shape, dtype, where) -> str:
+    return (f"sg.param({name!r}, {format_shape(shape)}, {dtype}) was called again while the "
+            f"first one {where}: both calls are ONE tensor, trained once. Give each parameter "
+            f"its own name, or pass shared=True (or reuse the Tensor) to share it on purpose")
+
+
+def check_repeated_params(outputs) -> None:
+    """Warn (:class:`SharedParameterWarning`) when ``outputs`` read a parameter through uses
+    made before *and* after a repeated ``sg.param`` call for it (a ``dense()`` helper called
+    twice with one name). Called by ``train_step``."""
+    pending = {sym: uses for sym, uses in list(_REPEATED_PARAMS.items()) if len(uses)}
+    if not pending:
+        return
+    roots = [o.expr if isinstance(o, Tensor) else o for o in outputs]
+    for sym, readers in _direct_readers(roots, pending).items():
+        old = pending[sym]
+        # top-level elementwise uses (reader None) are neither: they are never interned
+        if any(r is not None and r in old for r in readers) and \
+                any(r is not None and r not in old for r in readers):
+            warnings.warn(_repeat_warning(sym.name, sym.shape, sym.dtype_name,
+                                          "was in use, and this model reads both"),
+                          SharedParameterWarning, stacklevel=3)
+
+
+def _live_readers(sym) -> list:
+    """The live structural nodes that read ``sym`` directly (interned weakly in
+    :mod:`symgrad.nodes`, so exactly the graphs someone still holds)."""
+    from .nodes import _INTERNED
+    nodes = list(_INTERNED.values())
+    return [n for n in _direct_readers(nodes, {sym}).get(sym, ()) if n is not None]
+
+
+def param(name: str, shape=(), dtype="float64", shared: bool = False) -> Tensor:
+    """A trainable parameter (fed at call time like an input; ``train_step`` updates it).
+
+    A parameter *is* its name, shape and dtype: two calls with the same three make one
+    tensor, trained once. To share a weight on purpose, use the same Tensor twice, or pass
+    ``shared=True`` to the later call. Otherwise a repeated call warns with
+    :class:`SharedParameterWarning` when the first call's Tensor is still alive, and
+    ``train_step`` warns when one model reads the parameter through uses made before and
+    after the repeat (a ``dense()`` helper called twice with one name would silently train
+    one weight). Building a model again, the old one alive or not, does not warn.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> w = sg.param("w", (3, 3))
+    >>> tied = sg.param("w", (3, 3), shared=True)   # the same weight, on purpose
+    >>> tied.expr == w.expr
+    True
+    """
+    t = _leaf(name, shape, dtype, "param")
+    sym = t.expr
+    if not shared and sym in _SEEN_PARAMS:
+        ref = _LIVE_PARAMS.get(sym)
+        if ref is not None and ref() is not None:
+            warnings.warn(_repeat_warning(name, t.shape, t.dtype.name, "is still alive"),
+                          SharedParameterWarning, stacklevel=2)
+        else:
+            _REPEATED_PARAMS[sym] = weakref.WeakSet(_live_readers(sym))
+    elif shared:
+        _REPEATED_PARAMS.pop(sym, None)
+    _SEEN_PARAMS.add(sym)
+    _LIVE_PARAMS[sym] = weakref.ref(t, functools.partial(_forget_param, sym))
+    return t
 
 
 def constant(value, dtype=None, name: str = "const") -> Tensor:
@@ -517,8 +630,12 @@ def l2_loss(x) -> Tensor:
 
 
 def norm(x, axis=None, keepdims=False) -> Tensor:
-    """The L2 norm sqrt(sum(x**2)) over ``axis``."""
-    return sqrt(sum(square(x), axis, keepdims))
+    """The L2 norm sqrt(sum(x**2)) over ``axis``, scaled against underflow and overflow;
+    its gradient x / norm is 0 where the norm is 0 (PyTorch's choice)."""
+    t = as_tensor(x)
+    if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
+        return abs(t)  # the norm of single numbers
+    return _reduce(O.Norm, t, axis, keepdims)
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .shapes import (ShapeError, as_shape, broadcast_shapes, format_shape, norma
 
 __all__ = ["OPS", "register", "sum_to_shape", "ensure_shape", "MatMul", "ReduceSum",
            "ReduceMax", "ArgmaxMask", "BroadcastTo", "PermuteDims", "Reshape", "Index",
-           "IndexGrad", "SliceSpec", "OneHot", "LogSumExp", "Let", "CustomGradient"]
+           "IndexGrad", "SliceSpec", "OneHot", "LogSumExp", "Norm", "Let", "CustomGradient"]
 
 #: every structural op by its user-facing name
 OPS: dict[str, type] = {}
@@ -328,6 +328,41 @@ class LogSumExp(_Reduction):
     def print_numpy(self, p, ops):
         p.need_helper("logsumexp")
         return f"_logsumexp({ops[0]}, {tuple(self.axes)}, {self.keepdims})"
+
+
+@register
+class Norm(_Reduction):
+    """The L2 norm sqrt(sum(x**2)) over axes, as ``np.linalg.norm``, but scaled by max|x|
+    where the squares would underflow or overflow: ``norm([3e-200, 4e-200])`` is 5e-200,
+    not 0 (the helper ``_norm`` takes the plain sum of squares when it is safe).
+
+    Its gradient is x / norm, taken as 0 where the norm is 0 (PyTorch's choice, and the
+    tape's): the limit does not exist there, and 0 is what a subgradient method wants.
+    x / norm never overflows (|x_i| <= norm), so it needs no scaling of its own.
+    """
+
+    op_name = "norm"
+
+    @classmethod
+    def infer(cls, x, axes, keepdims):
+        shape, dtype = super().infer(x, axes, keepdims)
+        if dtype is not None and dtype.kind not in "fc":
+            dtype = np.dtype(np.float64)  # the norm of integers is a float, as numpy's
+        return shape, dtype
+
+    def vjp(self, g):
+        from .functions import where
+        x = self.args[0]
+        shape = shape_of(x)
+        gx = _expand_reduced(g, shape, self.axes, self.keepdims)
+        y = _expand_reduced(self, shape, self.axes, self.keepdims)  # the norm, axes kept
+        return [gx * x / where(sympy.StrictGreaterThan(y, 0), y, sympy.S.One)]
+
+    def print_numpy(self, p, ops):
+        p.need_helper("norm")
+        axes = _axis_source(p, self.axes, len(shape_of(self.args[0])))
+        axis = "None" if axes is None else str(tuple(self.axes))
+        return f"_norm({ops[0]}, {axis}, {self.keepdims})"
 
 
 # ---------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Optimizer:
                  clip_norm: float | None = None, clip_global_norm: float | None = None,
                  **hyper):
         self._hyper = [float(hyper[name]) for name in self.hyper_names]
+        self._hyper_for = _HyperTable(self)
         for name, value in zip(self.hyper_names, self._hyper):
             if not np.isfinite(value):
                 raise ValueError(f"{type(self).__name__}: {name} must be finite, got {value}")
@@ -78,18 +79,54 @@ class Optimizer:
         self.clip_norm = clip_norm
         self.clip_global_norm = clip_global_norm
 
+    def _freeze(self) -> None:
+        """Fix the options (compiled into a training step's code) and publish the
+        hyperparameter list under the signature a generated step looks it up by."""
+        if "_signature" not in self.__dict__:
+            object.__setattr__(self, "_signature", self.config())
+        dict.__setitem__(self._hyper_for, self._signature, self._hyper)
+
     # hyperparameters live in a list the generated step reads at every call
     def __getattr__(self, name):
         hyper_names = type(self).hyper_names
-        if name in hyper_names:
+        if name in hyper_names and "_hyper" in self.__dict__:
             return self.__dict__["_hyper"][hyper_names.index(name)]
-        raise AttributeError(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
         if name in type(self).hyper_names:
-            self._hyper[type(self).hyper_names.index(name)] = float(value)
+            value = float(value)
+            if not np.isfinite(value):
+                raise ValueError(f"{type(self).__name__}: {name} must be finite, got {value}")
+            self._hyper[type(self).hyper_names.index(name)] = value
+        elif "_signature" in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is compiled into the training step's code and "
+                f"cannot change after sg.train_step; build a new optimizer and a new step "
+                f"(hyperparameters {list(self.hyper_names)} can change between steps)")
         else:
             object.__setattr__(self, name, value)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_hyper_for", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__["_hyper_for"] = _HyperTable(self)
+        if "_signature" in state:
+            self._freeze()
+
+    def options(self) -> dict:
+        """The keyword arguments that rebuild this optimizer (hyperparameters included)."""
+        opts = dict(self.hyper, weight_decay=self.weight_decay, clip_value=self.clip_value,
+                    clip_norm=self.clip_norm, clip_global_norm=self.clip_global_norm)
+        opts.update(self._static_options())
+        return opts
+
+    def _static_options(self) -> dict:
+        return {}
 
     @property
     def hyper(self) -> dict:
@@ -157,6 +194,36 @@ class Optimizer:
             params[n][...] = new_p
 
 
+class _HyperTable(dict):
+    """``{update-rule signature: hyperparameter list}`` of one optimizer.
+
+    A generated training step reads ``step.optimizer._hyper_for[<its signature>]`` at every
+    call (one dict lookup). The first lookup by a step compiled for this optimizer's update
+    rule freezes the optimizer and finds its list; a step compiled for another rule (the
+    user replaced ``step.optimizer`` by, say, SGD on an Adam step) gets a TypeError naming
+    both rules instead of a silently wrong update.
+    """
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+
+    def __missing__(self, signature):
+        opt = self.owner
+        if opt.config() == signature:
+            opt._freeze()
+            return dict.__getitem__(self, signature)
+        raise TypeError(f"train_step: this step was compiled for the update rule {signature}, "
+                        f"but step.optimizer is now {opt!r} with the rule {opt.config()}; "
+                        f"build a new step with sg.train_step(loss, optimizer), or change "
+                        f"hyperparameters in place (step.optimizer.lr = ...)")
+
+    def __reduce__(self):  # rebuilt by Optimizer.__setstate__, never pickled
+        return (dict, ())
+
+
 def _add_all(terms):
     total = terms[0]
     for t in terms[1:]:
@@ -193,6 +260,9 @@ class Momentum(Optimizer):
 
     def _static_config(self):
         return f"nesterov={self.nesterov}"
+
+    def _static_options(self):
+        return {"nesterov": self.nesterov}
 
     def rule(self, p, g, slots, h, t, ops):
         buf = h["momentum"] * slots["momentum_buffer"] + g

@@ -193,14 +193,14 @@ def plan(outputs: list) -> Program:
     for node in ops:
         statements.append(Statement(op_temp[node], node, op_args[node], comment=node.op_name))
 
-    outs = []
+    outs, taken = [], set()  # a set: testing each output against all before it is O(n**2)
     for (name, _, shape, dtype), r in zip(outputs, reduced[n_op_exprs:]):
-        if isinstance(r, TensorSymbol) and r.role == "temp" and not any(
-                o.symbol == r for o in outs):
+        if isinstance(r, TensorSymbol) and r.role == "temp" and r not in taken:
             target = r
         else:
             target = temps.new(r, "out")
             statements.append(Statement(target, r))
+        taken.add(target)
         outs.append(Output(name, target, tuple(shape), dtype))
     statements = _order(statements)
     leaves = _leaves(statements, outs)

@@ -19,7 +19,8 @@ import re
 import numpy as np
 import sympy
 from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditional
+from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from .functions import ELEMENTWISE_FUNCTIONS, step
@@ -265,7 +266,35 @@ def _balanced_call(source: str) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-class FormulaPrinter(StrPrinter):
+class _LetBound:
+    """Printer mixin: an expression bound to a name (see :func:`_let_form`) prints as that
+    name, except the one whose definition is being printed."""
+
+    bound: dict = {}
+    defining = None
+    where = " where "
+    let_name = "t{}"
+
+    def _print(self, expr, **kwargs):
+        if expr is not self.defining:
+            name = self.bound.get(expr)
+            if name is not None:
+                return name
+        if type(expr).__name__ == "CustomGradient":
+            # its formula is its forward expression, printed by this printer (let-bound
+            # names and all), not by a fresh str()
+            return self._print(expr.args[0])
+        return super()._print(expr, **kwargs)
+
+    def parenthesize(self, item, level, *args, **kwargs):
+        if item is not self.defining:
+            name = self.bound.get(item)
+            if name is not None:
+                return name
+        return super().parenthesize(item, level, *args, **kwargs)
+
+
+class FormulaPrinter(_LetBound, StrPrinter):
     """``str()`` of symgrad expressions: leaves by name, structural nodes as numpy calls."""
 
     def _print_TensorSymbol(self, e):
@@ -278,39 +307,192 @@ class FormulaPrinter(StrPrinter):
         return repr(float(e))
 
 
-#: a formula longer than this many nodes written out is summarized, not printed: the text
-#: of a chain that reuses its value (``y = sin(y)*0.5 + y``) doubles with every link
-MAX_FORMULA_NODES = 20_000
+class LatexFormulaPrinter(_LetBound, LatexPrinter):
+    """``sg.latex``: SymPy's LaTeX, with let-bound names for long or deep expressions.
+
+    SymPy decides brackets with ``expr.has(Integral, ...)``, a walk of the whole tree below
+    (through every let-bound piece, once per path: exponential on a shared DAG). symgrad's
+    expressions hold none of those classes, so the decision here reads precedence only.
+    """
+
+    def _needs_mul_brackets(self, expr, first=False, last=False):
+        if expr is not self.defining and expr in self.bound:
+            return False
+        if expr.is_Mul:
+            return not first and expr.could_extract_minus_sign()
+        return (precedence_traditional(expr) < PRECEDENCE["Mul"] or expr.is_Relational
+                or expr.is_Piecewise)
+
+    def _needs_add_brackets(self, expr):
+        if expr is not self.defining and expr in self.bound:
+            return False
+        return precedence_traditional(expr) < PRECEDENCE["Add"] or expr.is_Relational
 
 
-def _tree_size(expr) -> int:
-    """Nodes of ``expr`` written out as a tree (what printing it costs), counted on the DAG."""
-    size: dict = {}
+# A formula is printed by SymPy's printers, which recurse once per level of the tree and
+# walk a shared subtree once per use. So a formula is cut into pieces first (an iterative
+# pass over the DAG): a node is bound to a name when the piece above it would nest deeper
+# than _PIECE_DEPTH levels, or when it is shared and not tiny, or when its piece is large.
+# Each piece is then printed on its own, with the names of the pieces it reads.
+
+#: levels of nesting one printer call may see (a few Python frames each)
+_PIECE_DEPTH = 24
+#: a shared subexpression written out bigger than this many nodes is printed once, by name
+_SHARED_SIZE = 6
+#: a piece bigger than this many nodes is cut under its root
+_PIECE_SIZE = 80
+#: below this written-out size and depth a formula is printed plainly, as SymPy would
+_PLAIN_SIZE = 400
+
+
+def _print_children(e) -> tuple:
+    """The subexpressions a formula printer prints inside ``e`` (static attributes of a
+    structural node, such as axes and shapes, print as themselves)."""
+    if isinstance(e, TensorOp):
+        if type(e).__name__ == "CustomGradient":
+            return (e.args[0],)
+        return tuple(e.operand_exprs())
+    if isinstance(e, TensorSymbol) or not isinstance(e, sympy.Basic):
+        return ()
+    return e.args
+
+
+def _post_order(expr) -> list:
+    """Distinct printable subexpressions of ``expr``, each after its children (iterative)."""
+    order, seen = [], set()
     stack = [(expr, False)]
     while stack:
         e, ready = stack.pop()
-        if e in size:
+        if ready:
+            order.append(e)
             continue
-        if ready or not e.args:
-            size[e] = 1 + sum(size[a] for a in e.args)
+        if e in seen:
             continue
+        seen.add(e)
         stack.append((e, True))
-        stack.extend((a, False) for a in e.args if a not in size)
-    return size[expr]
+        stack.extend((c, False) for c in _print_children(e) if c not in seen)
+    return order
 
 
-def formula(expr) -> str:
-    """A formula a person can read (numpy-like notation)."""
-    n = _tree_size(expr)
-    if n > MAX_FORMULA_NODES:
-        return f"<an expression of {n} nodes written out: too long to print>"
-    return FormulaPrinter({"order": "none"}).doprint(expr)
+def _let_form(expr) -> tuple:
+    """``(order, bound)``: the DAG in post-order, and the subexpressions to print by name
+    (empty when the formula is small and shallow enough to print plainly)."""
+    order = _post_order(expr)
+    height, size, uses = {}, {}, {}
+    for e in order:
+        ch = _print_children(e)
+        for c in ch:
+            uses[c] = uses.get(c, 0) + 1
+        height[e] = 1 + max((height[c] for c in ch), default=0)
+        size[e] = min(1 + sum(size[c] for c in ch), 1 << 60)
+    if height[expr] <= _PIECE_DEPTH and size[expr] <= _PLAIN_SIZE:
+        return order, {}
+    cut: dict = {}
+    for e in order:
+        ch = _print_children(e)
+        if not ch:
+            height[e], size[e] = 0, 1
+            continue
+        height[e] = 1 + max((0 if c in cut else height[c] for c in ch), default=0)
+        size[e] = 1 + sum(1 if c in cut else size[c] for c in ch)
+        if e is expr or type(e).__name__ == "Let" and ch[0] in cut:
+            continue  # a let of a bound value prints as that value's name
+        if (height[e] >= _PIECE_DEPTH or size[e] > _PIECE_SIZE
+                or (uses.get(e, 0) > 1 and size[e] > _SHARED_SIZE)):
+            cut[e] = True
+    return order, cut
 
 
-def latex(expr) -> str:
-    """LaTeX for an expression (or a :class:`~symgrad.expr.Tensor`)."""
+def _let_bound(expr, printer, limit) -> str:
+    order, cut = _let_form(expr)
+    if not cut:
+        return printer.doprint(expr)
+    taken = {e.name for e in order if isinstance(e, TensorSymbol)}
+    names: dict = {}
+    counter = 0
+
+    def name_of(e):
+        nonlocal counter
+        while True:
+            counter += 1
+            candidate = printer.let_name.format(counter)
+            if candidate not in taken:
+                names[e] = candidate
+                return candidate
+
+    def reads(e) -> list:
+        """The bound subexpressions the piece rooted at ``e`` prints by name, in order."""
+        out, seen, stack = [], set(), list(reversed(_print_children(e)))
+        while stack:
+            c = stack.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            if c in cut:
+                out.append(c)
+            else:
+                stack.extend(reversed(_print_children(c)))
+        return out
+
+    printer.bound = names
+    # names are given from the root down, in the order the pieces are read
+    queue = [expr]
+    for e in reads(expr):
+        if e not in names:
+            name_of(e)
+            queue.append(e)
+    printer.defining = expr
+    head = printer.doprint(expr)
+    parts, length, i = [], len(head), 1
+    while i < len(queue):
+        e = queue[i]
+        i += 1
+        for c in reads(e):
+            if c not in names:
+                name_of(c)
+                queue.append(c)
+        if limit is not None and length > limit:
+            parts.append("...")
+            break
+        printer.defining = e
+        text = f"{names[e]} = {printer.doprint(e)}"
+        parts.append(text)
+        length += len(text) + 2
+    return head + printer.where + "; ".join(parts)
+
+
+def formula(expr, limit: int | None = None) -> str:
+    """A formula a person can read (numpy-like notation).
+
+    Parameters
+    ----------
+    expr : SymPy expression
+        The expression (the ``.expr`` of a Tensor).
+    limit : int, optional
+        Stop writing let-bound definitions once the text is longer than this (an ``...``
+        marks the cut); ``None`` writes them all.
+
+    Returns
+    -------
+    str
+        The formula. A deep or long one is written with let-bound names, ``mean(t1*t1)
+        where t1 = tanh(t2 @ w9); t2 = ...``: shared parts once, no recursion on depth.
+    """
+    printer = FormulaPrinter({"order": "none"})
+    printer.where, printer.let_name = " where ", "t{}"
+    return _let_bound(expr, printer, limit)
+
+
+def latex(expr, limit: int | None = None) -> str:
+    """LaTeX for an expression (or a :class:`~symgrad.expr.Tensor`).
+
+    A deep or long expression is written with let-bound names (``t_1 = ...``), as
+    :func:`formula` does; ``limit`` has the same meaning there.
+    """
     expr = getattr(expr, "expr", expr)
-    return sympy.latex(expr)
+    printer = LatexFormulaPrinter({"order": "none"})
+    printer.where, printer.let_name = r" \quad\text{where}\quad ", "t_{{{}}}"
+    return _let_bound(expr, printer, limit)
 
 
 def _op_latex(self, printer):

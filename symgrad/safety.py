@@ -1,17 +1,30 @@
 """The allowlist a generated module must pass before it is ever executed.
 
-Sanitized names already keep user text out of the code; this is the second wall. A module
-passes when its AST:
+It is the second wall: a cached entry runs only after its HMAC verified (see
+:mod:`symgrad.cache`), and then only if its AST is made of what symgrad's code generator
+emits, and nothing else. The lists below are positive, taken from what the generator writes
+(``templates/*.j2``, :mod:`symgrad.printer`, :mod:`symgrad.ops`, :mod:`symgrad.functions`,
+:mod:`symgrad.codegen`, :mod:`symgrad.train`, :mod:`symgrad.optim`, and the SymPy
+``NumPyPrinter`` forms the printer inherits), cross-checked against every module the test
+suite and the examples generate. A module passes when:
 
-* imports nothing but ``import numpy as np``;
-* uses no dunder name or attribute (``__import__``, ``__class__``, ``__globals__``, ...);
-* reads attributes only of ``np`` or of names defined in the module (arrays, helpers),
-  never a private ``np._*`` one nor one of :data:`DENIED_ATTRIBUTES` (file I/O such as
-  ``np.save``/``np.load``/``x.tofile``, ``ctypes``, ``np.lib``, ``str.format``, ...);
-* calls only ``np.*`` functions, methods of local names, functions defined in the module,
-  and a short list of harmless builtins;
-* never binds a builtin's name (``open = ...``, ``def eval``, an argument named ``exec``):
-  at module level a load before such a binding would reach the real builtin.
+* its only import is ``import numpy as np``, at the top level;
+* every statement and expression is of a kind in :data:`_ALLOWED_NODES` (no classes,
+  lambdas, decorators, annotations, ``global``, ``with``, ``while``, ``async``, ...);
+* ``np`` is only read as ``np.<name>`` with ``<name>`` in :data:`NP_NAMES`, or through one of
+  the few chains in :data:`NP_CHAINS` (``np.ma.getmaskarray``, ``np.logical_and.reduce``,
+  ...): no other attribute chain through numpy's submodules, no bare ``np``;
+* any other attribute read is in :data:`METHODS` (array methods and attributes, a few dict,
+  list and str methods, the train-step state's fields) and is read from a value (a local
+  name, a call's result, a subscript, a literal), never from a builtin; no dunder anywhere;
+  no attribute is ever assigned or deleted;
+* names read are module-local, :data:`SAFE_BUILTINS`, or ``_DATA["<literal>"]`` (the arrays
+  stored beside the module: only subscripted by a string literal, never bound);
+* calls are of ``np`` functions from the table, methods from the set, module-local
+  functions, or safe builtins (``type`` with one argument only);
+* no builtin, dunder, ``np`` or ``_DATA`` is ever bound (an argument named ``exec``, ``def
+  eval``, ``open = ...``): at module level a load before such a binding would reach the
+  real builtin.
 """
 
 from __future__ import annotations
@@ -19,7 +32,8 @@ from __future__ import annotations
 import ast
 import builtins
 
-__all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "DENIED_ATTRIBUTES"]
+__all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAMES",
+           "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES"]
 
 SAFE_BUILTINS = frozenset({
     "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
@@ -27,17 +41,66 @@ SAFE_BUILTINS = frozenset({
     "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError",
 })
 
+#: ``np.<name>`` the generator emits: math ufuncs (symgrad's and the SymPy NumPyPrinter
+#: forms of the functions symgrad offers and their derivatives), array construction, dtypes
+#: and the type checks of the input helpers
+NP_NAMES = frozenset({
+    # elementwise math
+    "abs", "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
+    "square", "sqrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "logaddexp",
+    "logaddexp2", "sin", "cos", "tan", "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan",
+    "arctan2", "arcsinh", "arccosh", "arctanh", "hypot", "floor", "ceil", "mod", "sign",
+    "heaviside", "maximum", "minimum", "clip", "where", "select", "isfinite", "isinf",
+    "isnan", "logical_and", "logical_or", "logical_not", "amax", "amin",
+    # reductions and linear algebra
+    "sum", "mean", "vdot", "dot", "matmul", "argsort", "put_along_axis",
+    # construction and shapes
+    "array", "asarray", "zeros", "zeros_like", "ones", "full", "arange", "broadcast_to",
+    "shape", "s_", "copyto", "transpose", "reshape",
+    # dtypes, type checks, constants
+    "dtype", "result_type", "can_cast", "finfo", "ndarray", "generic", "integer", "intp",
+    "bool_", "bool", "float16", "float32", "float64", "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64", "complex64", "complex128",
+    "inf", "nan", "pi", "e", "euler_gamma", "newaxis",
+})
 
-#: attributes never allowed, whatever they are read from: numpy's file I/O and pickling,
-#: raw memory, subpackages that run compilers or read files, format-string traversal
+#: the only attribute chains through ``np``: ``np.<first>.<second>``
+NP_CHAINS = {
+    "ma": frozenset({"MaskedArray", "getmaskarray"}),
+    "logical_and": frozenset({"reduce"}),
+    "logical_or": frozenset({"reduce"}),
+}
+
+#: attributes read from values (arrays, dtypes, finfo, dicts, lists, str, the train state)
+METHODS = frozenset({
+    # arrays
+    "T", "all", "any", "argmax", "argsort", "astype", "copy", "dot", "dtype", "max", "mean",
+    "min", "ndim", "reshape", "shape", "size", "sum", "transpose", "setflags", "item",
+    "filled", "compressed", "ravel",
+    # dtype / finfo
+    "kind", "name", "itemsize", "eps", "tiny",
+    # dict, list, str
+    "get", "setdefault", "clear", "append", "items", "keys", "values", "join",
+    # the train step's state object
+    "_param_list", "_slot_list", "_hyper", "_counter",
+    # ... its lock, and the optimizer it reads the hyperparameters of (symgrad.train)
+    "_lock", "acquire", "release", "_bound", "_hyper_for",
+    # a ufunc method reached through an np chain's result
+    "reduce",
+})
+
+#: kept for callers of the old API: these never pass (none is in the positive lists)
 DENIED_ATTRIBUTES = frozenset({
     "save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "genfromtxt",
     "fromfile", "fromregex", "tofile", "dump", "dumps", "memmap", "DataSource", "open",
     "ctypes", "ctypeslib", "lib", "f2py", "distutils", "testing", "rec", "show_config",
     "show_runtime", "get_include", "format", "format_map", "mro", "system", "popen", "core",
+    "os", "sys", "builtins", "modules", "exec", "eval", "compile", "random", "polynomial",
 })
+assert not (DENIED_ATTRIBUTES & (NP_NAMES | METHODS | set(NP_CHAINS)))
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_DATA = "_DATA"
 
 
 class UnsafeModuleError(RuntimeError):
@@ -49,28 +112,35 @@ def _fail(node, why: str):
     raise UnsafeModuleError(f"generated module rejected at line {line}: {why}")
 
 
-_LEAFY = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+_ALLOWED_NODES = frozenset({
+    ast.Module, ast.Import, ast.alias, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign,
+    ast.AugAssign, ast.Return, ast.If, ast.For, ast.Try, ast.ExceptHandler, ast.Raise,
+    ast.Expr, ast.Pass, ast.Break, ast.Continue, ast.Tuple, ast.List, ast.Dict, ast.Subscript,
+    ast.Slice, ast.Starred, ast.Name, ast.Attribute, ast.Call, ast.keyword, ast.BinOp,
+    ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Constant, ast.JoinedStr,
+    ast.FormattedValue, ast.GeneratorExp, ast.ListComp, ast.DictComp, ast.comprehension,
+    # contexts and operators
+    ast.Load, ast.Store, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow,
+    ast.MatMult, ast.USub, ast.UAdd, ast.Not, ast.Invert, ast.And, ast.Or, ast.Eq, ast.NotEq,
+    ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Is, ast.IsNot, ast.In, ast.NotIn, ast.BitAnd,
+    ast.BitOr, ast.BitXor,
+})
 
 
 def _all_nodes(tree) -> list:
-    """Every node of ``tree`` but the context/operator singletons (faster than ast.walk)."""
-    out, stack = [], [tree]
+    """Every node of ``tree`` with its parent, iteratively: ``[(node, parent)]``."""
+    out, stack = [], [(tree, None)]
     AST = ast.AST
     while stack:
-        node = stack.pop()
-        out.append(node)
+        node, parent = stack.pop()
+        out.append((node, parent))
         for field in node._fields:
             v = getattr(node, field, None)
             if isinstance(v, list):
-                stack.extend(x for x in v if isinstance(x, AST))
-            elif isinstance(v, AST) and not isinstance(v, _LEAFY):
-                stack.append(v)
+                stack.extend((x, node) for x in v if isinstance(x, AST))
+            elif isinstance(v, AST):
+                stack.append((v, node))
     return out
-
-
-_FORBIDDEN_NODES = (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef,
-                    ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom, ast.AsyncWith,
-                    ast.AsyncFor)
 
 
 def _bindings(node) -> list:
@@ -78,65 +148,110 @@ def _bindings(node) -> list:
     t = type(node)
     if t is ast.Name:
         return [node.id] if not isinstance(node.ctx, ast.Load) else []
-    if t in (ast.FunctionDef, ast.Lambda):
-        a = node.args
-        names = [arg.arg for arg in a.args + a.posonlyargs + a.kwonlyargs + [a.vararg, a.kwarg]
-                 if arg is not None]
-        return names + ([node.name] if t is ast.FunctionDef else [])
+    if t is ast.FunctionDef:
+        return [node.name]
     if t is ast.arg:
         return [node.arg]
     if t is ast.alias:
         return [node.asname or node.name.partition(".")[0]]
-    if t in (ast.ExceptHandler, ast.MatchAs, ast.MatchStar):
+    if t is ast.ExceptHandler:
         return [node.name] if node.name else []
-    if t is ast.MatchMapping:
-        return [node.rest] if node.rest else []
     return []
 
 
+def _check_np_attribute(node, parent) -> None:
+    """``node`` is ``np.<attr>``: in the table, or the head of an allowed chain."""
+    attr = node.attr
+    if attr in NP_NAMES:
+        return
+    if attr in NP_CHAINS and isinstance(parent, ast.Attribute) and parent.value is node \
+            and parent.attr in NP_CHAINS[attr]:
+        return
+    _fail(node, f"np.{attr} is not something symgrad generates")
+
+
+def _check_attribute(node, parent, defined) -> None:
+    attr, value = node.attr, node.value
+    if attr.startswith("__"):
+        _fail(node, f"dunder attribute {attr!r}")
+    if not isinstance(node.ctx, ast.Load):
+        _fail(node, f"assigns or deletes the attribute {attr!r}")
+    if isinstance(value, ast.Name) and value.id == "np":
+        _check_np_attribute(node, parent)
+        return
+    if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
+            and value.value.id == "np":
+        if attr in NP_CHAINS.get(value.attr, ()):
+            return  # np.<first>.<second>, checked as a pair
+        _fail(node, f"np.{value.attr}.{attr} is not something symgrad generates")
+    if attr not in METHODS:
+        _fail(node, f"attribute {attr!r} is not one symgrad generates")
+    if isinstance(value, ast.Name) and value.id not in defined:
+        _fail(node, f"attribute {attr!r} of {value.id!r}, which is not defined in the module")
+
+
 def check_module_source(source: str) -> ast.Module:
-    """Parse ``source`` and check it against the allowlist; return the AST."""
+    """Parse ``source`` and check it against the allowlist; return the AST.
+
+    Raises :class:`UnsafeModuleError` naming the line and the construct refused."""
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
         raise UnsafeModuleError(f"generated module does not parse: {err}") from None
-    nodes = _all_nodes(tree)
-    defined = {"np"}
-    for node in nodes:
+    except (ValueError, MemoryError, RecursionError) as err:
+        raise UnsafeModuleError(f"generated module does not parse: {err}") from None
+    pairs = _all_nodes(tree)
+    defined = set()
+    for node, parent in pairs:
+        t = type(node)
+        if t not in _ALLOWED_NODES:
+            _fail(node, f"{t.__name__} is not something symgrad generates")
+        if t is ast.Import:
+            if parent is not tree or [(a.name, a.asname) for a in node.names] \
+                    != [("numpy", "np")]:
+                _fail(node, "imports other than a top-level 'import numpy as np'")
+            continue
+        if t is ast.alias:
+            continue
         for name in _bindings(node):
             if name in _BUILTIN_NAMES:
                 _fail(node, f"binds the builtin name {name!r}")
             if name.startswith("__"):
                 _fail(node, f"binds the dunder name {name!r}")
+            if name in ("np", _DATA):
+                _fail(node, f"binds the reserved name {name!r}")
             defined.add(name)
-    for node in nodes:
+        if t is ast.FunctionDef and (node.decorator_list or node.returns
+                                     or getattr(node, "type_params", None)):
+            _fail(node, "decorators, return annotations and type parameters are not allowed")
+        if t is ast.arg and node.annotation is not None:
+            _fail(node, "annotations are not allowed")
+    for node, parent in pairs:
         t = type(node)
         if t is ast.Name:
-            if node.id.startswith("__") and node.id != "__name__":
-                _fail(node, f"dunder name {node.id!r}")
-            if isinstance(node.ctx, ast.Load) and node.id not in defined \
-                    and node.id not in SAFE_BUILTINS:
-                _fail(node, f"name {node.id!r} is neither defined here nor an allowed builtin")
+            name = node.id
+            if name.startswith("__"):
+                _fail(node, f"dunder name {name!r}")
+            if not isinstance(node.ctx, ast.Load):
+                continue
+            if name == "np":
+                if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                    _fail(node, "np used other than as np.<name>")
+            elif name == _DATA:
+                if not (isinstance(parent, ast.Subscript) and parent.value is node
+                        and isinstance(parent.ctx, ast.Load)
+                        and isinstance(parent.slice, ast.Constant)
+                        and isinstance(parent.slice.value, str)):
+                    _fail(node, '_DATA used other than as _DATA["<name>"]')
+            elif name not in defined and name not in SAFE_BUILTINS:
+                _fail(node, f"name {name!r} is neither defined here nor an allowed builtin")
         elif t is ast.Attribute:
-            if node.attr.startswith("__"):
-                _fail(node, f"dunder attribute {node.attr!r}")
-            if node.attr in DENIED_ATTRIBUTES:
-                _fail(node, f"attribute {node.attr!r} is not allowed")
-            if isinstance(node.value, ast.Name) and node.value.id == "np" \
-                    and node.attr.startswith("_"):
-                _fail(node, f"private numpy attribute {node.attr!r}")
-            root = node.value
-            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
-                root = root.func if isinstance(root, ast.Call) else root.value
-            if isinstance(root, ast.Name) and root.id not in defined:
-                _fail(node, f"attribute of {root.id!r}, which is not local")
+            _check_attribute(node, parent, defined)
         elif t is ast.Call:
             f = node.func
-            if isinstance(f, ast.Name) and f.id not in defined and f.id not in SAFE_BUILTINS:
-                _fail(node, f"call of {f.id!r}")
-        elif t is ast.Import:
-            if [(a.name, a.asname) for a in node.names] != [("numpy", "np")]:
-                _fail(node, "imports other than 'import numpy as np'")
-        elif isinstance(node, _FORBIDDEN_NODES):
-            _fail(node, f"{t.__name__} is not allowed")
+            if isinstance(f, ast.Name):
+                if f.id not in defined and f.id not in SAFE_BUILTINS:
+                    _fail(node, f"call of {f.id!r}")
+                if f.id == "type" and (len(node.args) != 1 or node.keywords):
+                    _fail(node, "type() with other than one argument")
     return tree

@@ -8,6 +8,7 @@
 * ``log(sigmoid(a))``        -> ``-softplus(-a)``
 * ``log(1 - sigmoid(a))``    -> ``-softplus(a)``
 * ``log(sum(exp(a), axes))`` -> ``logsumexp(a, axes)``    (shifted by the max)
+* ``a/D + b/D**2``           -> ``(a + b/D) / D``          (quotient derivatives factored)
 
 Both the differentiation stage (so that derivatives come out stable) and the optimize
 stage (so that the printed forward is stable) apply it.
@@ -73,7 +74,41 @@ def _rewrite_mul(e):
     return None
 
 
-_RULES = {log: _rewrite_log, sympy.Pow: _rewrite_pow, sympy.Mul: _rewrite_mul}
+def _negative_powers(term) -> dict:
+    """{base: exponent} for the factors ``base**exponent`` of ``term`` with a negative
+    rational exponent and a base that is not a number."""
+    out = {}
+    for f in sympy.Mul.make_args(term):
+        if f.is_Pow and f.exp.is_Rational and f.exp.is_negative and not f.base.is_number:
+            out[f.base] = f.exp
+    return out
+
+
+def _rewrite_add(e):
+    # a/D + b/D**2  ->  (a + b/D) / D: the quotient rule's f'/g - f*g'/g**2 kept factored.
+    # Expanded, g**2 underflows or overflows long before g does: d/dx x/(x*x + 1e-300) at
+    # x = 1e-100 is -1e200, but 1/g - 2*x**2/g**2 gives -inf (g**2 = 1e-400 is 0), and at
+    # x = 1e100 it gives +1e-200 for -1e-200 (g**2 overflows, its term is lost). Each step
+    # of the factored form divides once. Only terms that divide by the same base with
+    # different powers are grouped; nothing else about the sum changes.
+    terms = e.args
+    seen: dict = {}
+    for i, t in enumerate(terms):
+        for base, k in _negative_powers(t).items():
+            seen.setdefault(base, []).append((i, k))
+    for base, uses in seen.items():
+        if len(uses) < 2 or len({k for _, k in uses}) < 2:
+            continue
+        kmin = max(k for _, k in uses)  # the smallest power (exponents are negative)
+        grouped = {i for i, _ in uses}
+        inner = sympy.Add(*[terms[i] * base ** (-kmin) for i in sorted(grouped)])
+        rest = [t for i, t in enumerate(terms) if i not in grouped]
+        return sympy.Add(sympy.Mul(base ** kmin, inner, evaluate=False), *rest)
+    return None
+
+
+_RULES = {log: _rewrite_log, sympy.Pow: _rewrite_pow, sympy.Mul: _rewrite_mul,
+          sympy.Add: _rewrite_add}
 
 
 def _rule_for(e):

@@ -5,28 +5,53 @@ update of every parameter and its optimizer state, in place.
     state = step.init({"w1": w1_0, "b1": b1_0})
     for xb, yb in batches:
         loss_value = step(state, x=xb, y=yb)      # updates state.params in place
+    state.save("run.npz")                          # resume: TrainState.load("run.npz", step)
 
 The generated ``train_step`` is straight-line numpy: a forward/backward block planned like
 any compiled function, then the update rules of :mod:`symgrad.optim` written as in-place
 statements (``w -= lr*grad_w``; ``m *= beta1; m += ...``), in an order where each
 statement reads only values that are still current. Nothing is written before every input
 has been checked, so a failing call leaves the state as it was.
+
+Promises about a :class:`TrainState`:
+
+* ``state.params`` and ``state.slots`` are live mappings over the very arrays the step
+  updates: reading gives the live array, writing copies the value in (shape and dtype
+  checked, the parameter named in errors), and removing an entry raises.
+* A step holds the state's lock while it reads and writes it, so two threads stepping one
+  state are serialized (each step is whole; the step counter counts every step).
+* ``pickle``, ``copy.deepcopy``, ``state.save(path)`` / ``TrainState.load(path, step)``
+  round-trip the parameters, the optimizer slots, the step counter and the
+  hyperparameters exactly; a checkpoint is a numpy ``.npz`` read with ``allow_pickle=False``.
+* The hyperparameters a step uses are those of ``step.optimizer`` at the time of the call:
+  ``step.optimizer.lr = ...`` and replacing ``step.optimizer`` by an optimizer with the same
+  update rule take effect at the next call; one with another update rule raises TypeError.
+* 0-d float64 values are computed as Python floats (a W0 step is all call overhead) only
+  when that gives numpy's results: a step whose scalar arithmetic divides or raises to a
+  power (where Python raises ZeroDivisionError or returns a complex) computes with numpy
+  scalars instead, as :func:`symgrad.compile` does.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
+import os
+import tempfile
+import threading
 import types
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 import sympy
 
 from . import cache as C
-from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, count_nodes,
-                  default_input_order, grad, leaves_of)
+from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
+                  grad, leaves_of)
 from .codegen import ModuleSpec, render, template_text
-from .expr import Tensor, as_tensor
-from .nodes import TensorSymbol
+from .expr import Tensor, as_tensor, check_repeated_params
+from .nodes import TensorOp, TensorSymbol, info
 from .optim import Optimizer, _SymbolicOps
 from .optimize import plan
 from .printer import formula
@@ -34,53 +59,394 @@ from .shapes import Dim, format_shape
 
 __all__ = ["train_step", "TrainStep", "TrainState"]
 
+#: what a checkpoint file says it is, and the layout version this module writes and reads
+CHECKPOINT_FORMAT = "symgrad-train-state"
+CHECKPOINT_VERSION = 1
+#: part of the cache key: bump when the code this module wraps around the step changes
+_STEP_LAYOUT = "train_step/2: state lock, hyperparameters via step.optimizer"
+
 
 def _hyper_tensor(name: str) -> Tensor:
     return Tensor(TensorSymbol(name, (), "", "hyper"), (), None)
 
 
-class TrainState:
-    """Parameters and optimizer slots of one model, updated in place by a :class:`TrainStep`.
+# ---------------------------------------------------------------------------------------
+# The state and its live views
+# ---------------------------------------------------------------------------------------
 
-    ``params`` maps each parameter's name to its array; assigning to it copies the new
-    value into the existing array (after checking its shape), so the step keeps seeing it.
-    ``slots`` maps each parameter's name to its optimizer state arrays; ``step`` counts
-    the updates done.
+
+class TrainState:
+    """Parameters and optimizer slots of one model, updated in place by a training step.
+
+    Made by ``step.init(values)``, ``TrainState.load(path, step)``, ``pickle`` or
+    ``copy.deepcopy``.
+
+    Attributes
+    ----------
+    params : MutableMapping[str, numpy.ndarray]
+        Live view: ``state.params["w"]`` is the array the step trains; assigning
+        (``state.params["w"] = v``, ``update``, ``setdefault``) copies ``v`` into it after
+        checking its shape and dtype. Removing a parameter (``del``, ``pop``, ``popitem``,
+        ``clear``) raises TypeError: the step trains a fixed set.
+    slots : Mapping[str, MutableMapping[str, numpy.ndarray]]
+        The optimizer state of each parameter (``state.slots["w"]["m"]`` for Adam), live in
+        the same way; ``state.slots["w"] = {"m": ..., "v": ...}`` writes through.
+    step : int
+        The number of updates done (Adam's ``t``); :meth:`reset` sets it to 0.
+    optimizer : symgrad.optim.Optimizer
+        Where the step reads the hyperparameters: the step's own optimizer for a state made
+        by ``step.init`` or ``TrainState.load``, a copy of it after ``pickle.loads`` (call
+        :meth:`bind` to follow a step's optimizer again).
+
+    Notes
+    -----
+    Stepping one state from several threads is safe: each call holds the state's lock,
+    so steps run one after another. Parallel training needs one state per thread.
     """
 
-    def __init__(self, names, params: list, slot_names, slots: list, hyper: list):
-        self._names = list(names)
-        self._hyper = hyper  # the optimizer's live hyperparameter list
+    __slots__ = ("_names", "_shapes", "_dtypes", "_slot_names", "_param_list", "_slot_list",
+                 "_counter", "_lock", "_bound", "_signature", "_initial", "params", "slots",
+                 "__weakref__")
+
+    def __init__(self, specs, slot_names, params: list, slots: list, counter: int,
+                 bound: dict, signature: str, initial: list | None = None):
+        self._names = [n for n, _, _ in specs]
+        self._shapes = [tuple(s) for _, s, _ in specs]
+        self._dtypes = [np.dtype(d) for _, _, d in specs]
+        self._slot_names = tuple(slot_names)
+        # the generated step unpacks these two lists and the counter: never rebind them
         self._param_list = params
         self._slot_list = slots
-        self._counter = [0]
-        self.params = _ParamView(self._names, params)
-        per = len(slot_names)
-        self.slots = {n: dict(zip(slot_names, slots[i * per:(i + 1) * per]))
-                      for i, n in enumerate(self._names)}
+        self._counter = [int(counter)]
+        self._lock = threading.Lock()
+        self._bound = bound  # the step's attribute dict: its "optimizer" entry is read
+        self._signature = signature  # the update rule the step was compiled for
+        self._initial = initial if initial is not None else [a.copy() for a in params]
+        self.params = _ArrayView(self, "parameter", self._names, params)
+        per = len(self._slot_names)
+        self.slots = _SlotsView(self, {
+            n: _ArrayView(self, f"slot of parameter {n!r}", self._slot_names,
+                          slots[i * per:(i + 1) * per])
+            for i, n in enumerate(self._names)})
 
+    # -- what it holds -----------------------------------------------------------------
     @property
     def step(self) -> int:
         return self._counter[0]
 
+    @property
+    def optimizer(self) -> Optimizer:
+        return self._bound["optimizer"]
+
     def __repr__(self):
         return f"TrainState(step={self.step}, params={self._names})"
 
+    def reset(self, values: dict | None = None) -> None:
+        """Start over: parameters back to their initial values (those given to ``init``,
+        or ``values``), optimizer slots to zero, the step counter to 0. In place: the step
+        keeps training the same arrays."""
+        with self._lock:
+            if values is None:
+                new = self._initial
+            else:
+                new = _check_values(list(zip(self._names, self._shapes, self._dtypes)),
+                                    values, "reset")
+            for live, v in zip(self._param_list, new):
+                np.copyto(live, v)
+            for s in self._slot_list:
+                s[...] = 0
+            self._counter[0] = 0
+            if values is not None:
+                self._initial = [a.copy() for a in new]
 
-class _ParamView(dict):
-    """A dict of the parameter arrays whose item assignment copies into the live array."""
+    def bind(self, step) -> "TrainState":
+        """Make this state read its hyperparameters from ``step.optimizer`` (after
+        ``pickle.loads``, or to move a state to another step of the same model). Raises
+        ValueError when the step trains other parameters or with another update rule."""
+        _check_compatible(step, self._specs(), self._signature, self._slot_names,
+                          "bind", "this state")
+        self._bound = step.__dict__
+        return self
 
-    def __init__(self, names, arrays):
-        super().__init__(zip(names, arrays))
+    def _specs(self):
+        return [(n, s, d.name) for n, s, d in zip(self._names, self._shapes, self._dtypes)]
+
+    # -- copies ------------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {"specs": self._specs(), "slot_names": list(self._slot_names),
+                "params": [a.copy() for a in self._param_list],
+                "slots": [a.copy() for a in self._slot_list], "counter": self._counter[0],
+                "signature": self._signature,
+                "initial": [a.copy() for a in self._initial]}
+
+    def __reduce__(self):
+        with self._lock:
+            payload = self._payload()
+        payload["optimizer"] = copy.deepcopy(self.optimizer)
+        return (_restore_state, (payload,))
+
+    def __deepcopy__(self, memo):
+        """A state with copies of the arrays and the counter, reading the hyperparameters
+        from the same optimizer (a copy keeps following the step it came from)."""
+        with self._lock:
+            payload = self._payload()
+        return TrainState(payload["specs"], payload["slot_names"], payload["params"],
+                          payload["slots"], payload["counter"], self._bound,
+                          payload["signature"], payload["initial"])
+
+    def __copy__(self):
+        return self.__deepcopy__({})  # never two states over one set of arrays
+
+    # -- checkpoints -------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write a checkpoint: a numpy ``.npz`` holding the parameters, the optimizer slots,
+        the step counter, the hyperparameters and the format version (no pickled object:
+        read back with ``allow_pickle=False``). Written atomically (a temporary file, then
+        ``os.replace``): an interrupted save leaves the previous file intact.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write, used exactly as given (no ``.npz`` is appended).
+        """
+        from ._version import __version__
+        opt = self.optimizer
+        with self._lock:
+            arrays = {f"param_{i}": a.copy() for i, a in enumerate(self._param_list)}
+            arrays.update({f"slot_{i}": a.copy() for i, a in enumerate(self._slot_list)})
+            arrays.update({f"initial_{i}": a.copy() for i, a in enumerate(self._initial)})
+            counter = self._counter[0]
+        meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                "symgrad": __version__, "params": [[n, list(s), d] for n, s, d in
+                                                   self._specs()],
+                "slot_names": list(self._slot_names), "step": counter,
+                "optimizer": type(opt).__name__, "signature": self._signature,
+                "hyper": opt.hyper}
+        arrays["meta"] = np.array(json.dumps(meta))
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".symgrad-ckpt-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, step, restore_hyper: bool = True) -> "TrainState":
+        """Read a checkpoint written by :meth:`save` into a new state for ``step``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint.
+        step : TrainStep
+            The step that will train the state: it must train the same parameters (names,
+            shapes, dtypes) with the same update rule (optimizer class and options).
+        restore_hyper : bool
+            Write the checkpoint's hyperparameters (lr, betas, ...) into ``step.optimizer``
+            (default), or keep the step's.
+
+        Raises
+        ------
+        ValueError
+            Not a symgrad checkpoint, another format version, or a step that does not match
+            (the message names the parameter, shape, dtype or optimizer that differs).
+        """
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as e:  # noqa: PERF203
+            raise ValueError(f"TrainState.load: cannot read {os.fspath(path)!r} as a numpy "
+                             f".npz checkpoint: {e}") from e
+        try:
+            meta = json.loads(str(data["meta"][()]))
+            fmt, version = meta["format"], meta["version"]
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"TrainState.load: {os.fspath(path)!r} is not a symgrad training "
+                             f"checkpoint (no valid 'meta' entry)") from e
+        if fmt != CHECKPOINT_FORMAT:
+            raise ValueError(f"TrainState.load: {os.fspath(path)!r} holds {fmt!r}, not a "
+                             f"{CHECKPOINT_FORMAT!r}")
+        if version != CHECKPOINT_VERSION:
+            raise ValueError(f"TrainState.load: checkpoint format version {version}; this "
+                             f"symgrad reads version {CHECKPOINT_VERSION}")
+        specs = [(n, tuple(s), d) for n, s, d in meta["params"]]
+        slot_names = tuple(meta["slot_names"])
+        _check_compatible(step, specs, meta["signature"], slot_names, "TrainState.load",
+                          f"checkpoint {os.fspath(path)!r}")
+        n_slots = len(specs) * len(slot_names)
+
+        def take(prefix, i, shape, dtype, what):
+            key = f"{prefix}_{i}"
+            if key not in data:
+                raise ValueError(f"TrainState.load: checkpoint lacks the {what}")
+            a = data[key]
+            if a.shape != tuple(shape) or a.dtype != np.dtype(dtype):
+                raise ValueError(f"TrainState.load: the {what} has shape {a.shape} and dtype "
+                                 f"{a.dtype} in the checkpoint; the step needs "
+                                 f"{format_shape(shape)} {dtype}")
+            return np.array(a, copy=True)
+
+        params = [take("param", i, s, d, f"parameter {n!r}") for i, (n, s, d) in
+                  enumerate(specs)]
+        initial = [take("initial", i, s, d, f"initial value of {n!r}") for i, (n, s, d) in
+                   enumerate(specs)]
+        slots = [take("slot", i * len(slot_names) + j, s, d, f"slot {sn!r} of {n!r}")
+                 for i, (n, s, d) in enumerate(specs) for j, sn in enumerate(slot_names)]
+        assert len(slots) == n_slots
+        if restore_hyper:
+            for name, value in meta["hyper"].items():
+                setattr(step.optimizer, name, value)
+        return cls(specs, slot_names, params, slots, meta["step"], step.__dict__,
+                   meta["signature"], initial)
+
+
+def _restore_state(payload: dict) -> TrainState:
+    """Unpickle a :class:`TrainState` (it reads the hyperparameters of its own optimizer
+    copy until :meth:`TrainState.bind` attaches it to a step)."""
+    opt = payload["optimizer"]
+    opt._freeze()
+    return TrainState(payload["specs"], payload["slot_names"], payload["params"],
+                      payload["slots"], payload["counter"], {"optimizer": opt},
+                      payload["signature"], payload["initial"])
+
+
+def _check_compatible(step, specs, signature, slot_names, where, what) -> None:
+    """Raise ValueError naming what differs between ``step`` and a state's layout."""
+    want = getattr(step, "_param_specs", None)
+    if want is None:
+        raise TypeError(f"{where}: expected a step made by sg.train_step, got "
+                        f"{type(step).__name__}")
+    names = [n for n, _, _ in specs]
+    if names != [n for n, _, _ in want]:
+        raise ValueError(f"{where}: {what} has parameters {names}; the step trains "
+                         f"{[n for n, _, _ in want]}")
+    for (n, s, d), (_, ws, wd) in zip(specs, want):
+        if tuple(s) != tuple(ws) or np.dtype(d) != np.dtype(wd):
+            raise ValueError(f"{where}: parameter {n!r} is {format_shape(s)} {d} in {what}; "
+                             f"the step trains {format_shape(ws)} {wd}")
+    if signature != step._signature:
+        raise ValueError(f"{where}: {what} was trained with the update rule {signature}; the "
+                         f"step was compiled for {step._signature}")
+    if tuple(slot_names) != tuple(type(step.optimizer).slot_names):
+        raise ValueError(f"{where}: {what} has optimizer slots {list(slot_names)}; the step "
+                         f"uses {list(type(step.optimizer).slot_names)}")
+
+
+class _ArrayView(MutableMapping):
+    """A fixed set of named live arrays: reads give the array, writes copy into it."""
+
+    __slots__ = ("_state", "_what", "_index", "_arrays")
+
+    def __init__(self, state: TrainState, what: str, names, arrays):
+        self._state = state
+        self._what = what
+        self._index = {n: i for i, n in enumerate(names)}
+        self._arrays = arrays
+
+    def __getitem__(self, name):
+        i = self._index.get(name) if isinstance(name, str) else None
+        if i is None:
+            raise KeyError(f"no {self._what} named {name!r}; there are {list(self._index)}")
+        return self._arrays[i]
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self):
+        return len(self._index)
+
+    def __contains__(self, name):
+        return isinstance(name, str) and name in self._index
+
+    def __repr__(self):
+        return "{" + ", ".join(f"{n!r}: {self._arrays[i]!r}" for n, i in self._index.items()) \
+            + "}"
+
+    def _checked(self, name, value):
+        live = self[name]
+        arr = np.asarray(value)
+        if arr.shape != live.shape:
+            raise ValueError(f"{self._what} {name!r} has shape {live.shape}, got a value of "
+                             f"shape {arr.shape}")
+        if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, live.dtype, "same_kind"):
+            raise TypeError(f"{self._what} {name!r} is {live.dtype}, got a value of dtype "
+                            f"{arr.dtype}")
+        return live, arr
 
     def __setitem__(self, name, value):
-        if name not in self:
-            raise KeyError(f"no parameter named {name!r}; parameters are {list(self)}")
-        live = dict.__getitem__(self, name)
-        value = np.asarray(value)
-        if value.shape != live.shape:
-            raise ValueError(f"parameter {name!r} has shape {live.shape}, got {value.shape}")
-        np.copyto(live, value, casting="same_kind")
+        live, arr = self._checked(name, value)
+        with self._state._lock:
+            np.copyto(live, arr, casting="same_kind")
+
+    def update(self, other=(), /, **kwargs):
+        """Copy several values in; all are checked before any is written."""
+        items = list(other.items() if isinstance(other, Mapping) else other) + \
+            list(kwargs.items())
+        checked = [self._checked(name, value) for name, value in items]
+        with self._state._lock:
+            for live, arr in checked:
+                np.copyto(live, arr, casting="same_kind")
+
+    def setdefault(self, name, default=None):
+        return self[name]  # every name is present; an unknown one raises KeyError
+
+    def _fixed(self, *args):
+        raise TypeError(f"the {self._what}s of a TrainState are a fixed set (the step trains "
+                        f"exactly these arrays): assign a new value instead "
+                        f"(state.params[name] = value) or call state.reset()")
+
+    __delitem__ = pop = popitem = clear = _fixed
+
+
+class _SlotsView(Mapping):
+    """Parameter name -> that parameter's live optimizer slots."""
+
+    __slots__ = ("_state", "_views")
+
+    def __init__(self, state, views: dict):
+        self._state = state
+        self._views = views
+
+    def __getitem__(self, name):
+        view = self._views.get(name) if isinstance(name, str) else None
+        if view is None:
+            raise KeyError(f"no parameter named {name!r}; there are {list(self._views)}")
+        return view
+
+    def __iter__(self):
+        return iter(self._views)
+
+    def __len__(self):
+        return len(self._views)
+
+    def __repr__(self):
+        return repr(dict(self._views))
+
+    def __setitem__(self, name, values):
+        """``state.slots["w"] = {"m": ..., "v": ...}``: every slot given, copied in."""
+        view = self[name]
+        if not isinstance(values, Mapping) or set(values) != set(view):
+            raise ValueError(f"state.slots[{name!r}] = ...: give a dict with exactly the slots "
+                             f"{list(view)}")
+        view.update(values)
+
+    def _fixed(self, *args):
+        raise TypeError("the optimizer slots of a TrainState are a fixed set: assign into "
+                        "state.slots[name][slot] instead, or call state.reset()")
+
+    __delitem__ = pop = popitem = clear = update = setdefault = _fixed
+
+
+# ---------------------------------------------------------------------------------------
+# The step
+# ---------------------------------------------------------------------------------------
 
 
 class TrainStep:
@@ -88,36 +454,55 @@ class TrainStep:
 
     ``step(state, **batch)`` runs one step and returns the batch loss as a float, updating
     ``state`` in place. Attributes: ``init(values) -> TrainState``, ``source`` (the generated
-    module), ``path`` (where it is cached), ``optimizer`` (change ``optimizer.lr`` between
-    steps freely), ``params`` and ``inputs`` (names, in order), ``loss``.
+    module), ``path`` (where it is cached), ``optimizer``, ``params`` and ``inputs`` (names,
+    in order), ``loss``.
+
+    The step reads the hyperparameters of ``step.optimizer`` at every call: change
+    ``step.optimizer.lr`` between steps freely (learning-rate schedules), or assign another
+    optimizer of the same class and options. The update rule itself (optimizer class,
+    weight decay, clipping) is compiled in: an optimizer with another rule makes the next
+    call raise TypeError, and its options cannot change once the step is built.
 
     A step is the generated function itself, so calling it costs one Python call: at the size
-    of W0 (one weight) a step is all call overhead, and a wrapper would double it.
+    of W0 (one weight) a step is all call overhead, and a wrapper would double it. A call holds
+    the state's lock, so threads sharing a state take turns.
     """
 
 
-def _init_state(params: list, optimizer: Optimizer, values: dict) -> TrainState:
-    """A fresh state: copies of the initial ``values`` (by parameter name), zero slots."""
-    names = [p.name for p in params]
-    if not isinstance(values, dict):
-        raise TypeError("init: give the initial values as a dict {param name: array}")
+def _check_values(specs, values, where) -> list:
+    """Fresh arrays of the right dtype from ``values`` {name: array}, checked against specs."""
+    names = [n for n, _, _ in specs]
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{where}: give the values as a dict {{param name: array}}")
     missing = [n for n in names if n not in values]
     if missing:
-        raise ValueError(f"init: missing initial value(s) for parameter(s) {missing}")
+        raise ValueError(f"{where}: missing initial value(s) for parameter(s) {missing}")
     unknown = [k for k in values if k not in names]
     if unknown:
-        raise ValueError(f"init: unknown parameter(s) {unknown}; parameters are {names}")
+        raise ValueError(f"{where}: unknown parameter(s) {unknown}; parameters are {names}")
     arrays = []
-    for p in params:
-        v = np.asarray(values[p.name])
-        if v.shape != p.shape:
-            raise ValueError(f"init: parameter {p.name!r} must have shape "
-                             f"{format_shape(p.shape)}, got {v.shape}")
-        if not np.can_cast(v.dtype, p.dtype, casting="same_kind"):
-            raise TypeError(f"init: parameter {p.name!r} must be {p.dtype}, got {v.dtype}")
-        arrays.append(np.array(v, dtype=p.dtype, copy=True))
-    slots = [np.zeros(p.shape, dtype=p.dtype) for p in params for _ in optimizer.slot_names]
-    return TrainState(names, arrays, optimizer.slot_names, slots, optimizer._hyper)
+    for name, shape, dtype in specs:
+        v = np.asarray(values[name])
+        if v.shape != tuple(shape):
+            raise ValueError(f"{where}: parameter {name!r} must have shape "
+                             f"{format_shape(shape)}, got {v.shape}")
+        if not np.can_cast(v.dtype, dtype, casting="same_kind"):
+            raise TypeError(f"{where}: parameter {name!r} must be {dtype}, got {v.dtype}")
+        arrays.append(np.array(v, dtype=dtype, copy=True))
+    return arrays
+
+
+def _init_state(attrs: dict, values: dict) -> TrainState:
+    """A fresh state: copies of the initial ``values`` (by parameter name), zero slots."""
+    specs = attrs["_param_specs"]
+    opt = attrs["optimizer"]
+    opt._hyper_for[attrs["_signature"]]  # an optimizer with another rule raises here
+    if not isinstance(values, Mapping):
+        raise TypeError("init: give the initial values as a dict {param name: array}")
+    arrays = _check_values(specs, values, "init")
+    slot_names = type(opt).slot_names
+    slots = [np.zeros(a.shape, dtype=a.dtype) for a in arrays for _ in slot_names]
+    return TrainState(specs, slot_names, arrays, slots, 0, attrs, attrs["_signature"])
 
 
 def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, loss):
@@ -136,7 +521,11 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     step.params = [p.name for p in params]
     step.inputs = compiled.inputs
     step.loss = loss
-    step.init = functools.partial(_init_state, params, optimizer)
+    step._param_specs = [(p.name, tuple(p.shape), p.dtype.name) for p in params]
+    step._signature = optimizer._signature
+    # the states read step.__dict__["optimizer"] at every call: assigning step.optimizer
+    # reaches them, and init uses whatever optimizer the step has when it is called
+    step.init = functools.partial(_init_state, step.__dict__)
     return step
 
 
@@ -158,12 +547,14 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
         gives every temporary its own array (the parameters are updated in place either way).
     """
     loss = as_tensor(loss)
+    check_repeated_params([loss])  # a dense() helper that made one weight of two
     if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum
         from .expr import sum as _sum
         loss = _sum(loss)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"train_step: optimizer must be a symgrad.optim optimizer, got "
                         f"{type(optimizer).__name__}")
+    optimizer._freeze()  # its options are compiled in from here on
     leaves = leaves_of([loss])
     if params is None:
         plist = [leaf for leaf in default_input_order(leaves) if leaf.role == "param"]
@@ -187,7 +578,8 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
 
     memo, ser = {}, []
     described = _fingerprint_tensor(loss, memo, ser)
-    key = C.make_key("train_step", C.version_fingerprint(), template_text(), optimizer.config(),
+    key = C.make_key("train_step", _STEP_LAYOUT, C.version_fingerprint(), template_text(),
+                     optimizer.config(),
                      repr([(p.name, tuple(map(str, p.shape)), p.dtype_name) for p in plist]),
                      repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name)
                            for s in chosen]),
@@ -248,6 +640,9 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
         return lines
 
     hyper_leaves = [h.expr for h in hyper.values()]
+    # the hyperparameters of whatever optimizer the step has now (see TrainState._bound)
+    hyper_source = f"_state._bound['optimizer']._hyper_for[{optimizer._signature!r}]"
+    unbox = _python_floats_are_exact(program, updates)
     formulas = [f"loss = {formula(loss.expr)}",
                 f"update: {optimizer!r}, options {optimizer.config()}"]
     spec = ModuleSpec(title=f"train_step: {optimizer!r} over {', '.join(p.name for p in plist)}",
@@ -255,14 +650,118 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
                       version=__version__, formulas=tuple(formulas),
                       leading_params=("_state",),
                       unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
-                                ("_state._hyper", hyper_leaves)),
-                      epilogue=epilogue, unbox_scalars=True, result_wrapper="float",
+                                (hyper_source, hyper_leaves)),
+                      epilogue=epilogue, unbox_scalars=unbox, result_wrapper="float",
                       reuse_buffers=inplace)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
-    source = render(program, spec)
-    return source.replace("    return [", "    return [", 1)
+    return _hold_state_lock(render(program, spec))
+
+
+def _hold_state_lock(source: str) -> str:
+    """Run the step's body, from its first read of the state to its return, holding the
+    state's lock (``acquire``, then ``try: ... finally: release``: the allowlist of
+    :mod:`symgrad.safety` admits no ``with``). The input checks stay outside: they touch no
+    state."""
+    lines = source.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("def train_step("))
+    first = next(i for i in range(start + 1, len(lines)) if "_state." in lines[i])
+    end = len(lines)
+    while end > first and not lines[end - 1].strip():
+        end -= 1  # the function is the module's last statement: up to its last line
+    body = ["    " + line if line.strip() else line for line in lines[first:end]]
+    held = ["    _lock = _state._lock", "    _lock.acquire()", "    try:"] + body + [
+        "    finally:", "        _lock.release()"]
+    return "\n".join(lines[:first] + held + lines[end:])
+
+
+#: functions the printer writes as numpy calls: their value is a numpy scalar
+_NUMPY_PRINTED = (sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tan, sympy.tanh,
+                  sympy.Abs, sympy.sign, sympy.Heaviside)
+
+
+def _python_floats_are_exact(program, updates) -> bool:
+    """True when computing the step's 0-d float64 values as Python floats gives numpy's
+    results: no power or division of such a value is evaluated in Python arithmetic, where
+    ``1/0.0`` raises ZeroDivisionError, ``(-1.0)**0.5`` is complex and ``1e200**3`` raises
+    OverflowError (numpy gives inf or nan, with its RuntimeWarning). ``+``, ``-`` and ``*``
+    give the same IEEE values (without numpy's overflow warning).
+
+    Each value is classed as "N" (a numpy scalar or array: numpy's rules apply), "P" (a
+    Python float derived from a 0-d input, parameter or slot) or "H" (a Python number from
+    hyperparameters, dims and literals only: the same in either mode). A power with no "N"
+    operand and some "P" operand is evaluated by Python: then the step keeps numpy scalars.
+    """
+    kinds: dict = {}
+
+    def leaf_kind(e):
+        if isinstance(e, Dim) or e.is_Number:
+            return "H"
+        if isinstance(e, TensorSymbol):
+            if e in kinds:
+                return kinds[e]
+            if e.role == "hyper":
+                return "H"
+            if e.shape == () and e.dtype_name == "float64" and e.role != "constant":
+                return "P"
+            return "N"
+        return "H" if not e.free_symbols else "P"  # other atoms: be conservative
+
+    def combine(ks):
+        return "N" if "N" in ks else ("P" if "P" in ks else "H")
+
+    def kind_of(expr) -> tuple:
+        """(kind, risky) of one expression, walked iteratively (no recursion on depth)."""
+        memo, risky = {}, False
+        stack = [(expr, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in memo:
+                continue
+            if isinstance(e, TensorOp):
+                memo[e] = "N"
+                continue
+            if not e.args or isinstance(e, TensorSymbol):
+                memo[e] = leaf_kind(e)
+                continue
+            if not ready:
+                stack.append((e, True))
+                stack.extend((a, False) for a in e.args if a not in memo)
+                continue
+            ks = [memo[a] for a in e.args]
+            if isinstance(e, sympy.Pow):
+                base, ex = e.args
+                if ex in (sympy.S.Half, -sympy.S.Half):
+                    memo[e] = "N"  # np.sqrt
+                elif ex == 2 and base.is_Symbol:
+                    memo[e] = ks[0]  # printed b*b
+                else:
+                    memo[e] = combine(ks)
+                    risky = risky or ("N" not in ks and "P" in ks)
+            elif isinstance(e, _NUMPY_PRINTED):
+                memo[e] = "N"
+            elif isinstance(e, sympy.Function) and shape_is_scalar(e):
+                memo[e] = combine(ks + ["P"])  # a printer form we do not know: conservative
+            else:
+                memo[e] = combine(ks)
+        return memo[expr], risky
+
+    def shape_is_scalar(e):
+        try:
+            return info(e)[0] == ()
+        except Exception:  # noqa: BLE001  no shape: a plain SymPy function of numbers
+            return True
+
+    for s in program.statements:
+        if s.is_op:
+            kinds[s.target] = "N"
+            continue
+        kind, risky = kind_of(s.value)
+        if risky:
+            return False
+        kinds[s.target] = kind
+    return not any(kind_of(value)[1] for _, value in updates)
 
 
 def _sequence_in_place(updates):

@@ -1,4 +1,4 @@
-"""Data and initial values of the reference workloads W0-W4 (see ``WORKLOADS.md``).
+"""Data and initial values of the reference workloads W0-W4 (see ``docs/workloads.md``).
 
 Every implementation that runs a reference workload -- symgrad's generated step, the tape
 baseline, the hand-written numpy floor in ``benchmarks/hand.py``, the examples -- takes its

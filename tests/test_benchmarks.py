@@ -104,7 +104,8 @@ def quick_report(tmp_path_factory):
     os.environ["SYMGRAD_CACHE_DIR"] = str(out / "cache")
     try:
         status = runner.main(["--quick", "--only", "W3,W4", "--impl", "hand,symgrad,tape",
-                              "--repeat", "3", "--no-progress", "--json", str(out / "r.json"),
+                              "--repeat", "3", "--no-progress", "--targets",
+                              "--json", str(out / "r.json"),
                               "--markdown", str(out / "r.md")])
     finally:
         if old is None:
@@ -140,6 +141,13 @@ def test_quick_run_finishes_with_documented_json(quick_report):
             assert set(e["check"]) >= {"final_loss", "reference_final_loss", "loss_err",
                                        "param_err", "curve_err", "rtol"}
         assert w["results"]["hand"]["ratio_to_hand"] == 1.0
+        # the ratios shown are ratios of the medians shown: a table cannot contradict itself
+        hand, tape = (w["results"][n]["time"]["median_s"] for n in ("hand", "tape"))
+        for name, e in w["results"].items():
+            med = e["time"]["median_s"]
+            assert e["ratio_to_hand"] == pytest.approx(med / hand, rel=1e-12)
+            assert e["speedup_vs_tape"] == pytest.approx(tape / med, rel=1e-12)
+            assert e["paired_ratio_to_hand"] > 0 and e["paired_speedup_vs_tape"] > 0
     w3 = report["workloads"][0]
     assert w3["tolerance"]["rtol"] == 1e-4 and report["workloads"][1]["tolerance"]["rtol"] == 1e-9
     c = w3["compile"]
@@ -157,7 +165,8 @@ def test_markdown_states_command_and_machine(quick_report):
     assert f"`{report['command']}`" in md
     for key in ("platform", "python", "numpy", "cpu_count"):
         assert f"| {key} | {report['machine'][key]} |" in md
-    assert "## W3" in md and "Generated-code targets" in md
+    assert "## W3" in md and "## Columns" in md and "med/hand" in md
+    assert "Performance goals of the generated-code issue" in md  # --targets was given
 
 
 def test_plots_or_a_clear_message(quick_report, tmp_path):
@@ -182,18 +191,27 @@ def test_plots_without_matplotlib_print_a_message(tmp_path, monkeypatch, capsys)
 
 
 def test_cli_quick_exits_zero(tmp_path):
-    """What CI runs, cut down: ``python -m benchmarks --quick --json PATH``."""
+    """What CI runs, cut down: ``python -m benchmarks --quick --json PATH``; and the
+    default (no flag) is that same quick run, on one BLAS thread."""
     out = tmp_path / "out.json"
     env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / "cache"))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "W4",
-                           "--impl", "hand,symgrad,jax", "--no-compile", "--no-memory",
-                           "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(out.read_text())
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        env.pop(var, None)
+    for flags in (["--quick"], []):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks", *flags, "--only", "W4",
+                               "--impl", "hand,symgrad,jax", "--no-compile", "--no-memory",
+                               "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(out.read_text())
+        assert report["config"]["quick"] is True
+        assert report["machine"]["thread_env"]["OPENBLAS_NUM_THREADS"] == "1"
+        assert "BLAS threads: 1" in proc.stdout and "quick run" in proc.stdout
     assert report["workloads"][0]["results"]["symgrad"]["status"] == "OK"
-    assert "Generated-code targets" in proc.stdout
+    assert "Columns" in proc.stdout and "med/hand:" in proc.stdout  # the legend
+    assert "[MISS]" not in proc.stdout and "[PASS]" not in proc.stdout  # behind --targets
+    assert "--targets" in proc.stdout
     if "jax" in report["skipped"]:  # an absent framework is listed, not an error
         assert "jax" not in report["workloads"][0]["results"]
 
@@ -290,3 +308,52 @@ def test_every_implementation_gets_the_same_batches():
     b = runner.find_workload("W3", quick=True).data()
     assert all(np.array_equal(x, y) for bx, by in zip(a[1], b[1]) for x, y in zip(bx, by))
     assert all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
+
+
+def test_full_is_the_whole_sweep_and_quick_the_default(capsys):
+    assert runner.main(["--list"]) == 0
+    quick = capsys.readouterr().out
+    assert runner.main(["--full", "--list"]) == 0
+    full = capsys.readouterr().out
+    assert "W3 batch=4096" in full and "W3 batch=4096" not in quick
+    assert "W3 batch=128" in quick
+    with pytest.raises(SystemExit):
+        runner.parser().parse_args(["--quick", "--full"])
+
+
+def test_unsteady_timings_are_noted():
+    """When the paired per-repetition ratio and the ratio of the medians disagree (as under
+    load: medians 26.9 ms and 93.1 ms but a paired ratio of 1.04x), the table says so."""
+    def entry(med, paired):
+        return {"status": "OK", "time": {"median_s": med}, "ratio_to_hand": med / 26.9e-3,
+                "paired_ratio_to_hand": paired, "speedup_vs_tape": None,
+                "paired_speedup_vs_tape": None}
+    w = {"results": {"hand": entry(26.9e-3, 1.0), "symgrad": entry(93.1e-3, 1.04)}}
+    notes = runner.unsteady_notes(w)
+    assert len(notes) == 1 and "symgrad/hand" in notes[0]
+    assert "3.46x" in notes[0] and "1.04x" in notes[0] and "unsteady" in notes[0]
+    w["results"]["symgrad"] = entry(28.0e-3, 1.04)
+    assert runner.unsteady_notes(w) == []
+    # the same pair of implementations is noted once (tape/hand is hand's speed-up too)
+    tape = dict(entry(2.0, 100.0), speedup_vs_tape=1.0, paired_speedup_vs_tape=1.0)
+    hand = dict(entry(26.9e-3, 1.0), speedup_vs_tape=2.0 / 26.9e-3,
+                paired_speedup_vs_tape=100.0)
+    notes = runner.unsteady_notes({"results": {"hand": hand, "tape": tape}})
+    assert len(notes) == 1 and notes[0].startswith("tape/hand")
+
+
+def test_runner_limits_threads_through_threadpoolctl_when_installed(monkeypatch):
+    import types
+    calls = []
+    fake = types.ModuleType("threadpoolctl")
+    fake.threadpool_limits = lambda **kw: calls.append(kw) or object()
+    fake.threadpool_info = lambda: [{"user_api": "blas", "num_threads": 1},
+                                    {"user_api": "openmp", "num_threads": 2}]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    assert runner.limit_blas_threads(2) is True
+    assert calls == [{"limits": 2}]
+    assert runner.blas_threads() == "1 (threadpoolctl)"
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # not installed
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert runner.limit_blas_threads(1) is False
+    assert runner.blas_threads() == "1 (OPENBLAS_NUM_THREADS)"

@@ -2,14 +2,16 @@
 
 * concurrency: 16 processes x 5 rounds behind a barrier, compiling the same and different
   functions on a cold cache (fresh constants every round);
-* crash consistency: writers SIGKILLed at random points of a (deliberately slowed) write;
-  entries corrupted every way (truncated, empty, garbage, swapped, tampered);
+* crash consistency: writers SIGKILLed at exact byte offsets of a write (a test hook, no
+  timing); entries corrupted every way (truncated, empty, garbage, swapped, tampered, a
+  recomputed plain SHA-256): none passes the HMAC, each is rebuilt;
 * invalidation: expression, shape, dtype, options, templates and versions give a miss, an
   unchanged function hits in a fresh process without differentiating; the debug log says why;
 * the directory: private (0700), refused when others can write to it, memory fallback with
   one warning when it cannot be written; ``python -m symgrad cache info|clear`` and ``show``.
 
-``SYMGRAD_STRESS=1`` runs more processes, rounds and kills.
+``SYMGRAD_STRESS=1`` runs more processes and rounds. Nothing here depends on timing: the
+concurrency test forces its race with a barrier, the kill test kills at chosen bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import random
 import re
 import shutil
+import hashlib
 import signal
 import stat
 import subprocess
@@ -40,7 +43,6 @@ from symgrad.__main__ import main as cli_main
 STRESS = bool(os.environ.get("SYMGRAD_STRESS"))
 N_PROCESSES = 32 if STRESS else 16
 N_ROUNDS = 20 if STRESS else 5
-N_KILLS = 200 if STRESS else 40
 REPO = Path(sg.__file__).resolve().parent.parent
 POSIX = os.name == "posix"
 IS_ROOT = POSIX and os.geteuid() == 0
@@ -51,7 +53,7 @@ def cache_env(tmp_path, monkeypatch):
     d = tmp_path / "cache"
     monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
     monkeypatch.delenv("SYMGRAD_CACHE_DEBUG", raising=False)
-    monkeypatch.delenv("SYMGRAD_CACHE_TEST_WRITE_DELAY", raising=False)
+    monkeypatch.delenv("SYMGRAD_CACHE_TEST_KILL_AT", raising=False)
     C.MODULES.memo.clear()
     monkeypatch.setattr(C.MODULES, "_warned_readonly", False)
     yield d
@@ -115,14 +117,20 @@ def _fork_context():
 def _concurrent_worker(index, n, rounds, barrier, queue, cache_dir):
     try:
         os.environ["SYMGRAD_CACHE_DIR"] = cache_dir
-        warnings.simplefilter("error")  # any CacheWarning (corrupt entry, ...) is a failure
+        # any CacheWarning (corrupt entry, ...) is a failure
+        warnings.simplefilter("error", C.CacheWarning)
         C.MODULES.memo.clear()
         stored = []
         real_store = C.MODULES.store
 
-        def counting_store(key, source):
+        def counting_store(key, source, arrays=None):
+            if not stored:
+                # the first store of round 0 is the "same" job: every process has missed
+                # and generated it before any writes it, so all of them race on that key
+                # (forced, not left to timing)
+                barrier.wait(timeout=120)
             stored.append(key)
-            return real_store(key, source)
+            return real_store(key, source, arrays)
 
         C.MODULES.store = counting_store
         results = []
@@ -205,11 +213,12 @@ def test_concurrent_compiles_on_cold_cache(cache_env, tmp_path):
     # and a fresh lookup of each loads, no warning
     C.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", C.CacheWarning)
         for k in keys:
             assert C.MODULES.lookup(k) is not None
     assert all(n >= 1 for n in writers.values())
     raced = sum(1 for n in writers.values() if n > 1)
+    assert writers[rows[0][3]] == N_PROCESSES  # round 0's "same" key: all wrote it at once
     print(f"\nconcurrency: {N_PROCESSES} processes x {N_ROUNDS} rounds, {len(rows)} compiles, "
           f"{len(keys)} keys, {len(files)} entries (one valid per key), {raced} keys written "
           f"by several processes at once (up to {max(writers.values())}), 0 failures, "
@@ -222,66 +231,55 @@ def test_concurrent_compiles_on_cold_cache(cache_env, tmp_path):
 # ---------------------------------------------------------------------------------------
 
 
-def _doomed_writer(child, cache_dir):
+def _doomed_writer(cval, kill_at, cache_dir):
     try:
         os.environ["SYMGRAD_CACHE_DIR"] = cache_dir
-        os.environ["SYMGRAD_CACHE_TEST_WRITE_DELAY"] = str(WRITE_DELAY)
+        os.environ["SYMGRAD_CACHE_TEST_KILL_AT"] = str(kill_at)
         C.MODULES.memo.clear()
-        j = 0
-        while True:  # until killed
-            sg.compile(model(10_000.0 * child + j))
-            j += 1
+        sg.compile(model(cval))  # SIGKILLs itself inside the write
     finally:
-        os._exit(0)
+        os._exit(0)  # only if the hook did not fire
 
 
-WRITE_DELAY = 0.05
-
-
-def test_killed_writers_never_leave_a_half_written_entry(cache_env, tmp_path, monkeypatch):
+def test_killed_writers_never_leave_a_half_written_entry(cache_env, tmp_path):
+    """A writer killed after exactly n bytes of its temp file (n = 0, 1, inside the HMAC
+    header, inside the source, one byte short, all of it but not renamed): what carries the
+    entry's name is never a part, and the next compile rebuilds it without a warning."""
     ctx = _fork_context()
     C.version_fingerprint()
-    _warm_up(tmp_path / "warm")
-    monkeypatch.setenv("SYMGRAD_CACHE_TEST_WRITE_DELAY", str(WRITE_DELAY))
-    one = _warm_up(tmp_path / "warm2")  # one compile with the slowed writer, on this machine
-    monkeypatch.delenv("SYMGRAD_CACHE_TEST_WRITE_DELAY")
-    rng = random.Random(6)
-    mid_write = 0
-    seen_temps: set = set()
-    t0 = time.perf_counter()
-    for child in range(N_KILLS):
-        p = ctx.Process(target=_doomed_writer, args=(child, str(cache_env)))
+    probe = sg.compile(model(-2.0))  # the real size of such an entry, on this machine
+    size = probe.path.stat().st_size
+    offsets = [0, 1, 20, len(C.MAGIC) + 10, len(C.MAGIC) + C.TAG_LEN + 5, size // 2,
+               size - 1, size, size + 100]
+    for i, kill_at in enumerate(offsets):
+        cval = 100.0 + i
+        p = ctx.Process(target=_doomed_writer, args=(cval, kill_at, str(cache_env)))
         p.start()
-        time.sleep(rng.uniform(0.0, 2.5 * one))  # before, during or after a first write
-        os.kill(p.pid, signal.SIGKILL)
-        p.join(timeout=30)
-        assert p.exitcode == -signal.SIGKILL
-        temps = {str(t) for t in temp_files(cache_env)}
-        if temps - seen_temps:
-            mid_write += 1
-        seen_temps |= temps
-        # at every moment, what carries an entry's name is a whole, verified entry
+        p.join(timeout=120)
+        assert p.exitcode == -signal.SIGKILL, f"offset {kill_at}: the hook did not kill"
+        # the killed writer's temp file holds exactly the bytes it wrote, and nothing
+        # carries an entry's name but whole, authentic entries
+        mine = [t for t in temp_files(cache_env) if t.stat().st_size == min(kill_at, size)]
+        assert mine, f"offset {kill_at}: no temp file of {min(kill_at, size)} bytes"
         for path in entry_files(cache_env):
             text, why = C.check_entry(path.stem, path.read_bytes())
-            assert text is not None, f"after kill {child}: {path} is {why}"
-    elapsed = time.perf_counter() - t0
-    entries = entry_files(cache_env)
-    print(f"\nkilled writers: {N_KILLS} SIGKILLs, {mid_write} in the middle of a write "
-          f"(temp file left), {len(entries)} complete entries, 0 half-written entries "
-          f"imported, {elapsed:.1f} s")
-    assert mid_write >= N_KILLS // 5, f"only {mid_write} kills landed mid-write"
+            assert text is not None, f"after a kill at byte {kill_at}: {path} is {why}"
+    assert len(entry_files(cache_env)) == 1  # only the probe: no killed write was renamed
+    assert len(temp_files(cache_env)) == len(offsets)
+    print(f"\nkilled writers: {len(offsets)} SIGKILLs at bytes {offsets} of a {size}-byte "
+          f"entry, 0 half-written entries")
     # every function the children were writing compiles right, with no corrupt-entry warning
     C.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for child in range(0, N_KILLS, max(1, N_KILLS // 10)):
-            for j in range(2):
-                cval = 10_000.0 * child + j
-                assert correct(sg.compile(model(cval))(X, W), cval)
-        for path in entries:
+        warnings.simplefilter("error", C.CacheWarning)
+        for i in range(len(offsets)):
+            assert correct(sg.compile(model(100.0 + i))(X, W), 100.0 + i)
+        for path in entry_files(cache_env):
+            C.MODULES.memo.clear()
             assert C.MODULES.lookup(path.stem) is not None
     # leftovers are only temp files; clear removes them too
     before = len(entry_files(cache_env))
+    assert before == len(offsets) + 1
     assert C.clear(cache_env) == before
     assert entry_files(cache_env) == [] and temp_files(cache_env) == []
 
@@ -327,8 +325,12 @@ def _corrupt(kind: str, path: Path, other: Path) -> None:
         path.write_bytes(data.replace(b"3.5", b"4.5"))
     elif kind == "tampered header":
         head, _, body = data.partition(b"\n")
-        path.write_bytes(re.sub(rb"sha256=[0-9a-f]{64}", b"sha256=" + b"0" * 64, head)
+        path.write_bytes(re.sub(rb"hmac-sha256=[0-9a-f]{64}", b"hmac-sha256=" + b"0" * 64, head)
                          + b"\n" + body)
+    elif kind == "recomputed sha256":  # the old format's checksum, recomputed by anyone
+        body = data.partition(b"\n")[2].replace(b"3.5", b"4.5")
+        path.write_bytes(b"# symgrad-entry sha256=" + hashlib.sha256(body).hexdigest().encode()
+                         + b" key=" + path.stem.encode() + b"\n" + body)
     elif kind == "crlf":
         path.write_bytes(data.replace(b"\n", b"\r\n"))
     elif kind == "not utf-8":
@@ -338,7 +340,8 @@ def _corrupt(kind: str, path: Path, other: Path) -> None:
 
 
 CORRUPTIONS = ["truncated", "truncated in header", "truncated by one byte", "empty", "garbage",
-               "garbage text", "swapped", "tampered", "tampered header", "crlf", "not utf-8"]
+               "garbage text", "swapped", "tampered", "tampered header", "crlf", "not utf-8",
+               "recomputed sha256"]
 
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)
@@ -358,7 +361,7 @@ def test_corrupt_entry_is_detected_and_rebuilt(kind, cache_env):
     assert "4.5" not in g.source
     C.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", C.CacheWarning)
         assert correct(sg.compile(model(2.0))(X, W), 2.0)  # a clean hit afterwards
     assert correct(other(X, W), 7.0)
 
@@ -369,16 +372,31 @@ def test_every_corruption_counted():
     assert {"truncated", "empty", "garbage", "swapped", "tampered"} <= set(CORRUPTIONS)
 
 
-def test_checksum_header_is_right(cache_env):
+def test_hmac_header_is_right(cache_env):
+    """The tag is an HMAC-SHA256 under the cache's key over everything after it, bound to
+    the entry's key; a recomputed plain SHA-256 (the old format) is refused."""
+    import hashlib
+    import hmac
     f = sg.compile(model(3.0))
     data = f.path.read_bytes()
-    head, _, body = data.partition(b"\n")
-    import hashlib
-    fields = dict(p.split(b"=", 1) for p in head.split()[2:])
+    assert data.startswith(C.MAGIC)
+    given = data[len(C.MAGIC):len(C.MAGIC) + 64]
+    rest = data[len(C.MAGIC) + 64:]
+    secret = (cache_env / ".symgrad-hmac-key").read_bytes()
+    assert len(secret) == 32
+    assert stat.S_IMODE((cache_env / ".symgrad-hmac-key").stat().st_mode) == 0o600
+    mac = hmac.new(secret, b"symgrad-entry-v2\x00" + f.key.encode() + b"\x00" + rest,
+                   hashlib.sha256)
+    assert given.decode() == mac.hexdigest()
+    fields = dict(p.split(b"=", 1) for p in rest.partition(b"\n")[0].split())
     assert fields[b"key"].decode() == f.key
-    assert fields[b"sha256"].decode() == hashlib.sha256(body).hexdigest()
     assert C.check_entry(f.key, data)[0] == data.decode()
     assert C.check_entry("f" * 64, data)[0] is None  # another key's name: refused
+    body = data.partition(b"\n")[2]
+    old_style = (b"# symgrad-entry sha256=" + hashlib.sha256(body).hexdigest().encode()
+                 + b" key=" + f.key.encode() + b"\n" + body)
+    assert C.check_entry(f.key, old_style)[0] is None
+    assert C.check_entry(f.key, data, secret=b"x" * 32)[0] is None  # another user's key
 
 
 # ---------------------------------------------------------------------------------------
@@ -625,14 +643,18 @@ def test_cli_cache_info_and_clear(cache_env, capsys):
     for f in fs:
         line = next(ln for ln in out.splitlines() if ln.startswith(f.key))
         assert str(f.path.stat().st_size) in line and line.rstrip().endswith("ok")
-        assert re.search(r"\s\d+s\s", line)  # the age
+        assert re.search(r"\s\d+(\.\d)?[smhd]\s", line)  # the last use (any unit: no timing)
     assert "temp files left by interrupted writers: 1" in out
+    assert "compute: " in out and "x: input (3,) float64" in out  # which function each holds
     fs[1].path.write_text("garbage")
     cli_main(["cache", "info"])
-    assert "CORRUPT" in capsys.readouterr().out
+    assert "NOT AUTHENTIC" in capsys.readouterr().out
     assert cli_main(["cache", "clear"]) == 0
-    assert f"removed 3 entries from {cache_env}" in capsys.readouterr().out
-    assert entry_files(cache_env) == [] and temp_files(cache_env) == []
+    out = capsys.readouterr().out
+    # only what verifies is symgrad's for sure: the garbage under an entry's name stays
+    assert f"removed 2 entries from {cache_env}" in out and str(fs[1].path) in out
+    assert entry_files(cache_env) == [fs[1].path] and temp_files(cache_env) == []
+    fs[1].path.unlink()
     cli_main(["cache", "info"])
     assert "entries:   0" in capsys.readouterr().out
     assert cli_main(["cache", "clear"]) == 0

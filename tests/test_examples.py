@@ -84,6 +84,9 @@ def test_w1_two_layer(tmp_path, capsys):
     assert all(a > b for a, b in zip(losses, losses[1:]))
     assert result["final_loss"] < losses[-1]
     assert re.search(r"After 0 training step\(s\), loss on all data is 5\.\d", out)
+    # the plot reaches the last step: the logged points, then the final loss
+    assert result["plotted"][:-1] == result["logged"]
+    assert result["plotted"][-1] == (39, result["final_loss"])
     check_plots(result, out, ["w1_loss_sgd.png"], tmp_path)
 
 
@@ -166,10 +169,57 @@ def test_w4_linear_regression(tmp_path, capsys):
 
 
 def test_examples_run_as_scripts_from_a_checkout(tmp_path):
-    """``python examples/w2_by_hand.py`` works without installing symgrad."""
+    """``python examples/w2_by_hand.py`` works without installing symgrad, on one BLAS
+    thread unless the user chose another number, and says so."""
     env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "w2_by_hand.py")], cwd=tmp_path,
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)
+    probe = ("import os, numpy; print('threads', os.environ.get('OPENBLAS_NUM_THREADS'))")
+    script = (f"import runpy, sys; sys.argv = [{str(EXAMPLES / 'w2_by_hand.py')!r}]; "
+              f"runpy.run_path(sys.argv[0], run_name='__main__'); {probe}")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "all W2 values match" in proc.stdout
+    assert "BLAS threads: 1 (" in proc.stdout and "threads 1" in proc.stdout
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "w2_by_hand.py")], cwd=tmp_path,
+                          env=dict(env, OPENBLAS_NUM_THREADS="2"), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "BLAS threads: 2 (your OPENBLAS_NUM_THREADS)" in proc.stdout
+
+
+def test_importing_an_example_leaves_the_threads_alone(monkeypatch):
+    """Only a script's entry point limits the threads; importing it (as the tests do)
+    must not change the environment of the importing program."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    load_example("w4_linear_regression")
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_blas_threads_through_threadpoolctl_when_installed(monkeypatch):
+    """With threadpoolctl importable, the scripts limit the loaded BLAS through it (here a
+    stand-in module records the call) instead of setting the environment."""
+    import types
+    calls = []
+    fake = types.ModuleType("threadpoolctl")
+    fake.threadpool_limits = lambda **kw: calls.append(kw) or object()
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    monkeypatch.setattr(_common, "_STATE", {"how": None, "limiter": None})
+    assert _common.limit_blas_threads(1) == "1 (threadpoolctl)"
+    assert calls == [{"limits": 1, "user_api": "blas"}]
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert _common.blas_threads().startswith("BLAS threads: 1 (threadpoolctl)")
+    # a number the user chose wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _common.limit_blas_threads(1) == "3 (your OMP_NUM_THREADS)"
+    assert len(calls) == 1

@@ -1,5 +1,5 @@
 """Cross-check against PyTorch autograd: symgrad's compiled gradients == the tape's ==
-torch's, in float64, on the reference workloads (WORKLOADS.md) and a softmax-cross-entropy
+torch's, in float64, on the reference workloads (docs/workloads.md) and a softmax-cross-entropy
 classifier; and training steps of ``sg.train_step`` (SGD, Adam, with clipping) follow
 ``torch.optim`` step by step from the same initial values.
 
@@ -186,7 +186,7 @@ def test_w2_2_two_variables(torch):
     x, y = sg.param("x", ()), sg.param("y", ())
     f_sym = x * x * y + y + 2
     gx, gy = sg.grad(f_sym, [x, y])
-    # the symbolic forms of WORKLOADS.md: 2*x*y and x**2 + 1
+    # the symbolic forms of docs/workloads.md: 2*x*y and x**2 + 1
     assert sympy.expand(gx.expr - 2 * x.expr * y.expr) == 0, str(gx)
     assert sympy.expand(gy.expr - x.expr ** 2 - 1) == 0, str(gy)
     f = sg.compile([f_sym, gx, gy], inputs=[x, y])

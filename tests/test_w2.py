@@ -1,7 +1,7 @@
-"""W2 of WORKLOADS.md: gradients small enough to check by hand.
+"""W2 of docs/workloads.md: gradients small enough to check by hand.
 
 Each test states the hand-derived numbers from the workload and checks symgrad's compiled
-values against them (and, where WORKLOADS.md gives a formula, the printed gradient against
+values against them (and, where docs/workloads.md gives a formula, the printed gradient against
 that formula, compared as SymPy expressions so that equivalent printings agree).
 """
 

@@ -1,4 +1,4 @@
-"""WORKLOADS.md W2 (gradients checkable by hand) and second derivatives."""
+"""docs/workloads.md W2 (gradients checkable by hand) and second derivatives."""
 
 import os
 import tempfile
