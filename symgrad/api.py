@@ -359,8 +359,8 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         raise ExpressionTooLarge(_REFUSED[key])
     mod = C.MODULES.lookup(key)
     if mod is None:
-        source = _generate(tensors, out_names, chosen, module_kind, key, opts, name)
-        mod = C.MODULES.store(key, source)
+        generated = _generate(tensors, out_names, chosen, module_kind, key, opts, name)
+        mod = C.MODULES.store(key, *generated)
     fn = CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts,
                           map_keys=kind == "dict" and module_kind != "dict")
     # how to build this function again with other options (its no-reuse twin, in tests)
@@ -420,7 +420,7 @@ def _check_size(key, opts, named, counted: set, stage: str) -> None:
                      f"{biggest!r})")
 
 
-def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
+def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     from ._version import __version__
     # sizes are checked before each expensive stage: on what is known before
     # differentiating (the outputs already built, and the targets of lazy gradients), then
@@ -445,7 +445,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> str:
         biggest = max(outputs, key=lambda o: count_nodes(o[1]))[0]
         _refuse(key, f"compile: the generated module has {lines} lines, more than max_lines="
                      f"{opts['max_lines']} (largest output: {biggest!r})")
-    return source
+    return source, spec.data
 
 
 #: header formulas stop writing let-bound definitions beyond this length (the header line is

@@ -19,7 +19,7 @@ import builtins
 import keyword
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import sympy
 
 from .nodes import TensorSymbol, info
 from .optimize import Program
-from .printer import NumpySourcePrinter, formula
+from .printer import NumpySourcePrinter, float_literal, formula
 from .shapes import Dim, format_shape
 from .verify import verify_source
 
@@ -106,6 +106,9 @@ class ModuleSpec:
     #: evaluate in the buffers of dying temporaries (False: every value gets its own array,
     #: the reference the in-place plan is tested against)
     reuse_buffers: bool = True
+    #: filled by :func:`render`: arrays the module reads as ``_DATA[name]`` (large constants),
+    #: to be stored with it
+    data: dict = field(default_factory=dict)
 
 
 @lru_cache(maxsize=None)
@@ -209,15 +212,30 @@ def _input_table(inputs) -> str:
     return "(\n" + "\n".join(rows) + "\n)" if rows else "()"
 
 
-def _constant_lines(program, names) -> list:
+#: constants with more elements than this are stored beside the module (in its cache
+#: entry, under the same HMAC) and read as ``_DATA["<name>"]``, not printed as literals: a
+#: 10^6-element literal made a 20 MB module that took 20 s to compile on every cache hit
+INLINE_CONSTANT_LIMIT = 64
+
+
+def _constant_lines(program, names, data: dict) -> list:
+    """Module-level lines binding each constant: a literal when small, else a read of the
+    array stored with the module (added to ``data``)."""
     from .nodes import CONSTANT_VALUES
     lines = []
     for leaf in program.leaves:
         if leaf.role != "constant":
             continue
         value = CONSTANT_VALUES[leaf.tag]
-        flat = [repr(v) for v in value.ravel().tolist()]
-        lines.append(f"{names[leaf]} = np.array([{', '.join(flat)}], "
+        name = names[leaf]
+        if value.size > INLINE_CONSTANT_LIMIT:
+            data[name] = value
+            lines.append(f"{name} = _DATA[{name!r}]  # {format_shape(value.shape)} "
+                         f"{value.dtype.name}, stored with the module")
+            continue
+        flat = [float_literal(v) if isinstance(v, float) else repr(v)
+                for v in value.ravel().tolist()]
+        lines.append(f"{name} = np.array([{', '.join(flat)}], "
                      f"dtype=np.{value.dtype.name}).reshape({tuple(value.shape)!r})")
     return lines
 
@@ -325,7 +343,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         version=spec.version, title=comment_safe(spec.title), fn_name=spec.fn_name,
         formulas=[comment_safe(f) for f in spec.formulas], input_lines=input_lines,
         key=spec.key, docstring=f"symgrad-generated: {spec.fn_name}() is straight-line numpy.",
-        input_table=_input_table(spec.inputs), constants=_constant_lines(program, names),
+        input_table=_input_table(spec.inputs), constants=_constant_lines(program, names, spec.data),
         dtype_aliases=dtype_aliases, helpers=helpers, params=", ".join(params),
         checks=checks, body=body, result=result)
     # the buffer plan is checked on every module, before it is written or run; a train

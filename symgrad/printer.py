@@ -14,10 +14,12 @@ differs for symgrad:
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import sympy
+from sympy import S
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditional
 from sympy.printing.latex import LatexPrinter
@@ -41,6 +43,16 @@ def _is_mask(e) -> bool:
     temporary holding one: ``-mask`` and ``mask + mask`` are not arithmetic in numpy)."""
     return isinstance(e, _BOOLEAN_TYPES) or (isinstance(e, TensorSymbol)
                                              and e.dtype_name == "bool")
+
+
+def float_literal(value: float) -> str:
+    """A float as source: ``repr`` for finite values (a Python float, weak for numpy's type
+    promotion), numpy's names for the others (``inf`` alone is not a name in the module)."""
+    if math.isfinite(value):
+        return repr(value)
+    if math.isnan(value):
+        return "np.nan"
+    return "np.inf" if value > 0 else "-np.inf"
 
 
 class NumpySourcePrinter(NumPyPrinter):
@@ -97,8 +109,9 @@ class NumpySourcePrinter(NumPyPrinter):
     def _print(self, expr, **kwargs):
         if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Integer:
             value = expr.evalf(17)
-            if value.is_Number:  # not for relu(0), clip(0, lo, hi), ...: no evalf there
-                return repr(float(value))
+            if value.is_Number or value in (S.Infinity, S.NegativeInfinity, S.NaN):
+                # not for relu(0), clip(0, lo, hi), ...: no evalf there
+                return float_literal(float(value))
         if isinstance(expr, TensorOp):
             raise TypeError(f"internal error: structural node {expr.op_name} printed inline")
         if isinstance(expr, ELEMENTWISE_FUNCTIONS):
@@ -110,10 +123,19 @@ class NumpySourcePrinter(NumPyPrinter):
         return str(int(e))
 
     def _print_Float(self, e):
-        return repr(float(e))
+        return float_literal(float(e))
 
     def _print_Rational(self, e):
         return repr(float(e))
+
+    def _print_Infinity(self, e):
+        return "np.inf"
+
+    def _print_NegativeInfinity(self, e):
+        return "-np.inf"
+
+    def _print_NaN(self, e):
+        return "np.nan"
 
     # -- operators ---------------------------------------------------------------------
     def _print_Relational(self, e):

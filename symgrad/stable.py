@@ -8,6 +8,7 @@
 * ``log(sigmoid(a))``        -> ``-softplus(-a)``
 * ``log(1 - sigmoid(a))``    -> ``-softplus(a)``
 * ``log(sum(exp(a), axes))`` -> ``logsumexp(a, axes)``    (shifted by the max)
+* ``exp(a + b) * exp(-a)``   -> ``exp(b)``                 (exponents that cancel in part)
 * ``a/D + b/D**2``           -> ``(a + b/D) / D``          (quotient derivatives factored)
 
 Both the differentiation stage (so that derivatives come out stable) and the optimize
@@ -62,7 +63,29 @@ def _rewrite_pow(e):
     return None
 
 
+def _combine_exps(e):
+    """``exp(a) * exp(b) * rest -> exp(a + b) * rest`` when the exponents cancel in part.
+
+    ``exp(x + y) * exp(-x)`` is ``exp(y)``: one call instead of two, and no ``inf * 0`` when
+    ``x`` is large (SymPy cancels ``exp(a) * exp(-a)`` itself, but not a partial overlap).
+    Exponents that share nothing are left apart: combining them would only trade two
+    shared exps for a new one."""
+    exps = [f for f in e.args if isinstance(f, exp)]
+    if len(exps) < 2:
+        return None
+    exponents = [f.args[0] for f in exps]
+    combined = sympy.Add(*exponents)
+    if len(sympy.Add.make_args(combined)) >= sum(len(sympy.Add.make_args(a))
+                                                  for a in exponents):
+        return None
+    rest = [f for f in e.args if not isinstance(f, exp)]
+    return sympy.Mul(exp(combined), *rest)
+
+
 def _rewrite_mul(e):
+    combined = _combine_exps(e)
+    if combined is not None:
+        return combined
     # exp(a) * (1 + exp(a))**-1  ->  sigmoid(a)
     factors = list(e.args)
     for i, f in enumerate(factors):

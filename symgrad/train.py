@@ -586,8 +586,8 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
                      "\n".join(ser), described, f"inplace={bool(inplace)}")
     mod = C.MODULES.lookup(key)
     if mod is None:
-        mod = C.MODULES.store(key, _generate_step(loss, optimizer, plist, chosen, key,
-                                                  bool(inplace)))
+        mod = C.MODULES.store(key, *_generate_step(loss, optimizer, plist, chosen, key,
+                                                   bool(inplace)))
     compiled = CompiledFunction(mod, "train_step", chosen, "single", None, ["loss"], [loss],
                                 {"check_finite": False})
     return _make_step(compiled, optimizer, plist, loss)
@@ -656,7 +656,7 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
-    return _hold_state_lock(render(program, spec))
+    return _hold_state_lock(render(program, spec)), spec.data
 
 
 def _hold_state_lock(source: str) -> str:
