@@ -57,11 +57,12 @@ FRESH_METHODS = frozenset({
     "any", "cumsum", "cumprod", "std", "var", "round", "clip", "tolist", "item",
 })
 
-#: builtins and the module's helpers (templates/helpers.py.j2) that return new objects
-FRESH_CALLS = frozenset({"float", "int", "bool", "len", "abs", "_finalize", "_logsumexp",
-                         "_argmax_mask", "_scatter"})
+#: builtins that return new objects
+FRESH_CALLS = frozenset({"float", "int", "bool", "len", "abs"})
 
-#: helpers that return a module-level array shared between calls (read-only zeros)
+#: The module's own helpers (templates/helpers.py.j2) return new arrays, never a view of an
+#: argument: that is their contract, and the verifier relies on it. The exceptions return
+#: a module-level array shared between calls (read-only zeros) and are listed here.
 SHARED_CALLS = frozenset({"_zeros_like"})
 
 
@@ -80,6 +81,7 @@ class _State:
     names: dict = field(default_factory=dict)
     fn: str = ""
     lines: list = field(default_factory=list)  # the source, to quote in errors
+    helpers: frozenset = frozenset()  # the module's functions that return new arrays
 
     def quote(self, lineno: int) -> str:
         text = self.lines[lineno - 1].strip() if 0 < lineno <= len(self.lines) else "?"
@@ -93,17 +95,23 @@ class _State:
 def verify_source(source: str, fn_name: str, writable=("temp",)) -> None:
     """Parse ``source`` and verify its function ``fn_name`` (see :func:`verify_function`)."""
     tree = ast.parse(source)
+    helpers = frozenset(node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+                        and node.name != fn_name)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == fn_name:
-            verify_function(node, writable, source.splitlines())
+            verify_function(node, writable, source.splitlines(), helpers)
             return
     raise VerificationError(f"internal error: the generated module defines no {fn_name}()")
 
 
-def verify_function(fn: ast.FunctionDef, writable=("temp",), lines=()) -> None:
+def verify_function(fn: ast.FunctionDef, writable=("temp",), lines=(),
+                    helpers=frozenset()) -> None:
     """Check one generated function. ``writable``: origins the function may write into, among
-    ``"temp"`` (its own arrays), ``"param:<name>"`` (a parameter's memory) and ``"global"``."""
-    st = _State(writable=frozenset(writable), fn=fn.name, lines=list(lines))
+    ``"temp"`` (its own arrays), ``"param:<name>"`` (a parameter's memory) and ``"global"``;
+    ``helpers``: the module's own functions (they return new arrays, but
+    :data:`SHARED_CALLS`)."""
+    st = _State(writable=frozenset(writable), fn=fn.name, lines=list(lines),
+                helpers=frozenset(helpers) - SHARED_CALLS)
     for arg in fn.args.args:
         st.names[arg.arg] = st.new_buffer(f"param:{arg.arg}")
     _walk(fn.body, st)
@@ -274,7 +282,7 @@ def _names_in(expr) -> list:
 
 def _result(expr, st: _State) -> dict:
     """The buffers the value of ``expr`` may share memory with (a fresh one if none)."""
-    if _is_fresh(expr):
+    if _is_fresh(expr, st.helpers):
         return st.new_buffer("temp")
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
             and expr.func.id in SHARED_CALLS:
@@ -297,14 +305,14 @@ def _origin_of(expr, st: _State) -> str:
     return "global" if not origins else "param:" + "+".join(sorted(origins))
 
 
-def _is_fresh(expr) -> bool:
+def _is_fresh(expr, helpers=frozenset()) -> bool:
     if isinstance(expr, (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Constant)):
         return True
     if not isinstance(expr, ast.Call):
         return False
     f = expr.func
     if isinstance(f, ast.Name):
-        return f.id in FRESH_CALLS
+        return f.id in FRESH_CALLS or f.id in helpers
     if isinstance(f, ast.Attribute):
         if isinstance(f.value, ast.Name) and f.value.id == "np":
             return f.attr in FRESH_NP
