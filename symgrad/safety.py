@@ -84,7 +84,7 @@ METHODS = frozenset({
     # the train step's state object
     "_param_list", "_slot_list", "_hyper", "_counter",
     # ... its lock, and the optimizer it reads the hyperparameters of (symgrad.train)
-    "_token", "pop", "_wait_turn", "_bound", "_hyper_for",
+    "_token", "pop", "_wait_turn", "_bound", "_hyper_for", "_hyper_of",
     # a ufunc method reached through an np chain's result
     "reduce",
 })

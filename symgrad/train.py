@@ -64,7 +64,7 @@ __all__ = ["train_step", "TrainStep", "TrainState"]
 CHECKPOINT_FORMAT = "symgrad-train-state"
 CHECKPOINT_VERSION = 1
 #: part of the cache key: bump when the code this module wraps around the step changes
-_STEP_LAYOUT = "train_step/3: state token, hyperparameters via step.optimizer"
+_STEP_LAYOUT = "train_step/4: state token, hyperparameters via step.optimizer"
 
 
 def _hyper_tensor(name: str) -> Tensor:
@@ -156,6 +156,11 @@ class TrainState:
             yield
         finally:
             self._token.append(True)
+
+    def _hyper_of(self, signature: str) -> list:
+        """The slow path of a step's hyperparameter read: ``step.optimizer`` was replaced
+        (same rule: adopt it; another rule or no optimizer: TypeError)."""
+        return _hyper_list(self._bound["optimizer"], signature)
 
     # -- what it holds -----------------------------------------------------------------
     @property
@@ -345,6 +350,13 @@ def _restore_state(payload: dict) -> TrainState:
                       payload["signature"], payload["initial"])
 
 
+def _hyper_list(opt, signature: str) -> list:
+    if not isinstance(opt, Optimizer):
+        raise TypeError(f"train_step: step.optimizer must be a symgrad.optim optimizer, got "
+                        f"{type(opt).__name__}")
+    return opt.hyper_list_for(signature)
+
+
 def _check_compatible(step, specs, signature, slot_names, where, what) -> None:
     """Raise ValueError naming what differs between ``step`` and a state's layout."""
     want = getattr(step, "_param_specs", None)
@@ -524,7 +536,7 @@ def _init_state(attrs: dict, values: dict) -> TrainState:
     """A fresh state: copies of the initial ``values`` (by parameter name), zero slots."""
     specs = attrs["_param_specs"]
     opt = attrs["optimizer"]
-    opt._hyper_for[attrs["_signature"]]  # an optimizer with another rule raises here
+    _hyper_list(opt, attrs["_signature"])  # an optimizer with another rule raises here
     if not isinstance(values, Mapping):
         raise TypeError("init: give the initial values as a dict {param name: array}")
     arrays = _check_values(specs, values, "init")
@@ -678,7 +690,16 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key) -> st
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
-    return _hold_state_lock(render(program, spec))
+    source = render(program, spec)
+    # the hyperparameter read: one plain-dict lookup; a replaced optimizer takes the slow path
+    lines = source.split("\n")
+    i = next(k for k, line in enumerate(lines) if line.endswith(" = " + hyper_source))
+    pad = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    read = lines[i].strip()[:-len(hyper_source)]  # "lr, beta1, ... = " as the namer wrote it
+    lines[i:i + 1] = [f"{pad}try:", f"{pad}    {read}{hyper_source}",
+                      f"{pad}except (KeyError, AttributeError):",
+                      f"{pad}    {read}_state._hyper_of({optimizer._signature!r})"]
+    return _hold_state_lock("\n".join(lines))
 
 
 def _hold_state_lock(source: str) -> str:
