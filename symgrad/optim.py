@@ -13,7 +13,9 @@ Options shared by all optimizers, applied in PyTorch's order:
 2. ``weight_decay``: ``g += weight_decay * p`` (L2 penalty, as PyTorch's ``weight_decay``).
 
 Hyperparameters (``lr``, betas, ...) are read at every call of the step, so they can change
-between steps (learning-rate schedules) without recompiling.
+between steps (learning-rate schedules) without recompiling. The options (weight decay,
+clipping, ``nesterov``) are compiled into the step: once ``sg.train_step`` has used an
+optimizer, changing them raises AttributeError instead of being silently ignored.
 """
 
 from __future__ import annotations
