@@ -108,7 +108,7 @@ class TrainState:
     """
 
     __slots__ = ("_names", "_shapes", "_dtypes", "_slot_names", "_param_list", "_slot_list",
-                 "_counter", "_token", "_bound", "_signature", "_initial", "params", "slots",
+                 "_counter", "_token", "_bound", "_signature", "_initial", "_params", "_slots",
                  "__weakref__")
 
     def __init__(self, specs, slot_names, params: list, slots: list, counter: int,
@@ -128,9 +128,9 @@ class TrainState:
         self._bound = bound  # the step's attribute dict: its "optimizer" entry is read
         self._signature = signature  # the update rule the step was compiled for
         self._initial = initial if initial is not None else [a.copy() for a in params]
-        self.params = _ArrayView(self, "parameter", self._names, params)
+        self._params = _ArrayView(self, "parameter", self._names, params)
         per = len(self._slot_names)
-        self.slots = _SlotsView(self, {
+        self._slots = _SlotsView(self, {
             n: _ArrayView(self, f"slot of parameter {n!r}", self._slot_names,
                           slots[i * per:(i + 1) * per])
             for i, n in enumerate(self._names)})
@@ -163,6 +163,14 @@ class TrainState:
         return _hyper_list(self._bound["optimizer"], signature)
 
     # -- what it holds -----------------------------------------------------------------
+    @property
+    def params(self) -> "_ArrayView":
+        return self._params  # read-only: replacing the view would disconnect it
+
+    @property
+    def slots(self) -> "_SlotsView":
+        return self._slots
+
     @property
     def step(self) -> int:
         return self._counter[0]
