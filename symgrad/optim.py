@@ -13,7 +13,9 @@ Options shared by all optimizers, applied in PyTorch's order:
 2. ``weight_decay``: ``g += weight_decay * p`` (L2 penalty, as PyTorch's ``weight_decay``).
 
 Hyperparameters (``lr``, betas, ...) are read at every call of the step, so they can change
-between steps (learning-rate schedules) without recompiling.
+between steps (learning-rate schedules) without recompiling. The options (weight decay,
+clipping, ``nesterov``) are compiled into the step: once ``sg.train_step`` has used an
+optimizer, changing them raises AttributeError instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -70,7 +72,10 @@ class Optimizer:
                  clip_norm: float | None = None, clip_global_norm: float | None = None,
                  **hyper):
         self._hyper = [float(hyper[name]) for name in self.hyper_names]
-        self._hyper_for = _HyperTable(self)
+        # {update-rule signature: the hyperparameter list}: a generated step reads
+        # ``optimizer._hyper_for[<the signature it was compiled for>]`` at every call (one
+        # plain-dict lookup); on a miss it calls ``hyper_list_for``, which explains
+        self._hyper_for = {}
         for name, value in zip(self.hyper_names, self._hyper):
             if not np.isfinite(value):
                 raise ValueError(f"{type(self).__name__}: {name} must be finite, got {value}")
@@ -84,14 +89,25 @@ class Optimizer:
         hyperparameter list under the signature a generated step looks it up by."""
         if "_signature" not in self.__dict__:
             object.__setattr__(self, "_signature", self.config())
-        dict.__setitem__(self._hyper_for, self._signature, self._hyper)
+        self._hyper_for[self._signature] = self._hyper
+
+    def hyper_list_for(self, signature: str) -> list:
+        """The live hyperparameter list, for a step compiled for the update rule
+        ``signature``; TypeError when this optimizer's rule is another one."""
+        if self.config() == signature:
+            self._freeze()
+            return self._hyper
+        raise TypeError(f"train_step: this step was compiled for the update rule {signature}, "
+                        f"but step.optimizer is now {self!r} with the rule {self.config()}; "
+                        f"build a new step with sg.train_step(loss, optimizer), or change "
+                        f"hyperparameters in place (step.optimizer.lr = ...)")
 
     # hyperparameters live in a list the generated step reads at every call
-    def __getattr__(self, name):
-        hyper_names = type(self).hyper_names
-        if name in hyper_names and "_hyper" in self.__dict__:
-            return self.__dict__["_hyper"][hyper_names.index(name)]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    # read through properties (made in __init_subclass__), not __getattr__: a class with
+    # __getattr__ has slow attribute reads, and a step reads ``_hyper_for`` at every call
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _hyper_properties(cls)
 
     def __setattr__(self, name, value):
         if name in type(self).hyper_names:
@@ -114,7 +130,7 @@ class Optimizer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.__dict__["_hyper_for"] = _HyperTable(self)
+        self.__dict__["_hyper_for"] = {}
         if "_signature" in state:
             self._freeze()
 
@@ -194,34 +210,15 @@ class Optimizer:
             params[n][...] = new_p
 
 
-class _HyperTable(dict):
-    """``{update-rule signature: hyperparameter list}`` of one optimizer.
+def _hyper_properties(cls) -> None:
+    """``opt.lr`` (and each other hyperparameter) reads its entry of the live list."""
+    for i, name in enumerate(cls.hyper_names):
+        if name not in cls.__dict__:
+            setattr(cls, name, property(lambda self, i=i: self._hyper[i],
+                                        doc=f"hyperparameter {name} (read at every step)"))
 
-    A generated training step reads ``step.optimizer._hyper_for[<its signature>]`` at every
-    call (one dict lookup). The first lookup by a step compiled for this optimizer's update
-    rule freezes the optimizer and finds its list; a step compiled for another rule (the
-    user replaced ``step.optimizer`` by, say, SGD on an Adam step) gets a TypeError naming
-    both rules instead of a silently wrong update.
-    """
 
-    __slots__ = ("owner",)
-
-    def __init__(self, owner):
-        super().__init__()
-        self.owner = owner
-
-    def __missing__(self, signature):
-        opt = self.owner
-        if opt.config() == signature:
-            opt._freeze()
-            return dict.__getitem__(self, signature)
-        raise TypeError(f"train_step: this step was compiled for the update rule {signature}, "
-                        f"but step.optimizer is now {opt!r} with the rule {opt.config()}; "
-                        f"build a new step with sg.train_step(loss, optimizer), or change "
-                        f"hyperparameters in place (step.optimizer.lr = ...)")
-
-    def __reduce__(self):  # rebuilt by Optimizer.__setstate__, never pickled
-        return (dict, ())
+_hyper_properties(Optimizer)
 
 
 def _add_all(terms):

@@ -38,7 +38,7 @@ __all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAME
 SAFE_BUILTINS = frozenset({
     "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
     "isinstance", "hasattr", "type", "str", "repr", "abs", "min", "max", "sum", "sorted",
-    "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError",
+    "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError", "IndexError",
 })
 
 #: ``np.<name>`` the generator emits: math ufuncs (symgrad's and the SymPy NumPyPrinter
@@ -84,7 +84,7 @@ METHODS = frozenset({
     # the train step's state object
     "_param_list", "_slot_list", "_hyper", "_counter",
     # ... its lock, and the optimizer it reads the hyperparameters of (symgrad.train)
-    "_lock", "acquire", "release", "_bound", "_hyper_for",
+    "_token", "pop", "_wait_turn", "_bound", "_hyper_for", "_hyper_of",
     # a ufunc method reached through an np chain's result
     "reduce",
 })

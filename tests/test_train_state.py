@@ -89,6 +89,13 @@ def test_removing_a_parameter_raises(adam_step, mutate):
     assert list(s.params) == ["w1", "w2"]
 
 
+def test_the_views_themselves_cannot_be_replaced(adam_step):
+    s = init(adam_step)
+    for attr in ("params", "slots", "step"):
+        with pytest.raises(AttributeError):
+            setattr(s, attr, {})
+
+
 def test_slots_are_live_and_write_through(adam_step):
     s = init(adam_step)
     m = np.full((2, 3), 0.125)
