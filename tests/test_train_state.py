@@ -283,10 +283,12 @@ def test_0d_values_in_a_step_follow_numpy_like_compile(name, xv):
 
 
 def test_scalar_steps_with_division_use_numpy_scalars_and_plain_ones_python_floats():
-    assert "_boxA[()] = A =" in w0_step().source  # W0 keeps its Python-float fast path
+    w0 = w0_step().source  # W0 keeps its Python-float fast path
+    assert "    A = float(_boxA)" in w0 and "_F64" not in w0
     x, p = sg.input("x"), sg.param("p")
     source = sg.train_step(p / x, sg.optim.SGD(0.5)).source
-    assert "float(x)" not in source and "_boxp" not in source
+    assert "    x = _F64(x)" in source and "    x = float(x)" not in source
+    assert "p = _F64(_boxp)" in source
 
 
 def test_an_empty_batch_gives_what_compile_gives():
