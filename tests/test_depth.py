@@ -229,3 +229,48 @@ def test_sympy_cse_and_diff_on_the_region_of_a_deep_chain(default_recursion_limi
             sympy.diff(local, q)
     g = sg.grad(sg.sum(y), [x])[0]
     assert len(str(g)) > 0
+
+
+# ---------------------------------------------------------------------------------------
+# Size caps: refused before the expensive stages, and remembered
+# ---------------------------------------------------------------------------------------
+
+
+def test_over_the_caps_is_refused_before_differentiating_and_remembered(tmp_path,
+                                                                        monkeypatch):
+    from symgrad import api
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
+    loss = _deep_mlp(40)
+    params = sorted((leaf for leaf in api.leaves_of([loss]) if leaf.role == "param"),
+                    key=lambda s: s.name)
+    for cap, limit in (({"max_nodes": 50}, "max_nodes=50"), ({"max_lines": 30}, "max_lines=30")):
+        grads = sg.grad(loss, [sg.Tensor(p, p.shape, p.dtype) for p in params])
+        with pytest.raises(sg.ExpressionTooLarge, match=limit) as err:
+            sg.compile([loss, *grads], **cap)
+        assert "before differentiating" in str(err.value)
+        assert all(g.is_lazy for g in grads)  # the gradients were never derived
+        # the same compile again: the remembered answer, without generating anything
+        calls = []
+        monkeypatch.setattr(api, "_generate", lambda *a, **k: calls.append(a))
+        with pytest.raises(sg.ExpressionTooLarge, match=limit):
+            sg.compile([loss, *grads], **cap)
+        assert calls == []
+        monkeypatch.undo()
+        monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_gradients_over_the_node_cap_are_refused_before_planning(tmp_path, monkeypatch):
+    from symgrad import api
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
+    loss = _deep_mlp(6)
+    forward = api.count_nodes(loss.expr)
+    params = [leaf for leaf in api.leaves_of([loss]) if leaf.role == "param"]
+    grads = sg.grad(loss, [sg.Tensor(p, p.shape, p.dtype) for p in params])
+    planned = []
+    real_plan = api.plan
+    monkeypatch.setattr(api, "plan", lambda *a: planned.append(1) or real_plan(*a))
+    with pytest.raises(sg.ExpressionTooLarge, match=f"max_nodes={forward + 5}") as err:
+        sg.compile([loss, *grads], max_nodes=forward + 5)  # the forward fits, not the rest
+    assert "before planning" in str(err.value) and planned == []
+    f = sg.compile([loss, *grads], max_nodes=10 * forward)
+    assert planned == [1] and f.path is not None
