@@ -29,6 +29,6 @@ def _apply_threads(argv: list) -> None:
 
 _apply_threads(sys.argv[1:])
 
-from .runner import main  # noqa: E402  (after the thread variables are set)
+from .cli import main  # noqa: E402  (after the thread variables are set)
 
 sys.exit(main())

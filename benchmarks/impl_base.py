@@ -9,7 +9,7 @@ interface, so the runner can time, check and measure them all the same way::
     loss = impl.step(batch)                 # one training step; loss before the update
     final = impl.params()                   # {name: ndarray} after the steps so far
 
-A *workload* (see :class:`benchmarks.runner.Workload`) describes its loss once, as a
+A *workload* (see :class:`benchmarks.workloads.Workload`) describes its loss once, as a
 function ``loss(ops, params, batch)`` written with Python operators (``@``, ``+``, ``-``,
 ``*``, ``**``) and the three functions of an *ops* namespace (``mean``, ``sum``, ``relu``);
 each adapter passes its framework's ops (:data:`NUMPY_OPS` here is the float64 oracle the

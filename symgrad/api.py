@@ -414,10 +414,16 @@ def _check_size(key, opts, named, counted: set, stage: str) -> None:
                          f"this one, counted {stage}); let-bind shared parts or raise the cap")
     lines = _estimated_lines(exprs)
     if lines > opts["max_lines"]:
-        biggest = max(named, key=lambda o: count_nodes(o[1]))[0]
+        biggest = _biggest(named, counts)
         _refuse(key, f"compile: the generated module has {lines} lines at least (estimated "
                      f"{stage}), more than max_lines={opts['max_lines']} (largest output: "
                      f"{biggest!r})")
+
+
+def _biggest(named, counts) -> tuple:
+    """The name of the output that adds the most nodes (``counts`` are cumulative)."""
+    added = [b - a for a, b in zip([0] + counts[:-1], counts)]
+    return named[max(range(len(named)), key=added.__getitem__)][0]
 
 
 def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
@@ -442,7 +448,8 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     source = render(program, spec)
     lines = source.count("\n")
     if lines > opts["max_lines"]:
-        biggest = max(outputs, key=lambda o: count_nodes(o[1]))[0]
+        named = [(nm, e) for nm, e, _, _ in outputs]
+        biggest = _biggest(named, count_nodes_together([e for _, e in named]))
         _refuse(key, f"compile: the generated module has {lines} lines, more than max_lines="
                      f"{opts['max_lines']} (largest output: {biggest!r})")
     return source, spec.data

@@ -262,8 +262,21 @@ def dtype_of(expr) -> Optional[np.dtype]:
 
 
 def is_tensor_free(expr) -> bool:
-    """True when ``expr`` holds no tensor leaf and no structural node (a number or a dim)."""
-    return not any(isinstance(a, (TensorSymbol, TensorOp)) for a in sympy.preorder_traversal(expr))
+    """True when ``expr`` holds no tensor leaf and no structural node (a number or a dim).
+
+    An iterative walk that stops at the first tensor (SymPy's ``preorder_traversal`` is a
+    recursive generator, one frame per level, and walks a shared subtree once per use).
+    """
+    seen, stack = set(), [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, (TensorSymbol, TensorOp)):
+            return False
+        if e in seen:
+            continue
+        seen.add(e)
+        stack.extend(getattr(e, "args", ()))
+    return True
 
 
 def subexpressions(exprs) -> list:

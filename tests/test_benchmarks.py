@@ -1,4 +1,4 @@
-"""Tests of the benchmark runner, ``python -m benchmarks`` (``benchmarks/runner.py``).
+"""Tests of the benchmarks, ``python -m benchmarks`` (the modules of ``benchmarks/``).
 
 A quick run on a tiny configuration must finish and write a report with the documented
 fields; the correctness check must flag an implementation whose update is off by a factor
@@ -21,7 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # ``benchmarks`` is not installed: import it from the tree
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import runner  # noqa: E402
+from benchmarks import cli  # noqa: E402
+from benchmarks.check import judge  # noqa: E402
+from benchmarks.config import Config  # noqa: E402
+from benchmarks.machine import blas_threads, limit_blas_threads  # noqa: E402
+from benchmarks.plots import write_plots  # noqa: E402
+from benchmarks.report import failures, render_markdown, render_text, unsteady_notes  # noqa: E402
+from benchmarks.suite import SCHEMA, run  # noqa: E402
+from benchmarks.targets import evaluate_targets  # noqa: E402
+from benchmarks.workloads import find_workload  # noqa: E402
 from benchmarks.impl_base import Implementation  # noqa: E402
 from benchmarks.impl_hand import HandImpl  # noqa: E402
 
@@ -103,10 +111,10 @@ def quick_report(tmp_path_factory):
     old = os.environ.get("SYMGRAD_CACHE_DIR")
     os.environ["SYMGRAD_CACHE_DIR"] = str(out / "cache")
     try:
-        status = runner.main(["--quick", "--only", "W3,W4", "--impl", "hand,symgrad,tape",
-                              "--repeat", "3", "--no-progress", "--targets",
-                              "--json", str(out / "r.json"),
-                              "--markdown", str(out / "r.md")])
+        status = cli.main(["--quick", "--only", "W3,W4", "--impl", "hand,symgrad,tape",
+                           "--repeat", "3", "--no-progress", "--targets",
+                           "--json", str(out / "r.json"),
+                           "--markdown", str(out / "r.md")])
     finally:
         if old is None:
             del os.environ["SYMGRAD_CACHE_DIR"]
@@ -118,7 +126,7 @@ def quick_report(tmp_path_factory):
 def test_quick_run_finishes_with_documented_json(quick_report):
     status, report, _ = quick_report
     assert status == 0
-    assert report["schema"] == runner.SCHEMA
+    assert report["schema"] == SCHEMA
     assert report["command"].startswith("python -m benchmarks --quick")
     for key in ("platform", "python", "numpy", "cpu_count"):
         assert report["machine"][key]
@@ -175,7 +183,7 @@ def test_plots_or_a_clear_message(quick_report, tmp_path):
         import matplotlib  # noqa: F401
     except ImportError:
         pytest.skip("matplotlib is not installed")
-    files = runner.write_plots(report, tmp_path)
+    files = write_plots(report, tmp_path)
     names = {f.name for f in files}
     assert {"time_per_step.png", "loss_W3.png", "loss_W4.png"} <= names
     assert all(f.stat().st_size > 1000 for f in files)
@@ -183,9 +191,9 @@ def test_plots_or_a_clear_message(quick_report, tmp_path):
 
 def test_plots_without_matplotlib_print_a_message(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    status = runner.main(["--quick", "--only", "W4", "--impl", "hand", "--repeat", "1",
-                          "--no-compile", "--no-memory", "--no-progress",
-                          "--plots", str(tmp_path / "plots")])
+    status = cli.main(["--quick", "--only", "W4", "--impl", "hand", "--repeat", "1",
+                       "--no-compile", "--no-memory", "--no-progress",
+                       "--plots", str(tmp_path / "plots")])
     assert status == 0
     assert "matplotlib is not installed: skipping --plots" in capsys.readouterr().out
 
@@ -218,9 +226,9 @@ def test_cli_quick_exits_zero(tmp_path):
 
 def test_cli_rejects_unknown_names(capsys):
     with pytest.raises(SystemExit):
-        runner.main(["--only", "W9"])
+        cli.main(["--only", "W9"])
     with pytest.raises(SystemExit):
-        runner.main(["--impl", "tensorflow"])
+        cli.main(["--impl", "tensorflow"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,10 +237,9 @@ def test_cli_rejects_unknown_names(capsys):
 
 @pytest.fixture(scope="module")
 def misbehaving_report():
-    cfg = runner.Config(quick=True, only=["W1", "W4"], repeat=2, compile=False, memory=False,
-                        progress=False, impls=["hand", "symgrad", *EXTRA],
-                        extra_impls=EXTRA)
-    return runner.run(cfg)
+    cfg = Config(quick=True, only=["W1", "W4"], repeat=2, compile=False, memory=False,
+                 progress=False, impls=["hand", "symgrad", *EXTRA], extra_impls=EXTRA)
+    return run(cfg)
 
 
 def test_update_off_by_a_factor_is_wrong(misbehaving_report):
@@ -243,11 +250,11 @@ def test_update_off_by_a_factor_is_wrong(misbehaving_report):
         assert e["time"] is not None  # it was timed, but its speed is not reported as such
         assert w["results"]["symgrad"]["status"] == "OK"
         assert w["results"]["hand"]["status"] == "OK"
-    text = runner.render_text(misbehaving_report)
+    text = render_text(misbehaving_report)
     row = next(line for line in text.splitlines() if line.strip().startswith("offbyfactor"))
     assert "WRONG" in row
     assert "NOT CORRECT" in text and "W1/offbyfactor WRONG" in text
-    assert "**NOT CORRECT:**" in runner.render_markdown(misbehaving_report)
+    assert "**NOT CORRECT:**" in render_markdown(misbehaving_report)
 
 
 def test_wrong_reported_loss_is_wrong(misbehaving_report):
@@ -266,7 +273,7 @@ def test_failures_are_reported_not_raised(misbehaving_report):
         writes = w["results"]["writesinput"]
         assert writes["status"] == "ERROR" and "read-only" in writes["error"]
     # only this project's own implementations decide the exit status
-    assert runner._failures(misbehaving_report) == []
+    assert failures(misbehaving_report) == []
 
 
 def _fake_runs(curve, params, error=None):
@@ -278,7 +285,7 @@ def _fake_runs(curve, params, error=None):
     ("float64", 1e-12, "OK"), ("float64", 1e-7, "WRONG"),
 ])
 def test_tolerance_by_dtype(dtype, rel, status):
-    wl = runner.find_workload("W4")
+    wl = find_workload("W4")
     wl.dtype = dtype
     init, batches = wl.data()
     w = np.asarray(init["weights"], dtype=np.float64)
@@ -286,7 +293,7 @@ def test_tolerance_by_dtype(dtype, rel, status):
     runs = {"hand": _fake_runs(curve, {"weights": w}),
             "other": _fake_runs([c * (1 + rel) for c in curve], {"weights": w * (1 + rel)}),
             "nan": _fake_runs([np.nan] * 3, {"weights": w})}
-    checks = runner.judge(wl, runs, batches)
+    checks = judge(wl, runs, batches)
     assert checks["hand"]["status"] == "OK"
     assert checks["other"]["status"] == status
     assert checks["nan"]["status"] == "WRONG"
@@ -296,7 +303,7 @@ def test_wrong_symgrad_misses_its_targets():
     fast = {"time": {"median_s": 1e-9}, "ratio_to_hand": 0.1, "speedup_vs_tape": 100.0,
             "peak_memory_bytes": 1, "status": "WRONG"}
     report = {"workloads": [{"name": "W0", "results": {"symgrad": fast}, "compile": None}]}
-    rows = {t["id"]: t for t in runner.evaluate_targets(report)}
+    rows = {t["id"]: t for t in evaluate_targets(report)}
     assert rows["W0-hand"]["status"] == "MISS" and "WRONG" in rows["W0-hand"]["note"]
     assert rows["W0-tape10"]["status"] == "MISS"
     assert rows["W3-hand"]["status"] == "SKIP"
@@ -304,21 +311,21 @@ def test_wrong_symgrad_misses_its_targets():
 
 def test_every_implementation_gets_the_same_batches():
     """The sweeps' and the main workloads' data are deterministic and shared."""
-    a = runner.find_workload("W3", quick=True).data()
-    b = runner.find_workload("W3", quick=True).data()
+    a = find_workload("W3", quick=True).data()
+    b = find_workload("W3", quick=True).data()
     assert all(np.array_equal(x, y) for bx, by in zip(a[1], b[1]) for x, y in zip(bx, by))
     assert all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
 
 
 def test_full_is_the_whole_sweep_and_quick_the_default(capsys):
-    assert runner.main(["--list"]) == 0
+    assert cli.main(["--list"]) == 0
     quick = capsys.readouterr().out
-    assert runner.main(["--full", "--list"]) == 0
+    assert cli.main(["--full", "--list"]) == 0
     full = capsys.readouterr().out
     assert "W3 batch=4096" in full and "W3 batch=4096" not in quick
     assert "W3 batch=128" in quick
     with pytest.raises(SystemExit):
-        runner.parser().parse_args(["--quick", "--full"])
+        cli.parser().parse_args(["--quick", "--full"])
 
 
 def test_unsteady_timings_are_noted():
@@ -329,16 +336,16 @@ def test_unsteady_timings_are_noted():
                 "paired_ratio_to_hand": paired, "speedup_vs_tape": None,
                 "paired_speedup_vs_tape": None}
     w = {"results": {"hand": entry(26.9e-3, 1.0), "symgrad": entry(93.1e-3, 1.04)}}
-    notes = runner.unsteady_notes(w)
+    notes = unsteady_notes(w)
     assert len(notes) == 1 and "symgrad/hand" in notes[0]
     assert "3.46x" in notes[0] and "1.04x" in notes[0] and "unsteady" in notes[0]
     w["results"]["symgrad"] = entry(28.0e-3, 1.04)
-    assert runner.unsteady_notes(w) == []
+    assert unsteady_notes(w) == []
     # the same pair of implementations is noted once (tape/hand is hand's speed-up too)
     tape = dict(entry(2.0, 100.0), speedup_vs_tape=1.0, paired_speedup_vs_tape=1.0)
     hand = dict(entry(26.9e-3, 1.0), speedup_vs_tape=2.0 / 26.9e-3,
                 paired_speedup_vs_tape=100.0)
-    notes = runner.unsteady_notes({"results": {"hand": hand, "tape": tape}})
+    notes = unsteady_notes({"results": {"hand": hand, "tape": tape}})
     assert len(notes) == 1 and notes[0].startswith("tape/hand")
 
 
@@ -350,10 +357,10 @@ def test_runner_limits_threads_through_threadpoolctl_when_installed(monkeypatch)
     fake.threadpool_info = lambda: [{"user_api": "blas", "num_threads": 1},
                                     {"user_api": "openmp", "num_threads": 2}]
     monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
-    assert runner.limit_blas_threads(2) is True
+    assert limit_blas_threads(2) is True
     assert calls == [{"limits": 2}]
-    assert runner.blas_threads() == "1 (threadpoolctl)"
+    assert blas_threads() == "1 (threadpoolctl)"
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # not installed
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    assert runner.limit_blas_threads(1) is False
-    assert runner.blas_threads() == "1 (OPENBLAS_NUM_THREADS)"
+    assert limit_blas_threads(1) is False
+    assert blas_threads() == "1 (OPENBLAS_NUM_THREADS)"
