@@ -173,9 +173,10 @@ def test_quick_start_runs_the_quick_benchmark():
     assert "--full" in quick  # the full sweep is named, behind its flag
     sys.path.insert(0, str(ROOT))
     try:
-        from benchmarks import runner
+        from benchmarks.cli import parser
+        from benchmarks.workloads import catalogue
     finally:
         sys.path.remove(str(ROOT))
-    args = runner.parser().parse_args([])
+    args = parser().parse_args([])
     assert not args.full  # so main() runs catalogue(quick=True)
-    assert "W3 batch=4096" not in {w.name for w in runner.catalogue(quick=not args.full)}
+    assert "W3 batch=4096" not in {w.name for w in catalogue(quick=not args.full)}
