@@ -106,6 +106,9 @@ class ModuleSpec:
     #: evaluate in the buffers of dying temporaries (False: every value gets its own array,
     #: the reference the in-place plan is tested against)
     reuse_buffers: bool = True
+    #: verify the rendered module here (False: the caller post-processes the source and
+    #: verifies the final text itself, with :func:`symgrad.verify.verify_source`)
+    verify: bool = True
     #: filled by :func:`render`: arrays the module reads as ``_DATA[name]`` (large constants),
     #: to be stored with it
     data: dict = field(default_factory=dict)
@@ -348,9 +351,15 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         checks=checks, body=body, result=result)
     # the buffer plan is checked on every module, before it is written or run; a train
     # step may write into its state (the parameters, slots and step counter), nothing else
-    verify_source(source, spec.fn_name,
-                  writable=("temp",) + tuple(f"param:{n}" for n in spec.leading_params))
+    if spec.verify:
+        verify_source(source, spec.fn_name, writable=writable_origins(spec))
     return source
+
+
+def writable_origins(spec: ModuleSpec) -> tuple:
+    """What a generated function may write into: its own temporaries, and the memory of its
+    leading parameters (a train step's state: parameters, slots, step counter)."""
+    return ("temp",) + tuple(f"param:{n}" for n in spec.leading_params)
 
 
 class _BufferReuse:

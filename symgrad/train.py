@@ -51,7 +51,8 @@ import sympy
 from . import cache as C
 from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
                   grad, leaves_of)
-from .codegen import ModuleSpec, render, template_text
+from .codegen import ModuleSpec, render, template_text, writable_origins
+from .verify import verify_source
 from .expr import Tensor, as_tensor, check_repeated_params
 from .nodes import TensorOp, TensorSymbol, info
 from .optim import Optimizer, _SymbolicOps
@@ -701,7 +702,7 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
                       unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
                                 (hyper_source, hyper_leaves)),
                       epilogue=epilogue, unbox_scalars=True, result_wrapper="float",
-                      reuse_buffers=inplace)
+                      reuse_buffers=inplace, verify=False)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
@@ -716,7 +717,9 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
     lines[i:i + 1] = [f"{pad}try:", f"{pad}    {read}{hyper_source}",
                       f"{pad}except (KeyError, AttributeError):",
                       f"{pad}    {read}_state._hyper_of({optimizer._signature!r})"]
-    return _hold_state_lock("\n".join(lines)), spec.data
+    source = _hold_state_lock("\n".join(lines))
+    verify_source(source, "train_step", writable_origins(spec))  # the text that is written
+    return source, spec.data
 
 
 def _hold_state_lock(source: str) -> str:

@@ -66,6 +66,11 @@ FRESH_CALLS = frozenset({"float", "int", "bool", "len", "abs"})
 SHARED_CALLS = frozenset({"_zeros_like"})
 
 
+#: attributes that are views of the array they are read from; any other attribute of an
+#: object (``_state._counter``, ``_state._token``) is an object of its own
+VIEW_ATTRIBUTES = frozenset({"T", "mT", "real", "imag", "flat", "base", "data"})
+
+
 @dataclass
 class _Buffer:
     origin: str  # "temp", or the label of memory the function does not own
@@ -82,6 +87,8 @@ class _State:
     fn: str = ""
     lines: list = field(default_factory=list)  # the source, to quote in errors
     helpers: frozenset = frozenset()  # the module's functions that return new arrays
+    #: (buffers of an object, attribute name) -> the attribute's own binding
+    attributes: dict = field(default_factory=dict)
 
     def quote(self, lineno: int) -> str:
         text = self.lines[lineno - 1].strip() if 0 < lineno <= len(self.lines) else "?"
@@ -287,6 +294,14 @@ def _result(expr, st: _State) -> dict:
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
             and expr.func.id in SHARED_CALLS:
         return st.new_buffer("global")
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) \
+            and expr.attr not in VIEW_ATTRIBUTES and expr.value.id in st.names:
+        owner = st.names[expr.value.id]
+        key = (frozenset(owner), expr.attr)
+        if key not in st.attributes:
+            origins = {st.buffers[b].origin for b in owner}
+            st.attributes[key] = st.new_buffer(origins.pop() if len(origins) == 1 else "global")
+        return dict(st.attributes[key])
     shared: dict = {}
     for n in _names_in(expr):
         binding = st.names.get(n.id)

@@ -215,3 +215,30 @@ def test_train_step_in_place_equals_no_reuse_twin_step_after_step():
 def _has_shared() -> bool:
     import inspect
     return "shared" in inspect.signature(sg.param).parameters
+
+
+def test_attributes_of_an_object_are_objects_of_their_own():
+    # writing the step counter does not disturb the state's other members ...
+    _verify("""
+        _counter = _state._counter
+        _turn = _state._token
+        _counter[0] = 1
+        _turn.append(True)
+        return 0.0
+    """, params="_state, x", writable=("temp", "param:_state"))
+    # ... but two reads of the same member are the same memory
+    with pytest.raises(VerificationError, match="'again'"):
+        _verify("""
+            first = _state._counter
+            again = _state._counter
+            first[0] = 1
+            return again
+        """, params="_state, x", writable=("temp", "param:_state"))
+    # and .T is a view of its array, not a new object
+    with pytest.raises(VerificationError, match="'t'"):
+        _verify("""
+            a = x + y
+            t = a.T
+            a[...] = 0.0
+            return t
+        """)
