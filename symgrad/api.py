@@ -441,7 +441,11 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     _check_size(key, opts, [(nm, e) for nm, e, _, _ in outputs], set(),
                 "before planning")
     program = plan(outputs)
-    formulas = [_header_formula(nm, t, out_names, tensors) for nm, t in zip(out_names, tensors)]
+    by_id: dict = {}  # built once: a lookup per output over all outputs is O(n**2)
+    for n, o in zip(out_names, tensors):
+        by_id.setdefault(id(o), n)
+    formulas = [_header_formula(nm, t, out_names, tensors, by_id)
+                for nm, t in zip(out_names, tensors)]
     spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names), fn_name=fn_name,
                       inputs=chosen, result_kind=kind, key=key, version=__version__,
                       formulas=tuple(formulas), reuse_buffers=opts["inplace"])
@@ -460,16 +464,17 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
 HEADER_FORMULA_CHARS = 400
 
 
-def _header_formula(name: str, t: Tensor, out_names, tensors) -> str:
+def _header_formula(name: str, t: Tensor, out_names, tensors, by_id=None) -> str:
     """``name = formula`` for the module header; a gradient reads ``d(loss)/d(w)``."""
     limit = HEADER_FORMULA_CHARS
     if t.recipe is not None and t.recipe[0] == "grad":
         _, targets, sources, _, i = t.recipe
         src = sources[i].expr
         wrt = src.name if isinstance(src, TensorSymbol) else formula(src, limit)
-        by_id: dict = {}
-        for n, o in zip(out_names, tensors):
-            by_id.setdefault(id(o), n)
+        if by_id is None:
+            by_id = {}
+            for n, o in zip(out_names, tensors):
+                by_id.setdefault(id(o), n)
         names = [by_id[id(target)] if id(target) in by_id else formula(target.expr, limit)
                  for target in targets]
         return f"{name} = d({' + '.join(names)})/d({wrt})"

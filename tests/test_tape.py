@@ -9,8 +9,12 @@ semantics and the error messages are tested directly.
 
 from __future__ import annotations
 
+import ast
 import builtins
+import inspect
+import pathlib
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -938,3 +942,160 @@ def test_one_hot():
     assert tp.one_hot([[1]], 2).shape == (1, 1, 2)
     with pytest.raises(ValueError, match="one_hot"):
         tp.one_hot(np.array([0.5]), 2)
+
+
+# ------------------------------------------------------------------------------------------
+# The rule table: one entry per op (tp.OPS), every op function derived from its entry
+# ------------------------------------------------------------------------------------------
+
+#: Every tp.<name> that tests, examples, benchmarks, docs and the library use (found with
+#: ``grep -rhoE "tp\.[a-zA-Z_0-9]+" tests examples benchmarks symgrad docs README.md``).
+USED_NAMES = (
+    "GradientTape Tensor Variable abs add constant cos custom_gradient divide exp l2_loss log "
+    "log_sigmoid log_softmax logsumexp matmul max maximum mean minimum multiply negative norm "
+    "one_hot power relu reshape sigmoid sigmoid_cross_entropy sign sin softmax "
+    "softmax_cross_entropy softplus sqrt square stop_gradient subtract sum tanh transpose "
+    "unbroadcast where"
+).split()
+
+
+def _public_functions():
+    """Every public function of the package (classes, modules and type aliases left out)."""
+    out = {}
+    for name in dir(tp):
+        obj = getattr(tp, name)
+        if name.startswith("_") or name in ("TensorLike", "annotations"):
+            continue
+        if callable(obj) and not isinstance(obj, (type, types.ModuleType)):
+            out[name] = obj
+    return out
+
+
+def test_the_api_others_use_still_exists():
+    missing = [name for name in USED_NAMES if not hasattr(tp, name)]
+    assert not missing, f"tp lost names used elsewhere: {missing}"
+    assert set(USED_NAMES) <= set(tp.__all__)
+
+
+def test_every_public_function_has_a_rule_and_every_rule_a_function():
+    functions = _public_functions()
+    without_rule = sorted(set(functions) - set(tp.NOT_OPS) - set(tp.OPS))
+    assert not without_rule, f"public tape functions with no entry in tp.OPS: {without_rule}"
+    without_function = sorted(name for name, rule in tp.OPS.items()
+                              if rule.public and name not in functions)
+    assert not without_function, f"entries of tp.OPS with no function tp.<name>: " \
+                                 f"{without_function}"
+    for name, rule in tp.OPS.items():
+        assert rule.name == name
+        if rule.public:
+            assert functions[name].rule is rule, f"tp.{name} is not derived from its entry"
+    assert set(tp.__all__) == set(tp.NOT_OPS) | {n for n, r in tp.OPS.items() if r.public}
+    # Tensor[...] goes through the table too
+    assert not tp.OPS["getitem"].public and "getitem" not in tp.__all__
+
+
+@pytest.mark.parametrize("name", sorted(tp.OPS))
+def test_every_entry_has_named_rules_and_a_docstring(name):
+    rule = tp.OPS[name]
+    parts = {"forward": rule.forward, "vjp": rule.vjp}
+    if rule.prepare is not None:
+        parts["prepare"] = rule.prepare
+    for part, fn in parts.items():
+        assert callable(fn), (name, part)
+        # a lambda shows up as <lambda> in a traceback; a rule must name itself
+        assert fn.__name__ != "<lambda>", f"{name}: the {part} is a lambda"
+    assert "Parameters" in rule.doc and "Returns" in rule.doc
+    assert getattr(tp.rules.FUNCTIONS[name], "__doc__") == rule.doc
+
+
+def _twice_forward(x):
+    return 2 * x
+
+
+def _bare_array_vjp(g, y, x):
+    return 2 * g  # wrong: a rule returns a tuple
+
+
+def _first_only_vjp(g, y, a, b):
+    return g, None  # no gradient for b, explicitly
+
+
+def test_a_missing_rule_names_the_op_and_the_input_position():
+    op = tp.rules.function_from_rule(
+        tp.OpRule("clip_below", np.maximum, None, "Test op.", inputs=("a", "b")))
+    a, b = tp.constant(np.ones(3)), tp.Variable(np.zeros(3))
+    with tp.GradientTape() as t:
+        y = op(a, b)
+    np.testing.assert_array_equal(y.value, np.ones(3))  # the forward works without a rule
+    with pytest.raises(NotImplementedError, match=r"clip_below: .*rule.*input 1"):
+        t.gradient(y, b)
+
+
+def test_a_rule_must_return_one_entry_per_input():
+    op = tp.rules.function_from_rule(tp.OpRule("twice", _twice_forward, _bare_array_vjp,
+                                               "Test op."))
+    x = tp.Variable(np.ones(2))
+    with tp.GradientTape() as t:
+        y = op(x)
+    with pytest.raises(RuntimeError, match=r"_bare_array_vjp of op twice.*one entry per input"):
+        t.gradient(y, x)
+
+
+def test_none_from_a_rule_means_no_gradient():
+    op = tp.rules.function_from_rule(
+        tp.OpRule("first", _first_of_two, _first_only_vjp, "Test op.", inputs=("a", "b")))
+    a, b = tp.Variable(np.ones(2)), tp.Variable(np.ones(2))
+    with tp.GradientTape() as t:
+        y = op(a, b * 3.0)
+    ga, gb = t.gradient(y, [a, b], unconnected_gradients="none")
+    np.testing.assert_array_equal(ga, [1.0, 1.0])
+    assert gb is None
+
+
+def _first_of_two(a, b):
+    return a.copy()
+
+
+def test_derived_functions_bind_like_python():
+    x = np.arange(6.0).reshape(2, 3)
+    assert str(inspect.signature(tp.where)) == "(cond, a, b)"
+    assert str(inspect.signature(tp.sum)) == "(x, axis=None, keepdims=False)"
+    assert str(inspect.signature(tp.reshape)) == "(x, shape)"
+    np.testing.assert_array_equal(tp.sum(x, keepdims=True, axis=0).value,
+                                  np.sum(x, axis=0, keepdims=True))
+    np.testing.assert_array_equal(tp.sum(x, 1, True).value, np.sum(x, 1, keepdims=True))
+    np.testing.assert_array_equal(tp.where(b=0.0, a=x, cond=x > 2).value,
+                                  np.where(x > 2, x, 0.0))
+    np.testing.assert_array_equal(tp.reshape(x, shape=(3, 2)).value, x.reshape(3, 2))
+    with pytest.raises(TypeError, match=r"sum\(\) got an unexpected keyword argument 'axes'"):
+        tp.sum(x, axes=0)
+    with pytest.raises(TypeError, match=r"reshape\(\) missing required argument 'shape'"):
+        tp.reshape(x)
+    with pytest.raises(TypeError, match=r"sum\(\) got multiple values for argument 'x'"):
+        tp.sum(x, x=x)
+    with pytest.raises(TypeError, match=r"exp\(\) takes 1 arguments but 2 were given"):
+        tp.exp(x, x)
+
+
+#: What the tape may import: numpy, these standard modules, and its own modules.
+_ALLOWED_IMPORTS = {"__future__", "numpy", "builtins", "contextlib", "dataclasses",
+                    "functools", "inspect", "math", "threading", "types", "typing"}
+
+
+def test_the_tape_imports_nothing_from_the_symbolic_side():
+    package = pathlib.Path(tp.__file__).parent
+    files = sorted(package.glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "values.py", "engine.py", "rules.py"}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    continue  # from .values import ...: the tape's own modules
+                assert node.level == 0, f"{path.name}: relative import outside the tape"
+                roots = [node.module.split(".")[0]]
+            else:
+                continue
+            bad = [r for r in roots if r not in _ALLOWED_IMPORTS]
+            assert not bad, f"{path.name} imports {bad}: the tape must stay independent"
