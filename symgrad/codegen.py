@@ -293,7 +293,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
                      if ("box", leaf) in names]
     for s in program.statements:
         p.float_dtype = s.target.dtype or default_dtype
-        if s.is_op and _inline_view(s, program, p):
+        if s.is_op and _inline_view(s, program, p, out_symbols):
             names[s.target] = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
             reuse.done(s)
             continue
@@ -529,10 +529,14 @@ def _spine(e, a, buf: str, target: str, p) -> list | None:
     return [f"{target} = {first}"] + [step.replace(_BUF, target) for step in steps[1:]]
 
 
-def _inline_view(s, program, p) -> bool:
+def _inline_view(s, program, p, out_symbols=None) -> bool:
     """A transpose of a plain name prints at its use (``w3.T``), not as a line of its own."""
     from .ops import PermuteDims
-    if not isinstance(s.value, PermuteDims) or any(o.symbol == s.target for o in program.outputs):
+    if not isinstance(s.value, PermuteDims):
+        return False
+    if out_symbols is None:  # a set from the caller: a scan of the outputs here is O(n**2)
+        out_symbols = {o.symbol for o in program.outputs}
+    if s.target in out_symbols:
         return False
     (arg,) = s.args
     return isinstance(arg, TensorSymbol)

@@ -54,7 +54,7 @@ class TensorSymbol(sympy.Symbol):
     kept in :data:`CONSTANT_VALUES`), so two different constants never compare equal.
     """
 
-    __slots__ = ("shape_tuple", "dtype_name", "role", "tag")
+    __slots__ = ("shape_tuple", "dtype_name", "role", "tag", "_content")
 
     def __new__(cls, name: str, shape=(), dtype: str = "float64", role: str = "input",
                 tag: str = "") -> "TensorSymbol":
@@ -74,8 +74,14 @@ class TensorSymbol(sympy.Symbol):
         return None
 
     def _hashable_content(self):
-        return sympy.Symbol._hashable_content(self) + (
-            self.shape_tuple, Str(self.dtype_name), Str(self.role), Str(self.tag))
+        # built once: ``==`` between leaves calls this on every comparison, and building
+        # the Str objects each time was most of the cost of rendering a large module
+        try:
+            return self._content
+        except AttributeError:
+            self._content = sympy.Symbol._hashable_content(self) + (
+                self.shape_tuple, Str(self.dtype_name), Str(self.role), Str(self.tag))
+            return self._content
 
     def _sympyrepr(self, printer):
         shape = printer._print(self.shape_tuple)

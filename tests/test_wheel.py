@@ -23,6 +23,10 @@ r = xv @ wv - 1.0
 assert np.isclose(value, np.mean(r ** 2)), value
 assert np.allclose(gw, 2 * xv.T @ r / 2), gw
 assert pathlib.Path(f.path).exists()
+from symgrad import tape as tp  # the tape is a package: it must ship too
+with tp.GradientTape() as t:
+    v = tp.Variable(wv); y = tp.sum(tp.square(v))
+assert np.allclose(t.gradient(y, v), 2 * wv) and 'site-packages' in tp.rules.__file__
 print('wheel ok')
 """
 
