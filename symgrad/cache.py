@@ -732,21 +732,32 @@ def _scan(root) -> dict:
     return {"files": files, "untrusted": untrusted}
 
 
-def _read_verified(root, rec: dict, secret: Optional[bytes]):
-    """``(text, arrays, size)`` of an authentic entry record, else None."""
-    if secret is None:
-        return None
+def _read_record(root, rec: dict) -> Optional[bytes]:
+    """The bytes of an entry record's file, read through checked descriptors, else None."""
     try:
         sub_fd = trust.open_subdir(root, rec["sub"], create=False)
     except (OSError, UntrustedPath):
         return None
     try:
         data, _ = trust.read_file(sub_fd, rec["name"], f"cache entry {rec['path']}")
-        text, arrays = _open_entry(rec["key"], data, secret)
-    except (OSError, UntrustedPath, _Refused):
+    except (OSError, UntrustedPath):
         return None
     finally:
         os.close(sub_fd)
+    return data
+
+
+def _read_verified(root, rec: dict, secret: Optional[bytes]):
+    """``(text, arrays, size)`` of an authentic entry record, else None."""
+    if secret is None:
+        return None
+    data = _read_record(root, rec)
+    if data is None:
+        return None
+    try:
+        text, arrays = _open_entry(rec["key"], data, secret)
+    except _Refused:
+        return None
     return text, arrays, len(data)
 
 
@@ -954,17 +965,8 @@ def _prune(root, max_size, max_age_days, keep) -> dict:
 
 def _looks_like_entry(root, rec: dict) -> bool:
     """A symgrad header (of any version) at the start of an entry-named file of ours."""
-    try:
-        sub_fd = trust.open_subdir(root, rec["sub"], create=False)
-    except (OSError, UntrustedPath):
-        return False
-    try:
-        data, _ = trust.read_file(sub_fd, rec["name"], f"cache entry {rec['path']}")
-    except (OSError, UntrustedPath):
-        return False
-    finally:
-        os.close(sub_fd)
-    return data.startswith(HEADER.encode("ascii"))
+    data = _read_record(root, rec)
+    return data is not None and data.startswith(HEADER.encode("ascii"))
 
 
 _LAST_AUTO_PRUNE: dict = {}
