@@ -420,7 +420,11 @@ def _check_size(key, opts, named, counted: set, stage: str) -> None:
                      f"{biggest!r})")
 
 
-def _biggest(named, counts) -> tuple:
+#: programs of fewer statements are rendered before their lines are checked (see _generate)
+_RENDER_CHEAP = 1000
+
+
+def _biggest(named, counts) -> str:
     """The name of the output that adds the most nodes (``counts`` are cumulative)."""
     added = [b - a for a, b in zip([0] + counts[:-1], counts)]
     return named[max(range(len(named)), key=added.__getitem__)][0]
@@ -441,6 +445,19 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     _check_size(key, opts, [(nm, e) for nm, e, _, _ in outputs], set(),
                 "before planning")
     program = plan(outputs)
+    # every planned statement but a transpose prints as one line at least, and every input
+    # as a row of the input table and a line of the header: a program already over the cap
+    # is refused before rendering (below _RENDER_CHEAP lines rendering is quick, and the
+    # exact line count is the clearer answer)
+    from .ops import PermuteDims
+    planned = 2 * len(chosen) + sum(1 for st in program.statements
+                                    if not isinstance(st.value, PermuteDims))
+    if planned > opts["max_lines"] and planned >= _RENDER_CHEAP:
+        named = [(nm, e) for nm, e, _, _ in outputs]
+        biggest = _biggest(named, count_nodes_together([e for _, e in named]))
+        _refuse(key, f"compile: the generated module has {planned} lines at least (planned "
+                     f"statements and inputs, counted before rendering), more than max_lines="
+                     f"{opts['max_lines']} (largest output: {biggest!r})")
     by_id: dict = {}  # built once: a lookup per output over all outputs is O(n**2)
     for n, o in zip(out_names, tensors):
         by_id.setdefault(id(o), n)
