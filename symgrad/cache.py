@@ -438,9 +438,9 @@ def _filename(key: str, path: Optional[Path]) -> str:
 
 
 def _checked_code(key: str, text: str, filename: str):
-    """Allowlist check, then byte-compile (nothing runs)."""
-    check_module_source(text)
-    return compile(text, filename, "exec")
+    """Allowlist check, then byte-compile the very tree that was checked (nothing runs; the
+    source is parsed once)."""
+    return compile(check_module_source(text), filename, "exec")
 
 
 def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
