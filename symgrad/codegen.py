@@ -114,15 +114,28 @@ class ModuleSpec:
     data: dict = field(default_factory=dict)
 
 
-@lru_cache(maxsize=None)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
+    """The jinja2 environment over the templates in force (see :func:`template_dir`)."""
+    return _environment_for(str(template_dir()))
+
+
+@lru_cache(maxsize=None)
+def _environment_for(directory: str) -> jinja2.Environment:
+    # templates are read once per process and directory and kept in memory: the text that
+    # renders a module is the text its cache key hashed, and rendering needs no file access
+    # later (a process that dropped its privileges may no longer read the checkout)
+    return jinja2.Environment(loader=jinja2.DictLoader(_templates_in(directory)),
                               keep_trailing_newline=True, autoescape=False,
                               undefined=jinja2.StrictUndefined)
 
 
 def template_dir() -> Path:
     """The templates folder: shipped in the wheel as ``symgrad.templates``."""
+    return _packaged_template_dir()
+
+
+@lru_cache(maxsize=None)
+def _packaged_template_dir() -> Path:
     try:
         from importlib.resources import files
         d = Path(str(files("symgrad.templates")))
@@ -133,10 +146,15 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+@lru_cache(maxsize=None)
+def _templates_in(directory: str) -> dict:
+    """``{file name: text}`` of the ``*.j2`` templates in ``directory``."""
+    return {p.name: p.read_text() for p in sorted(Path(directory).glob("*.j2"))}
+
+
 def template_text() -> str:
     """All template text (part of the cache key: editing a template invalidates)."""
-    d = template_dir()
-    return "".join(p.read_text() for p in sorted(d.glob("*.j2")))
+    return "".join(_templates_in(str(template_dir())).values())
 
 
 def _dim_bindings(inputs, names) -> tuple:
