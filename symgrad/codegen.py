@@ -346,6 +346,11 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
                         f"{p.shape_source(o.shape)}, np.{np.dtype(want_dtype).name})")
     if spec.epilogue is not None:
         p.float_dtype = default_dtype
+        # outputs whose memory is the program's own (no leaf's, no other output's): a train
+        # step may evaluate its update in a gradient's buffer once nothing reads it again
+        p.scratch_outputs = {o.symbol for o, shared in zip(program.outputs,
+                                                           _shared_outputs(program, spec))
+                             if not shared} if spec.reuse_buffers else set()
         body.extend(spec.epilogue(p, names))
 
     dims_src = _dim_bindings(spec.inputs, names)
@@ -512,13 +517,19 @@ def _spine_step(e, inner, p) -> str | None:
         return f"{ufunc}({_BUF}, out={_BUF})"
     if e.is_Pow and e.exp == 2:
         return f"np.square({_BUF}, out={_BUF})"
+    if e.is_Pow and e.exp == sympy.S.Half:
+        return f"np.sqrt({_BUF}, out={_BUF})"
+    if e.is_Pow and e.exp == -1:
+        return f"np.reciprocal({_BUF}, out={_BUF})"
     return None
 
 
-def _spine(e, a, buf: str, target: str, p) -> list | None:
+def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | None:
     """Evaluate ``e`` in the buffer ``buf`` (holding ``a``): ufunc calls with ``out=``
     applied along the path from ``a`` up to the root, the first one naming its result
     ``target`` (``target = np.add(buf, b, out=buf)``), the others updating ``target``.
+    With ``dest``, the first call reads ``buf`` and writes into ``dest`` (a dead buffer of
+    the same shape), so ``a`` itself is left as it is.
 
     None when ``a`` is read more than once on the way (every other operand of a step must
     not read the buffer being overwritten), or when a step is not an elementwise float ufunc.
@@ -535,6 +546,11 @@ def _spine(e, a, buf: str, target: str, p) -> list | None:
             steps.append(f"np.subtract({p.doprint(_others(node, inner))}, {_BUF}, out={_BUF})")
             node = -inner
             continue
+        if node.is_Mul and inner.is_Pow and inner.exp == -1:
+            # rest / (...a...): compute the denominator in the buffer, then one divide
+            steps.append(f"np.divide({p.doprint(_others(node, inner))}, {_BUF}, out={_BUF})")
+            node = inner.base
+            continue
         step = _spine_step(node, inner, p)
         if step is None:
             return None
@@ -543,7 +559,7 @@ def _spine(e, a, buf: str, target: str, p) -> list | None:
     if not steps:
         return None
     steps.reverse()
-    first = steps[0].replace(_BUF, buf)
+    first = steps[0].replace(f"out={_BUF}", f"out={dest or buf}").replace(_BUF, buf)
     return [f"{target} = {first}"] + [step.replace(_BUF, target) for step in steps[1:]]
 
 

@@ -684,7 +684,11 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
             names[step_t.expr] = "_t"
             lines.append("_counter = _state._counter")
             lines.append("_t = _counter[0] + 1")
-        lines += _print_updates(updates, printer, names)
+        # gradients whose buffers are the program's own: scratch once no update reads them
+        owned = getattr(printer, "scratch_outputs", set())
+        scratch = {names[g]: g for i, g in enumerate(grad_syms)
+                   if out_by_name[f"grad_{plist[i].name}"] in owned}
+        lines += _print_updates(updates, printer, names, scratch)
         if step_t is not None:
             lines.append("_counter[0] = _t")
         return lines
@@ -858,17 +862,23 @@ def _sequence_in_place(updates):
     return [(var, value) for var, value in done]
 
 
-def _print_updates(updates, p, names) -> list:
+def _print_updates(updates, p, names, scratch=None) -> list:
     """In-place numpy statements for ``var <- value``: ``+=``/``-=``, ``*=`` then ``+=``,
-    or ``var[...] = value``."""
+    or ``var[...] = value``.
+
+    ``scratch`` maps the names of gradient buffers the program owns to their symbols: once no
+    later update reads one, ``var += rest`` evaluates ``rest`` in it (ufuncs with ``out=``),
+    so Adam's ``w += m*c/(sqrt(v*c2) + eps)`` allocates no full-size temporaries."""
     lines = []
     counter = [0]
+    scratch = dict(scratch or {})
 
     def temp_name():
         counter[0] += 1
         return f"_u{counter[0]}"
 
-    for var, value in updates:
+    reads_after = _names_read_after(updates, names)
+    for k, (var, value) in enumerate(updates):
         reps, (reduced,) = sympy.cse([value], symbols=_cse_syms(), order="none")
         for sym, e in reps:
             name = temp_name()
@@ -882,6 +892,11 @@ def _print_updates(updates, p, names) -> list:
         rest = sympy.Add(*[t for t in sympy.Add.make_args(reduced) if t != var])
         if len(sympy.Add.make_args(reduced)) > 1 and var in sympy.Add.make_args(reduced) \
                 and var not in rest.free_symbols:
+            in_scratch = _in_scratch(rest, var, _dead(scratch, reads_after[k]), p, names,
+                                     temp_name)
+            if in_scratch is not None:  # the buffer is free again after the +=
+                lines += in_scratch[0] + [f"{v} += {in_scratch[1]}"]
+                continue
             text = p.doprint(rest)
             if text.startswith("-") and not rest.is_Add:
                 lines.append(f"{v} -= {text[1:]}")
@@ -893,10 +908,63 @@ def _print_updates(updates, p, names) -> list:
             scale, rest = scaled
             lines.append(f"{v} *= {p.doprint(scale)}")
             if rest != 0:
-                lines.append(f"{v} += {p.doprint(rest)}")
+                in_scratch = _in_scratch(rest, var, _dead(scratch, reads_after[k]), p, names,
+                                         temp_name)
+                if in_scratch is not None:
+                    lines += in_scratch[0] + [f"{v} += {in_scratch[1]}"]
+                else:
+                    lines.append(f"{v} += {p.doprint(rest)}")
             continue
         lines.append(f"{v}[...] = {p.doprint(reduced)}")
     return lines
+
+
+def _dead(scratch: dict, read_later: set) -> dict:
+    """The scratch buffers no later update reads."""
+    return {n: g for n, g in scratch.items() if n not in read_later}
+
+
+def _names_read_after(updates, names) -> list:
+    """For each update, the names that the updates after it read."""
+    after, seen = [], set()
+    for var, value in reversed(updates):
+        after.append(set(seen))
+        seen |= {names[s] for s in value.free_symbols if s in names}
+    return after[::-1]
+
+
+def _in_scratch(rest, var, dead: dict, p, names, temp_name):
+    """``(lines, name)`` evaluating ``rest`` (of var's shape and dtype) in one
+    of the ``dead`` gradient buffers, along the longest in-place chain from one of its
+    leaves; None when none fits. The scratch buffer must not be read by ``rest`` except as
+    the chain's own leaf."""
+    from .codegen import _spine
+    if not dead or info(rest) != (var.shape, var.dtype) or (-rest).is_Symbol \
+            or rest.is_Symbol:
+        return None  # var -= g is one pass with no temporary already
+    read = {names[s] for s in rest.free_symbols if s in names}
+    best = None
+    for scratch_name, g in sorted(dead.items()):
+        if g.shape != var.shape or g.dtype != var.dtype:
+            continue
+        for leaf in sorted(rest.free_symbols, key=lambda x: x.name):
+            if not (isinstance(leaf, TensorSymbol) and leaf.shape == var.shape
+                    and leaf.dtype == var.dtype and leaf in names):
+                continue
+            if scratch_name in read and names[leaf] != scratch_name:
+                continue  # rest still reads the scratch buffer's gradient elsewhere
+            lines = _spine(rest, leaf, names[leaf], _RESULT, p, dest=scratch_name)
+            if lines and (best is None or len(lines) > len(best[0])):
+                best = (lines, scratch_name)
+    if best is None:
+        return None
+    lines = best[0]
+    name = temp_name()
+    return [line.replace(_RESULT, name) for line in lines], name
+
+
+#: stands for the in-scratch result's name until it is chosen
+_RESULT = "\x01"
 
 
 def _split_scaled(expr, var):

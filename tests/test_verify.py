@@ -242,3 +242,52 @@ def test_attributes_of_an_object_are_objects_of_their_own():
             a[...] = 0.0
             return t
         """)
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizer updates evaluated in the dead gradient buffers
+# ---------------------------------------------------------------------------------------
+
+
+def _mlp_loss(prefix: str):
+    x = sg.input("x", (16, 6))
+    y = sg.input("y", (16, 3))
+    w = sg.param(f"{prefix}w", (6, 5), shared=True) if _has_shared() else sg.param(
+        f"{prefix}w", (6, 5))
+    v = sg.param(f"{prefix}v", (5, 3), shared=True) if _has_shared() else sg.param(
+        f"{prefix}v", (5, 3))
+    return sg.mean((sg.tanh(x @ w) @ v - y) ** 2), w, v
+
+
+@pytest.mark.parametrize("opt", ["Adam", "Momentum", "RMSProp"])
+def test_updates_in_gradient_buffers_equal_the_plain_form(opt):
+    loss, w, v = _mlp_loss(opt)
+    make = {"Adam": lambda: sg.optim.Adam(lr=0.01),
+            "Momentum": lambda: sg.optim.Momentum(lr=0.01, momentum=0.9),
+            "RMSProp": lambda: sg.optim.RMSProp(lr=0.01)}[opt]
+    fused, plain = (sg.train_step(loss, make(), inplace=flag) for flag in (True, False))
+    if opt == "Adam":  # w += m*c/(sqrt(v*c2) + eps) runs in the gradient's memory
+        assert f"out=grad_{opt}w)" in fused.source and "out=" not in plain.source.split(
+            "_counter")[-1]
+    rng = np.random.default_rng(5)
+    init = {f"{opt}w": rng.normal(size=(6, 5)) * 0.5, f"{opt}v": rng.normal(size=(5, 3)) * 0.5}
+    states = [s.init({k: a.copy() for k, a in init.items()}) for s in (fused, plain)]
+    for _ in range(15):
+        X, Y = rng.normal(size=(16, 6)), rng.normal(size=(16, 3))
+        fused(states[0], x=X, y=Y)
+        plain(states[1], x=X, y=Y)
+    for name in init:
+        np.testing.assert_allclose(states[0].params[name], states[1].params[name], rtol=1e-12)
+
+
+def test_a_gradient_that_is_an_input_is_never_scratch():
+    # d/dw sum(w * x) is x itself: the update must not be evaluated in the caller's array
+    x = sg.input("x", (4, 3))
+    w = sg.param("w_scratch", (4, 3))
+    step = sg.train_step(sg.sum(w * x), sg.optim.Adam(lr=0.1))
+    state = step.init({"w_scratch": np.zeros((4, 3))})
+    X = np.arange(12.0).reshape(4, 3)
+    before = X.copy()
+    for _ in range(3):
+        step(state, x=X)
+    np.testing.assert_array_equal(X, before)
