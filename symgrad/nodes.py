@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 from sympy.core.symbol import Str
 
+from .graph import post_order, rebuild
 from .shapes import Dim, ShapeError, as_shape, broadcast_shapes, format_shape
 
 __all__ = [
@@ -292,41 +293,19 @@ def subexpressions(exprs) -> list:
     walk a shared subtree once per use, exponential in the depth of a chain such as
     ``y = sin(y)*0.5 + y``. Walks over whole programs go through here instead.
     """
-    seen: dict = {}
-    stack = list(exprs)
-    while stack:
-        e = stack.pop()
-        if e in seen:
-            continue
-        seen[e] = True
-        stack.extend(e.args)
-    return list(seen)
+    return list(post_order(exprs))
 
 
 def xreplace_dag(expr, rule: dict):
     """``expr.xreplace(rule)``, rebuilding each distinct subexpression once (iterative)."""
     if not rule:
         return expr
-    memo: dict = {}
-    stack = [(expr, False)]
-    while stack:
-        e, ready = stack.pop()
-        if e in memo:
-            continue
-        if e in rule:
-            memo[e] = rule[e]
-            continue
-        if not e.args:
-            memo[e] = e
-            continue
-        if not ready:
-            stack.append((e, True))
-            stack.extend((a, False) for a in e.args if a not in memo)
-            continue
-        args = tuple(memo[a] for a in e.args)
+
+    def rebuilt(e, args):
         changed = any(new is not old for new, old in zip(args, e.args))
-        memo[e] = e.func(*args) if changed else e
-    return memo[expr]
+        return e.func(*args) if changed else e
+
+    return rebuild(expr, rebuilt, leaf=rule.get)
 
 
 def describe(expr) -> str:
