@@ -166,8 +166,8 @@ def module_cache_env(tmp_path_factory):
 
 @pytest.fixture
 def rng():
-    """A numpy Generator seeded with 0, fresh for each test: the same numbers on every run
-    and whatever other tests ran before."""
+    """A numpy Generator seeded with 0, fresh for each test: the same numbers on every run,
+    whichever tests ran before."""
     return _np.random.default_rng(0)
 
 
@@ -175,8 +175,8 @@ def rng():
 # The ``slow`` marker
 # ---------------------------------------------------------------------------------------
 #
-# Tests marked ``@pytest.mark.slow`` (registered in pyproject.toml) take well over ten
-# seconds and are not the main property tests. They are skipped unless SYMGRAD_SLOW_TESTS=1
+# Tests marked ``@pytest.mark.slow`` (registered in pyproject.toml) take about ten seconds
+# or more and are not the main property tests. They are skipped unless SYMGRAD_SLOW_TESTS=1
 # or a ``-m`` expression names ``slow`` (``-m slow`` runs only them; ``-m "not slow"``
 # deselects them without a skip line).
 
