@@ -243,21 +243,17 @@ def info(expr) -> tuple:
         return hit
     if len(_INFO_CACHE) > _INFO_CACHE_LIMIT:
         _INFO_CACHE.clear()
-    # iterative post-order over the elementwise region
-    stack = [(expr, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if _leaf_info(node) is not None or node in _INFO_CACHE:
-            continue
-        if not expanded:
-            stack.append((node, True))
-            for a in node.args:
-                if _leaf_info(a) is None and a not in _INFO_CACHE:
-                    stack.append((a, False))
-            continue
-        child = [_leaf_info(a) or _INFO_CACHE[a] for a in node.args]
-        _INFO_CACHE[node] = _node_info(node, child)
-    return _INFO_CACHE[expr]
+    return rebuild(expr, _new_info, leaf=_known_info)
+
+
+def _known_info(expr):
+    """Info of a leaf or of a node seen before; ``None`` for a node to work out."""
+    return _leaf_info(expr) or _INFO_CACHE.get(expr)
+
+
+def _new_info(expr, child_infos: tuple):
+    found = _INFO_CACHE[expr] = _node_info(expr, child_infos)
+    return found
 
 
 def shape_of(expr) -> tuple:
