@@ -23,6 +23,7 @@ from . import cache as C
 from .codegen import ModuleSpec, render, template_text
 from .diff import GradientError, gradients
 from .expr import Tensor, as_tensor
+from .graph import post_order
 from .nodes import TensorOp, TensorSymbol
 from .ops import BroadcastTo
 from .optimize import plan
@@ -270,13 +271,8 @@ def count_nodes_together(exprs, seen: Optional[set] = None) -> list:
     seen = set() if seen is None else seen
     counts = []
     for expr in exprs:
-        stack = [expr]
-        while stack:
-            e = stack.pop()
-            if e in seen:
-                continue
-            seen.add(e)
-            stack.extend(e.args)
+        for _ in post_order((expr,), seen=seen):  # adds every node it enters to seen
+            pass
         counts.append(len(seen))
     return counts
 
@@ -389,16 +385,9 @@ LINES_PER_OP = 0.9
 def _estimated_lines(exprs) -> int:
     """A lower bound on the lines of the module computing ``exprs`` (iterative walk)."""
     from .ops import Let, PermuteDims
-    seen, stack, ops = set(), list(exprs), 0
-    while stack:
-        e = stack.pop()
-        if e in seen:
-            continue
-        seen.add(e)
-        if isinstance(e, TensorOp) and not isinstance(e, Let) and not (
-                isinstance(e, PermuteDims) and isinstance(e.args[0], TensorSymbol)):
-            ops += 1
-        stack.extend(e.args)
+    ops = sum(1 for e in post_order(exprs)
+              if isinstance(e, TensorOp) and not isinstance(e, Let) and not (
+                  isinstance(e, PermuteDims) and isinstance(e.args[0], TensorSymbol)))
     return int(ops * LINES_PER_OP)
 
 

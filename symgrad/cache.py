@@ -69,6 +69,7 @@ import sympy
 
 from . import trust
 from ._version import __version__
+from .graph import post_order
 from .safety import SAFE_BUILTINS, check_module_source
 from .trust import UntrustedPath
 
@@ -138,21 +139,12 @@ def version_fingerprint() -> str:
 def serialize(expr, memo: dict, out: list) -> int:
     """Append a canonical, linear serialization of ``expr``'s DAG to ``out``; return the index
     of its root. Iterative (no recursion limit); shared subtrees are written once."""
-    stack = [(expr, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in memo:
-            continue
-        if not node.args:
-            memo[node] = len(out)
-            out.append(sympy.srepr(node))
-            continue
-        if not ready:
-            stack.append((node, True))
-            stack.extend((a, False) for a in reversed(node.args) if a not in memo)
-            continue
+    # a node in memo (from an earlier call sharing it) is written already: refer to its index
+    roots = () if expr in memo else (expr,)
+    for node in post_order(roots, lambda n: [a for a in n.args if a not in memo]):
         memo[node] = len(out)
-        out.append(f"{type(node).__name__}({','.join(str(memo[a]) for a in node.args)})")
+        out.append(f"{type(node).__name__}({','.join(str(memo[a]) for a in node.args)})"
+                   if node.args else sympy.srepr(node))
     return memo[expr]
 
 

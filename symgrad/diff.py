@@ -19,6 +19,7 @@ from __future__ import annotations
 import sympy
 from sympy import DiracDelta, S
 
+from .graph import post_order
 from .nodes import TensorOp, TensorSymbol, info, is_tensor_free, shape_of, xreplace_dag
 from .ops import ensure_shape, sum_to_shape
 from .stable import rewrite
@@ -36,19 +37,8 @@ def _is_node(e) -> bool:
 
 def _frontier(region) -> list:
     """The leaves and structural nodes an elementwise region reads, in a stable order."""
-    seen, out, stack = set(), [], [region]
-    while stack:
-        e = stack.pop()
-        if e in seen:
-            continue
-        seen.add(e)
-        if _is_node(e):
-            if isinstance(e, TensorSymbol) and e.role in ("hyper",):
-                continue
-            out.append(e)
-            continue
-        stack.extend(reversed(e.args))
-    return out
+    return [e for e in post_order((region,), lambda e: () if _is_node(e) else e.args)
+            if _is_node(e) and not (isinstance(e, TensorSymbol) and e.role == "hyper")]
 
 
 def _children(node) -> list:
@@ -61,22 +51,9 @@ def _children(node) -> list:
 
 def _topological(targets) -> list:
     """Nodes reachable from the targets, every node after all of its consumers."""
-    order, state = [], {}
-    for t in targets:
-        stack = [(t, False)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                state[node] = 2
-                order.append(node)
-                continue
-            if state.get(node):
-                continue
-            state[node] = 1
-            stack.append((node, True))
-            for c in _children(node):
-                if not state.get(c):
-                    stack.append((c, False))
+    # children last to first, as before: it sets the order adjoints are summed in, and so the
+    # generated code
+    order = list(post_order(targets, lambda node: reversed(_children(node))))
     order.reverse()
     return order
 

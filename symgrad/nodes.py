@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 from sympy.core.symbol import Str
 
+from .graph import post_order, rebuild
 from .shapes import Dim, ShapeError, as_shape, broadcast_shapes, format_shape
 
 __all__ = [
@@ -242,21 +243,17 @@ def info(expr) -> tuple:
         return hit
     if len(_INFO_CACHE) > _INFO_CACHE_LIMIT:
         _INFO_CACHE.clear()
-    # iterative post-order over the elementwise region
-    stack = [(expr, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if _leaf_info(node) is not None or node in _INFO_CACHE:
-            continue
-        if not expanded:
-            stack.append((node, True))
-            for a in node.args:
-                if _leaf_info(a) is None and a not in _INFO_CACHE:
-                    stack.append((a, False))
-            continue
-        child = [_leaf_info(a) or _INFO_CACHE[a] for a in node.args]
-        _INFO_CACHE[node] = _node_info(node, child)
-    return _INFO_CACHE[expr]
+    return rebuild(expr, _new_info, leaf=_known_info)
+
+
+def _known_info(expr):
+    """Info of a leaf or of a node seen before; ``None`` for a node to work out."""
+    return _leaf_info(expr) or _INFO_CACHE.get(expr)
+
+
+def _new_info(expr, child_infos: tuple):
+    found = _INFO_CACHE[expr] = _node_info(expr, child_infos)
+    return found
 
 
 def shape_of(expr) -> tuple:
@@ -292,41 +289,19 @@ def subexpressions(exprs) -> list:
     walk a shared subtree once per use, exponential in the depth of a chain such as
     ``y = sin(y)*0.5 + y``. Walks over whole programs go through here instead.
     """
-    seen: dict = {}
-    stack = list(exprs)
-    while stack:
-        e = stack.pop()
-        if e in seen:
-            continue
-        seen[e] = True
-        stack.extend(e.args)
-    return list(seen)
+    return list(post_order(exprs))
 
 
 def xreplace_dag(expr, rule: dict):
     """``expr.xreplace(rule)``, rebuilding each distinct subexpression once (iterative)."""
     if not rule:
         return expr
-    memo: dict = {}
-    stack = [(expr, False)]
-    while stack:
-        e, ready = stack.pop()
-        if e in memo:
-            continue
-        if e in rule:
-            memo[e] = rule[e]
-            continue
-        if not e.args:
-            memo[e] = e
-            continue
-        if not ready:
-            stack.append((e, True))
-            stack.extend((a, False) for a in e.args if a not in memo)
-            continue
-        args = tuple(memo[a] for a in e.args)
+
+    def rebuilt(e, args):
         changed = any(new is not old for new, old in zip(args, e.args))
-        memo[e] = e.func(*args) if changed else e
-    return memo[expr]
+        return e.func(*args) if changed else e
+
+    return rebuild(expr, rebuilt, leaf=rule.get)
 
 
 def describe(expr) -> str:

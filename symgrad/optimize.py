@@ -23,6 +23,7 @@ import sympy
 from .nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
                     xreplace_dag)
 from .functions import relu, step
+from .graph import post_order
 from .ops import CustomGradient
 from .stable import rewrite
 
@@ -73,28 +74,17 @@ def value_args(node: TensorOp) -> tuple:
 
 def _collect_ops(roots) -> list:
     """Structural nodes reachable from ``roots``, each after the ops it reads (iterative)."""
-    order, seen = [], set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            e, done = stack.pop()
-            if done:
-                order.append(e)
-                continue
-            if e in seen:
-                continue
-            seen.add(e)
-            if isinstance(e, TensorOp):
-                stack.append((e, True))
-                children = [e.args[i] for i in value_args(e)]
-            elif isinstance(e, TensorSymbol) or e.is_Atom:
-                continue
-            else:
-                children = list(e.args)
-            for c in reversed(children):
-                if c not in seen:
-                    stack.append((c, False))
-    return order
+    return [e for e in post_order(roots, _value_children) if isinstance(e, TensorOp)]
+
+
+def _value_children(e) -> tuple:
+    """What the generated code computes before ``e``: a structural node's value arguments,
+    an elementwise node's args; leaves and atoms read nothing."""
+    if isinstance(e, TensorOp):
+        return tuple(e.args[i] for i in value_args(e))
+    if isinstance(e, TensorSymbol) or e.is_Atom:
+        return ()
+    return e.args
 
 
 class _MaskFromRelu:
@@ -217,23 +207,12 @@ def _cse_symbols():
 def _order(statements) -> list:
     """Stable topological order: each statement after the ones whose targets it reads."""
     by_target = {s.target: s for s in statements}
-    done, out = set(), []
-    for s in statements:
-        stack = [(s, False)]
-        while stack:
-            st, ready = stack.pop()
-            if st.target in done:
-                continue
-            if ready:
-                done.add(st.target)
-                out.append(st)
-                continue
-            stack.append((st, True))
-            for dep in sorted(st.reads(), key=lambda x: x.name, reverse=True):
-                d = by_target.get(dep)
-                if d is not None and dep not in done:
-                    stack.append((d, False))
-    return out
+
+    def deps(target):  # the targets its statement reads, by name (temp names are unique)
+        return sorted((t for t in by_target[target].reads() if t in by_target),
+                      key=lambda t: t.name)
+
+    return [by_target[t] for t in post_order([s.target for s in statements], deps)]
 
 
 def _leaves(statements, outs) -> list:

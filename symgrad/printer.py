@@ -26,6 +26,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from .functions import ELEMENTWISE_FUNCTIONS, step
+from .graph import post_order
 from .nodes import TensorOp, TensorSymbol, dtype_of, is_tensor_free
 from .shapes import Dim
 
@@ -381,19 +382,7 @@ def _print_children(e) -> tuple:
 
 def _post_order(expr) -> list:
     """Distinct printable subexpressions of ``expr``, each after its children (iterative)."""
-    order, seen = [], set()
-    stack = [(expr, False)]
-    while stack:
-        e, ready = stack.pop()
-        if ready:
-            order.append(e)
-            continue
-        if e in seen:
-            continue
-        seen.add(e)
-        stack.append((e, True))
-        stack.extend((c, False) for c in _print_children(e) if c not in seen)
-    return order
+    return list(post_order((expr,), _print_children))
 
 
 def _let_form(expr) -> tuple:
@@ -444,17 +433,8 @@ def _let_bound(expr, printer, limit) -> str:
 
     def reads(e) -> list:
         """The bound subexpressions the piece rooted at ``e`` prints by name, in order."""
-        out, seen, stack = [], set(), list(reversed(_print_children(e)))
-        while stack:
-            c = stack.pop()
-            if c in seen:
-                continue
-            seen.add(c)
-            if c in cut:
-                out.append(c)
-            else:
-                stack.extend(reversed(_print_children(c)))
-        return out
+        below = post_order(_print_children(e), lambda c: () if c in cut else _print_children(c))
+        return [c for c in below if c in cut]
 
     printer.bound = names
     # names are given from the root down, in the order the pieces are read

@@ -21,6 +21,7 @@ import sympy
 from sympy import S, exp, log
 
 from .functions import sigmoid, softplus
+from .graph import rebuild
 from .nodes import TensorOp
 
 __all__ = ["rewrite"]
@@ -144,24 +145,19 @@ def _rewrite_once(expr):
     walked as a tree, a shared subtree costs exponential time), iteratively, and structural
     nodes are not entered: their operands are regions of their own, rewritten when they are
     planned or differentiated."""
-    memo: dict = {}
-    stack = [(expr, False)]
-    while stack:
-        e, ready = stack.pop()
-        if e in memo:
-            continue
-        if not e.args or isinstance(e, TensorOp):
-            memo[e] = e
-            continue
-        if not ready:
-            stack.append((e, True))
-            stack.extend((a, False) for a in e.args if a not in memo)
-            continue
-        args = tuple(memo[a] for a in e.args)
-        new = e.func(*args) if args != e.args else e
-        out = _rule_for(new)
-        memo[e] = new if out is None else out
-    return memo[expr]
+    return rebuild(expr, _rewrite_node, leaf=_whole)
+
+
+def _whole(e):
+    """Atoms and structural nodes are left as they are (see :func:`_rewrite_once`)."""
+    return e if not e.args or isinstance(e, TensorOp) else None
+
+
+def _rewrite_node(e, args):
+    """``e`` over its rewritten ``args``, then the rule for its type, if any."""
+    new = e.func(*args) if args != e.args else e
+    out = _rule_for(new)
+    return new if out is None else out
 
 
 def rewrite(expr):

@@ -54,6 +54,7 @@ from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, defaul
 from .codegen import ModuleSpec, render, template_text, writable_origins
 from .verify import verify_source
 from .expr import Tensor, as_tensor, check_repeated_params
+from .graph import rebuild
 from .nodes import TensorOp, TensorSymbol, info
 from .optim import Optimizer, _SymbolicOps
 from .optimize import plan
@@ -792,41 +793,33 @@ def _python_floats_are_exact(program, updates) -> bool:
     def combine(ks):
         return "N" if "N" in ks else ("P" if "P" in ks else "H")
 
+    def known_kind(e):  # structural nodes and leaves: not entered
+        if isinstance(e, TensorOp):
+            return "N"
+        return leaf_kind(e) if not e.args or isinstance(e, TensorSymbol) else None
+
     def kind_of(expr) -> tuple:
-        """(kind, risky) of one expression, walked iteratively (no recursion on depth)."""
-        memo, risky = {}, False
-        stack = [(expr, False)]
-        while stack:
-            e, ready = stack.pop()
-            if e in memo:
-                continue
-            if isinstance(e, TensorOp):
-                memo[e] = "N"
-                continue
-            if not e.args or isinstance(e, TensorSymbol):
-                memo[e] = leaf_kind(e)
-                continue
-            if not ready:
-                stack.append((e, True))
-                stack.extend((a, False) for a in e.args if a not in memo)
-                continue
-            ks = [memo[a] for a in e.args]
+        """(kind, risky) of one expression, folded bottom-up (each distinct node once)."""
+        risky = False
+
+        def node_kind(e, ks):
+            nonlocal risky
             if isinstance(e, sympy.Pow):
                 base, ex = e.args
                 if ex in (sympy.S.Half, -sympy.S.Half):
-                    memo[e] = "N"  # np.sqrt
-                elif ex == 2 and base.is_Symbol:
-                    memo[e] = ks[0]  # printed b*b
-                else:
-                    memo[e] = combine(ks)
-                    risky = risky or ("N" not in ks and "P" in ks)
-            elif isinstance(e, _NUMPY_PRINTED):
-                memo[e] = "N"
-            elif isinstance(e, sympy.Function) and shape_is_scalar(e):
-                memo[e] = combine(ks + ["P"])  # a printer form we do not know: conservative
-            else:
-                memo[e] = combine(ks)
-        return memo[expr], risky
+                    return "N"  # np.sqrt
+                if ex == 2 and base.is_Symbol:
+                    return ks[0]  # printed b*b
+                risky = risky or ("N" not in ks and "P" in ks)
+                return combine(ks)
+            if isinstance(e, _NUMPY_PRINTED):
+                return "N"
+            if isinstance(e, sympy.Function) and shape_is_scalar(e):
+                return combine(ks + ("P",))  # a printer form we do not know: conservative
+            return combine(ks)
+
+        kind = rebuild(expr, node_kind, leaf=known_kind)
+        return kind, risky
 
     def shape_is_scalar(e):
         try:

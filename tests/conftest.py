@@ -110,3 +110,80 @@ def compare_with_no_reuse_twin():
     yield
     _api.CompiledFunction.__call__ = _ORIGINAL_CALL
     shutil.rmtree(_TWIN_CACHE, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared fixtures: a private cache per test or per module, a seeded generator
+# ---------------------------------------------------------------------------------------
+
+from symgrad import cache as _cache  # noqa: E402
+
+
+def _forget_in_process_state() -> None:
+    """What the cache remembers in this process besides the disk: loaded modules (the memo)
+    and the warnings it gives only once."""
+    _cache.MODULES.memo.clear()
+    _cache._WARNED.clear()
+
+
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch):
+    """A fresh private cache directory for one test, as a :class:`~pathlib.Path`.
+
+    ``SYMGRAD_CACHE_DIR`` points at it (not yet created: the cache creates it private on
+    first use), the cache's debug and fault-injection variables are unset, and the
+    in-process memo and the once-only warnings are cleared before and after the test, so
+    every compile of the test goes through this directory. Subprocesses inherit it. Use it
+    with ``pytestmark = pytest.mark.usefixtures("cache_env")`` for a whole module.
+    """
+    d = tmp_path / "cache"
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
+    monkeypatch.delenv("SYMGRAD_CACHE_DEBUG", raising=False)
+    monkeypatch.delenv("SYMGRAD_CACHE_TEST_KILL_AT", raising=False)
+    monkeypatch.setattr(_cache.MODULES, "_warned_readonly", False)
+    _forget_in_process_state()
+    yield d
+    _forget_in_process_state()
+
+
+@pytest.fixture(scope="module")
+def module_cache_env(tmp_path_factory):
+    """One private cache directory shared by the tests of a module, as a
+    :class:`~pathlib.Path`.
+
+    For modules whose tests compile the same functions again and again (examples, training
+    runs, property tests): they hit what an earlier test of the module generated instead of
+    regenerating it, yet never touch the session's cache or another module's. The memo is
+    cleared when the module starts and ends, not between its tests.
+    """
+    d = tmp_path_factory.mktemp("symgrad-module-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYMGRAD_CACHE_DIR", str(d))
+        _cache.MODULES.memo.clear()
+        yield d
+        _cache.MODULES.memo.clear()
+
+
+@pytest.fixture
+def rng():
+    """A numpy Generator seeded with 0, fresh for each test: the same numbers on every run,
+    whichever tests ran before."""
+    return _np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------------------------------
+# The ``slow`` marker
+# ---------------------------------------------------------------------------------------
+#
+# Tests marked ``@pytest.mark.slow`` (registered in pyproject.toml) take about ten seconds
+# or more and are not the main property tests. They are skipped unless SYMGRAD_SLOW_TESTS=1
+# or a ``-m`` expression names ``slow`` (``-m slow`` runs only them; ``-m "not slow"``
+# deselects them without a skip line).
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SYMGRAD_SLOW_TESTS") == "1" or "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: set SYMGRAD_SLOW_TESTS=1 or pass -m slow to run it")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)

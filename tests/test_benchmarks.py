@@ -34,10 +34,8 @@ from benchmarks.impl_base import Implementation  # noqa: E402
 from benchmarks.impl_hand import HandImpl  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Generated modules of these tests (and of the child processes) go to a temp dir."""
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+#: the tests of this module share one private cache (conftest's ``module_cache_env``)
+pytestmark = pytest.mark.usefixtures("module_cache_env")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,18 +106,12 @@ EXTRA = {c.name: c for c in (OffByFactor, LossLiar, Crashes, WritesInput, NotIns
 def quick_report(tmp_path_factory):
     """``main --quick`` on W3 (with compile and memory, new processes) and W4."""
     out = tmp_path_factory.mktemp("quick")
-    old = os.environ.get("SYMGRAD_CACHE_DIR")
-    os.environ["SYMGRAD_CACHE_DIR"] = str(out / "cache")
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYMGRAD_CACHE_DIR", str(out / "cache"))
         status = cli.main(["--quick", "--only", "W3,W4", "--impl", "hand,symgrad,tape",
                            "--repeat", "3", "--no-progress", "--targets",
                            "--json", str(out / "r.json"),
                            "--markdown", str(out / "r.md")])
-    finally:
-        if old is None:
-            del os.environ["SYMGRAD_CACHE_DIR"]
-        else:
-            os.environ["SYMGRAD_CACHE_DIR"] = old
     return status, json.loads((out / "r.json").read_text()), (out / "r.md").read_text()
 
 

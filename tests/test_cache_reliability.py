@@ -40,24 +40,16 @@ from symgrad import cache as C
 from symgrad import codegen
 from symgrad.__main__ import main as cli_main
 
+from cache_model import W, X, correct, model, reference
+
 STRESS = bool(os.environ.get("SYMGRAD_STRESS"))
 N_PROCESSES = 32 if STRESS else 16
 N_ROUNDS = 20 if STRESS else 5
 REPO = Path(sg.__file__).resolve().parent.parent
 POSIX = os.name == "posix"
 IS_ROOT = POSIX and os.geteuid() == 0
-
-
-@pytest.fixture(autouse=True)
-def cache_env(tmp_path, monkeypatch):
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
-    monkeypatch.delenv("SYMGRAD_CACHE_DEBUG", raising=False)
-    monkeypatch.delenv("SYMGRAD_CACHE_TEST_KILL_AT", raising=False)
-    C.MODULES.memo.clear()
-    monkeypatch.setattr(C.MODULES, "_warned_readonly", False)
-    yield d
-    C.MODULES.memo.clear()
+#: every test gets a fresh private cache (conftest's ``cache_env``)
+pytestmark = pytest.mark.usefixtures("cache_env")
 
 
 def _env(cache_dir, **extra) -> dict:
@@ -67,32 +59,6 @@ def _env(cache_dir, **extra) -> dict:
     env.pop("SYMGRAD_CACHE_DEBUG", None)
     env.update({k: str(v) for k, v in extra.items()})
     return env
-
-
-# ---------------------------------------------------------------------------------------
-# A small model whose constant changes the key, and its numpy reference
-# ---------------------------------------------------------------------------------------
-
-X = np.array([0.5, -1.0, 2.0])
-W = np.array([1.5, 0.25, -0.75])
-
-
-def model(cval: float, scale: float = 3.5):
-    x = sg.input("x", shape=(3,))
-    w = sg.param("w", shape=(3,))
-    c = sg.constant(np.full(3, float(cval)))
-    loss = sg.sum((x * w - c) ** 2) * scale
-    return [loss, *sg.grad(loss, [w])]
-
-
-def reference(cval: float, scale: float = 3.5):
-    r = X * W - cval
-    return [scale * np.sum(r**2), scale * 2 * r * X]
-
-
-def correct(out, cval, scale=3.5) -> bool:
-    want = reference(cval, scale)
-    return all(np.allclose(a, b, rtol=1e-13, atol=0) for a, b in zip(out, want))
 
 
 def entry_files(d: Path) -> list:

@@ -50,48 +50,18 @@ from symgrad import trust
 from symgrad.__main__ import main as cli_main
 from symgrad.safety import UnsafeModuleError, check_module_source
 
+from cache_model import W, X, correct, model
+
 POSIX = os.name == "posix"
 IS_ROOT = POSIX and os.geteuid() == 0
 NOBODY = 65534
 REPO = Path(sg.__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not trust.SUPPORTED,
-                                reason="no openat/O_NOFOLLOW: the disk cache is memory-only")
+#: every test gets a fresh private cache (conftest's ``cache_env``)
+pytestmark = [pytest.mark.skipif(not trust.SUPPORTED,
+                                 reason="no openat/O_NOFOLLOW: the disk cache is memory-only"),
+              pytest.mark.usefixtures("cache_env")]
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to act as a second user "
                                                     "(plant files of another owner, setuid)")
-
-X = np.array([0.5, -1.0, 2.0])
-W = np.array([1.5, 0.25, -0.75])
-
-
-def model(cval: float, scale: float = 3.5):
-    x = sg.input("x", shape=(3,))
-    w = sg.param("w", shape=(3,))
-    loss = sg.sum((x * w - sg.constant(np.full(3, float(cval)))) ** 2) * scale
-    return [loss, *sg.grad(loss, [w])]
-
-
-def reference(cval: float, scale: float = 3.5):
-    r = X * W - cval
-    return [scale * np.sum(r**2), scale * 2 * r * X]
-
-
-def correct(out, cval, scale=3.5) -> bool:
-    return all(np.allclose(a, b, rtol=1e-13, atol=0) for a, b in zip(out, reference(cval,
-                                                                                     scale)))
-
-
-@pytest.fixture(autouse=True)
-def cache_env(tmp_path, monkeypatch):
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
-    monkeypatch.delenv("SYMGRAD_CACHE_DEBUG", raising=False)
-    monkeypatch.delenv("SYMGRAD_CACHE_TEST_KILL_AT", raising=False)
-    C.MODULES.memo.clear()
-    C._WARNED.clear()
-    monkeypatch.setattr(C.MODULES, "_warned_readonly", False)
-    yield d
-    C.MODULES.memo.clear()
-    C._WARNED.clear()
 
 
 def _source_of(f) -> str:

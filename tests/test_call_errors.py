@@ -15,14 +15,8 @@ import pytest
 import symgrad as sg
 from symgrad import cache as C
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
-    C.MODULES.memo.clear()
-    yield d
-    C.MODULES.memo.clear()
+#: every test gets a fresh private cache (conftest's ``cache_env``)
+pytestmark = pytest.mark.usefixtures("cache_env")
 
 
 def _model(check_finite=False, names=("x", "w", "y")):
@@ -89,9 +83,9 @@ NON_FINITE = [
 
 
 @pytest.mark.parametrize("what,call,exc,patterns", BAD_CALLS, ids=[b[0] for b in BAD_CALLS])
-def test_bad_call_is_a_clear_error(what, call, exc, patterns, private_cache):
+def test_bad_call_is_a_clear_error(what, call, exc, patterns, cache_env):
     f = _model()
-    before = _snapshot(private_cache)
+    before = _snapshot(cache_env)
     memo = dict(C.MODULES.memo)
     x0, w0, y0 = X.copy(), W.copy(), Y.copy()
     with pytest.raises(exc) as err:
@@ -101,7 +95,7 @@ def test_bad_call_is_a_clear_error(what, call, exc, patterns, private_cache):
         assert re.search(pat, msg), f"{what}: {pat!r} not in {msg!r}"
     # nothing left modified: inputs, disk, memo; the next good call is right
     assert np.array_equal(X, x0) and np.array_equal(W, w0) and np.array_equal(Y, y0)
-    assert _snapshot(private_cache) == before
+    assert _snapshot(cache_env) == before
     assert C.MODULES.memo == memo
     out = f(x=X, w=W, y=Y)
     loss, grad = _want()
@@ -110,12 +104,12 @@ def test_bad_call_is_a_clear_error(what, call, exc, patterns, private_cache):
 
 
 @pytest.mark.parametrize("what,call,name", NON_FINITE, ids=[n[0] for n in NON_FINITE])
-def test_non_finite_inputs_with_check_finite(what, call, name, private_cache):
+def test_non_finite_inputs_with_check_finite(what, call, name, cache_env):
     f = _model(check_finite=True)
-    before = _snapshot(private_cache)
+    before = _snapshot(cache_env)
     with pytest.raises(ValueError, match=rf"input '{name}' contains nan or inf"):
         call(f)
-    assert _snapshot(private_cache) == before
+    assert _snapshot(cache_env) == before
     # without check_finite the call goes through (the documented default)
     with np.errstate(all="ignore"):
         out = call(_model(check_finite=False))
@@ -124,7 +118,7 @@ def test_non_finite_inputs_with_check_finite(what, call, name, private_cache):
     assert f(x=X, w=W, y=Y)["loss"] == pytest.approx(loss, rel=1e-14)
 
 
-def test_errors_use_the_users_names(private_cache):
+def test_errors_use_the_users_names(cache_env):
     """Inputs whose names are not identifiers: errors name them as the user wrote them."""
     names = ("my input", "weights (w)", "y\u2019")
     f = _model(names=names)
@@ -138,7 +132,7 @@ def test_errors_use_the_users_names(private_cache):
     assert out["loss"] == pytest.approx(_want()[0], rel=1e-14)
 
 
-def test_scalar_inputs_accept_python_numbers(private_cache):
+def test_scalar_inputs_accept_python_numbers(cache_env):
     a = sg.input("a", shape=())
     f = sg.compile(a * 2.0)
     assert f(3) == 6.0 and f(2.5) == 5.0
@@ -166,7 +160,7 @@ def _mlp(depth, width=4):
     return loss, params
 
 
-def test_max_nodes_names_the_output_and_its_size(private_cache):
+def test_max_nodes_names_the_output_and_its_size(cache_env):
     loss, params = _mlp(3)
     outputs = {"the loss": loss, "gradient of w0": sg.grad(loss, [params[0]])[0]}
     with pytest.raises(sg.ExpressionTooLarge) as err:
@@ -176,12 +170,12 @@ def test_max_nodes_names_the_output_and_its_size(private_cache):
     assert m, msg
     assert m.group(1) in outputs and int(m.group(2)) > 10
     assert isinstance(err.value, ValueError)
-    assert list(private_cache.rglob("*.py")) == []  # nothing cached for a refused compile
+    assert list(cache_env.rglob("*.py")) == []  # nothing cached for a refused compile
     f = sg.compile(outputs, max_nodes=10_000)  # a generous cap compiles
     assert f.path.exists()
 
 
-def test_max_lines_names_the_module_size(private_cache):
+def test_max_lines_names_the_module_size(cache_env):
     loss, params = _mlp(4)
     outputs = [loss, *sg.grad(loss, params)]
     with pytest.raises(sg.ExpressionTooLarge) as err:
@@ -192,12 +186,12 @@ def test_max_lines_names_the_module_size(private_cache):
     assert m, msg
     lines = int(m.group(1))
     assert lines > 20
-    assert list(private_cache.rglob("*.py")) == []
+    assert list(cache_env.rglob("*.py")) == []
     f = sg.compile(outputs, max_lines=lines)  # exactly at the cap is fine
     assert f.source.count("\n") <= lines + 1
 
 
-def test_caps_are_part_of_the_key(private_cache):
+def test_caps_are_part_of_the_key(cache_env):
     """A module compiled under a generous cap is not served to a compile with a tight one."""
     loss, params = _mlp(2)
     f = sg.compile(loss)
@@ -209,7 +203,7 @@ def test_caps_are_part_of_the_key(private_cache):
     assert sg.compile(loss).key == f.key
 
 
-def test_default_caps_allow_a_deep_chain(private_cache):
+def test_default_caps_allow_a_deep_chain(cache_env):
     """The defaults do not get in the way of ordinary models (a depth-8 MLP)."""
     loss, params = _mlp(8)
     f = sg.compile([loss, *sg.grad(loss, params)])

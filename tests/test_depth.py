@@ -8,8 +8,8 @@ The models are compiled in a fresh subprocess whose recursion limit is set to 10
 explicitly (pytest's own frames and a raised limit cannot hide a recursion there), and their
 gradients are checked against the tape (``symgrad.tape``) and against float64 central
 differences along a random direction. The default sizes (MLP depth 150, RNN 300 steps) are
-well past the old crash point; ``SYMGRAD_SLOW_TESTS=1`` runs the sizes of the issue (MLP
-depth 500, RNN 1,000 steps) as well.
+well past the old crash point; the sizes of the issue (MLP depth 500, RNN 1,000 steps) are
+marked ``slow`` and run with ``SYMGRAD_SLOW_TESTS=1`` or ``-m slow``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import pytest
 import symgrad as sg
 
 REPO = Path(__file__).resolve().parent.parent
-SLOW = os.environ.get("SYMGRAD_SLOW_TESTS") == "1"
 
 CHILD = textwrap.dedent(r'''
     import json, sys, warnings
@@ -152,14 +151,14 @@ def _check(r: dict):
     assert p["header"] and min(p["str"], p["repr"], p["latex"], p["grad_str"]) > 0
 
 
-CASES = [("mlp", 150), ("rnn", 300), ("chain", 300)]
-if SLOW:
-    CASES += [("mlp", 500), ("rnn", 1000)]
+CASES = [("mlp", 150), ("rnn", 300), ("chain", 300),
+         pytest.param("mlp", 500, marks=pytest.mark.slow),
+         pytest.param("rnn", 1000, marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("kind,n", CASES)
-def test_deep_model_compiles_at_the_default_recursion_limit(kind, n, tmp_path):
-    _check(_run(kind, n, tmp_path / "cache"))
+def test_deep_model_compiles_at_the_default_recursion_limit(kind, n, cache_env):
+    _check(_run(kind, n, cache_env))
 
 
 def _deep_mlp(depth, width=4):
@@ -236,10 +235,8 @@ def test_sympy_cse_and_diff_on_the_region_of_a_deep_chain(default_recursion_limi
 # ---------------------------------------------------------------------------------------
 
 
-def test_over_the_caps_is_refused_before_differentiating_and_remembered(tmp_path,
-                                                                        monkeypatch):
+def test_over_the_caps_is_refused_before_differentiating_and_remembered(cache_env):
     from symgrad import api
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
     loss = _deep_mlp(40)
     params = sorted((leaf for leaf in api.leaves_of([loss]) if leaf.role == "param"),
                     key=lambda s: s.name)
@@ -251,17 +248,15 @@ def test_over_the_caps_is_refused_before_differentiating_and_remembered(tmp_path
         assert all(g.is_lazy for g in grads)  # the gradients were never derived
         # the same compile again: the remembered answer, without generating anything
         calls = []
-        monkeypatch.setattr(api, "_generate", lambda *a, **k: calls.append(a))
-        with pytest.raises(sg.ExpressionTooLarge, match=limit):
-            sg.compile([loss, *grads], **cap)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(api, "_generate", lambda *a, **k: calls.append(a))
+            with pytest.raises(sg.ExpressionTooLarge, match=limit):
+                sg.compile([loss, *grads], **cap)
         assert calls == []
-        monkeypatch.undo()
-        monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def test_gradients_over_the_node_cap_are_refused_before_planning(tmp_path, monkeypatch):
+def test_gradients_over_the_node_cap_are_refused_before_planning(cache_env, monkeypatch):
     from symgrad import api
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
     loss = _deep_mlp(6)
     forward = api.count_nodes(loss.expr)
     params = [leaf for leaf in api.leaves_of([loss]) if leaf.role == "param"]

@@ -37,13 +37,14 @@ def _load(name: str):
     return module
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
+#: every test gets a fresh private cache (conftest's ``cache_env``)
+pytestmark = pytest.mark.usefixtures("cache_env")
 
 
-def _env(tmp_path) -> dict:
-    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / "cache"))
+def _env() -> dict:
+    """This process's environment (with the test's private cache) and the checkout on the
+    path."""
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
 
@@ -94,7 +95,7 @@ def test_a_changed_docstring_makes_the_page_stale(monkeypatch):
 
 def test_readme_samples_match_what_symgrad_generates(tmp_path):
     proc = subprocess.run([sys.executable, str(DOCS / "make_sample.py"), "--check"],
-                          cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -143,9 +144,9 @@ def test_tape_vs_symbolic_blocks_run(tmp_path):
 # Commands the README shows
 # ---------------------------------------------------------------------------------------
 
-def test_show_a_function_returning_loss_and_params(tmp_path):
+def test_show_a_function_returning_loss_and_params():
     proc = subprocess.run([sys.executable, "-m", "symgrad", "show",
-                           "examples/w1_two_layer.py:build"], cwd=ROOT, env=_env(tmp_path),
+                           "examples/w1_two_layer.py:build"], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     formulas = proc.stdout.split("# generated source", 1)[0]
@@ -155,7 +156,7 @@ def test_show_a_function_returning_loss_and_params(tmp_path):
     assert "return {'loss': loss, 'grad_w1': grad_w1, 'grad_w2': grad_w2}" in proc.stdout
 
 
-def test_shown_gradients_are_the_gradients():
+def test_shown_gradients_are_the_gradients(rng):
     """What ``show`` compiles for ``(loss, w1, w2)``, against central differences."""
     from symgrad.__main__ import _loss_and_sources, _with_gradients
     spec = importlib.util.spec_from_file_location("ex_w1", ROOT / "examples/w1_two_layer.py")
@@ -163,7 +164,6 @@ def test_shown_gradients_are_the_gradients():
     spec.loader.exec_module(module)
     built = module.build()
     f = sg.compile(_with_gradients(*_loss_and_sources(built)))
-    rng = np.random.default_rng(0)
     args = {"x": rng.standard_normal((5, 2)), "y": rng.standard_normal((5, 1)),
             "w1": rng.standard_normal((2, 3)), "w2": rng.standard_normal((3, 1))}
     out = f(**args)
@@ -176,9 +176,9 @@ def test_shown_gradients_are_the_gradients():
         assert np.vdot(out[f"grad_{name}"], direction) == pytest.approx(numeric, rel=1e-6)
 
 
-def test_show_unknown_name_lists_the_builtins(tmp_path):
+def test_show_unknown_name_lists_the_builtins():
     proc = subprocess.run([sys.executable, "-m", "symgrad", "show", "w9"], cwd=ROOT,
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+                          env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "w9" in proc.stderr and "w0, w1, w2, w3, w4" in proc.stderr
 

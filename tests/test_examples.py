@@ -30,13 +30,8 @@ from symgrad import workloads  # noqa: E402
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Generated modules go to a fresh directory, never the user's cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("symgrad-cache")))
-    yield
-    mp.undo()
+#: the tests of this module share one private cache (conftest's ``module_cache_env``)
+pytestmark = pytest.mark.usefixtures("module_cache_env")
 
 
 def load_example(name: str):
@@ -133,9 +128,8 @@ def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
     path.write_bytes(gzip.compress(raw) if gz else raw)
 
 
-def test_w3_mnist_mlp_reads_idx_files(tmp_path, capsys):
+def test_w3_mnist_mlp_reads_idx_files(tmp_path, capsys, rng):
     """``--mnist DIR`` trains on the IDX files found there (here: tiny random ones)."""
-    rng = np.random.default_rng(0)
     mnist = tmp_path / "mnist"
     mnist.mkdir()
     _write_idx(mnist / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (300, 28, 28)), True)

@@ -68,10 +68,6 @@ def assert_grads_close(got: dict, want: dict, rtol: float = 1e-6, atol: float = 
         np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=atol, err_msg=k)
 
 
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
 def w0_case(rng):
     return {"A": np.asarray(rng.normal())}, [(rng.normal(1, 0.1), 10.0) for _ in range(3)]
 
@@ -125,7 +121,7 @@ def _forward(params, x):
 
 @pytest.mark.parametrize("sizes", [(5, 3), (5, 4, 3), (6, 5, 4, 3), (4, 6, 5, 4, 3)])
 def test_mlp_loss_and_grads_match_finite_differences(sizes):
-    params, batches = w3_case(_rng(len(sizes)), sizes)
+    params, batches = w3_case(np.random.default_rng(len(sizes)), sizes)
     x, onehot = batches[0]
     loss, grads = mlp_loss_and_grads(params, x, onehot)
     assert loss == pytest.approx(float(np.mean((onehot - _forward(params, x)) ** 2)))
@@ -135,7 +131,7 @@ def test_mlp_loss_and_grads_match_finite_differences(sizes):
 @pytest.mark.parametrize("name", list(CASES))
 def test_first_sgd_update_is_minus_lr_times_gradient(name):
     step_cls, loss, case = CASES[name]
-    params, batches = case(_rng(1))
+    params, batches = case(np.random.default_rng(1))
     lr = 0.01
     step = step_cls(params, lr)
     for batch in batches[:2] if name == "W3" else batches[:1]:
@@ -151,7 +147,7 @@ def test_first_sgd_update_is_minus_lr_times_gradient(name):
 
 
 def test_w3_smaller_last_batch_and_float32():
-    params64, batches = w3_case(_rng(2), (8, 6, 5))
+    params64, batches = w3_case(np.random.default_rng(2), (8, 6, 5))
     step = W3Step({k: v.astype(np.float32) for k, v in params64.items()}, 0.05)
     ref = dict(params64)
     for x, onehot in batches:  # sizes 7, 7, 3
@@ -234,7 +230,7 @@ def exact_grads(name, params, *batch):
 @pytest.mark.parametrize("name", list(CASES))
 def test_exact_grads_oracle(name):
     _, loss, case = CASES[name]
-    params, batches = case(_rng(3))
+    params, batches = case(np.random.default_rng(3))
     assert_grads_close(exact_grads(name, params, *batches[0]),
                        fd_grads(loss, params, *batches[0]))
 
@@ -252,7 +248,7 @@ OPTIMIZER_CASES = [
 @pytest.mark.parametrize("optimizer,hyper", OPTIMIZER_CASES)
 def test_optimizers_match_pytorch_formulas_over_three_steps(name, optimizer, hyper):
     step_cls, loss, case = CASES[name]
-    params, batches = case(_rng(4))
+    params, batches = case(np.random.default_rng(4))
     lr = 0.01
     step = step_cls(params, lr, optimizer, **hyper)
     reference = ReferenceOptimizer(optimizer, lr, **hyper)

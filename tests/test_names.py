@@ -33,15 +33,8 @@ NAMES_PER_EXAMPLE = 4 * K
 MIN_NAMES = 1000
 EXAMPLES = int(os.environ.get("SYMGRAD_NAME_EXAMPLES",
                               "300" if os.environ.get("SYMGRAD_STRESS") else "50"))
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SYMGRAD_CACHE_DEBUG", raising=False)
-    C.MODULES.memo.clear()
-    yield tmp_path / "cache"
-    C.MODULES.memo.clear()
+#: every test gets a fresh private cache (conftest's ``cache_env``)
+pytestmark = pytest.mark.usefixtures("cache_env")
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,7 +301,7 @@ def test_allowlist_refuses_tampered_module(what, tmp_path):
     assert not sentinel.exists()
 
 
-def test_tampered_entry_with_valid_checksum_is_refused_and_rebuilt(private_cache, tmp_path):
+def test_tampered_entry_with_valid_checksum_is_refused_and_rebuilt(cache_env, tmp_path):
     """Even a tampered entry whose checksum was updated never runs: the allowlist stops it,
     the entry is rebuilt with a CacheWarning and the result is right."""
     x = sg.input("x", shape=(3,))

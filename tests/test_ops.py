@@ -587,6 +587,7 @@ def _chain_numpy(v, links):
     return v, dv
 
 
+@pytest.mark.slow  # ~10 s; the 600-op gradient chain below and test_depth run by default
 def test_deep_chain_of_2000_elementwise_ops_compiles_and_matches_numpy():
     links = 667  # three elementwise ops per link (sin, *, +): 2001 nested ops
     x = sg.input("x", shape=(4,))

@@ -56,11 +56,8 @@ FD_STEP = 2e-4
 STATS: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("symgrad-cache")))
-        yield
+#: the tests of this module share one private cache (conftest's ``module_cache_env``)
+pytestmark = pytest.mark.usefixtures("module_cache_env")
 
 
 def _reset_stats():

@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import cache as C
 
 mpmath.mp.dps = 50
 
@@ -39,12 +38,8 @@ K = 5  # row length for the softmax-like cases
 REPORT: dict = {}
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "stab-cache"))
-    C.MODULES.memo.clear()
-    yield
-    C.MODULES.memo.clear()
+#: the tests of this module share one private cache (conftest's ``module_cache_env``)
+pytestmark = pytest.mark.usefixtures("module_cache_env")
 
 
 # ---------------------------------------------------------------------------------------

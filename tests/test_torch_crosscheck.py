@@ -45,11 +45,8 @@ def torch():
     return _import_torch()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("symgrad-cache")))
-        yield
+#: the tests of this module share one private cache (conftest's ``module_cache_env``)
+pytestmark = pytest.mark.usefixtures("module_cache_env")
 
 
 def test_torch_is_available():
@@ -100,6 +97,17 @@ def torch_gradients(torch, model, params: dict, data: dict):
     return float(loss.detach()), {n: p.grad.numpy() for n, p in tparams.items()}
 
 
+def all_three(torch, symbolic, tape_model, torch_model, params: dict, batch: dict,
+              torch_data: dict | None = None):
+    """``(loss, {name: gradient})`` at the same point from the compiled code of
+    ``symbolic()``, from the tape and from torch (which reads ``torch_data`` if given)."""
+    loss, sp, si = symbolic()
+    torch_data = batch if torch_data is None else torch_data
+    return (sym_gradients(loss, sp, si, {**batch, **params}),
+            tape_gradients(tape_model, params, batch),
+            torch_gradients(torch, torch_model, params, torch_data))
+
+
 # ------------------------------------------------------------------------------------------
 # W1: two-layer linear network
 # ------------------------------------------------------------------------------------------
@@ -131,10 +139,8 @@ def test_w1_gradients(torch, step):
     xb, yb = workloads.w1_batch(data, step)
     params = {"w1": data["w1"], "w2": data["w2"]}
     batch = {"x": xb, "y": yb}
-    loss, sp, si = w1_symbolic()
-    s_loss, s_grads = sym_gradients(loss, sp, si, {**batch, **params})
-    t_loss, t_grads = tape_gradients(w1_tape, params, batch)
-    r_loss, r_grads = torch_gradients(torch, w1_torch, params, batch)
+    (s_loss, s_grads), (t_loss, t_grads), (r_loss, r_grads) = all_three(
+        torch, w1_symbolic, w1_tape, w1_torch, params, batch)
     assert_close("loss", [s_loss, t_loss], [r_loss, r_loss])
     three_way(params, s_grads, t_grads, r_grads)
 
@@ -338,10 +344,8 @@ def _w3_data(batch=32, seed=0):
 
 def test_w3_gradients(torch):
     params, batch = _w3_data()
-    loss, sp, si = w3_symbolic()
-    s_loss, s_grads = sym_gradients(loss, sp, si, {**batch, **params})
-    t_loss, t_grads = tape_gradients(w3_tape, params, batch)
-    r_loss, r_grads = torch_gradients(torch, w3_torch, params, batch)
+    (s_loss, s_grads), (t_loss, t_grads), (r_loss, r_grads) = all_three(
+        torch, w3_symbolic, w3_tape, w3_torch, params, batch)
     assert_close("loss", [s_loss, t_loss], [r_loss, r_loss])
     three_way(W3_NAMES, s_grads, t_grads, r_grads)
 
@@ -387,10 +391,8 @@ def cls_torch(p, d):
 def test_softmax_cross_entropy_classifier_gradients(torch):
     params, data = _cls_data()
     batch = {"x": data["x"], "onehot": data["onehot"]}
-    loss, sp, si = cls_symbolic()
-    s_loss, s_grads = sym_gradients(loss, sp, si, {**batch, **params})
-    t_loss, t_grads = tape_gradients(cls_tape, params, batch)
-    r_loss, r_grads = torch_gradients(torch, cls_torch, params, data)
+    (s_loss, s_grads), (t_loss, t_grads), (r_loss, r_grads) = all_three(
+        torch, cls_symbolic, cls_tape, cls_torch, params, batch, torch_data=data)
     assert_close("loss", [s_loss, t_loss], [r_loss, r_loss])
     three_way(CLS_NAMES, s_grads, t_grads, r_grads)
 
@@ -400,10 +402,8 @@ def test_softmax_cross_entropy_is_stable_like_torch(torch):
     params, data = _cls_data()
     params = {k: v * (300.0 if k.startswith("w") else 1.0) for k, v in params.items()}
     batch = {"x": data["x"], "onehot": data["onehot"]}
-    loss, sp, si = cls_symbolic()
-    s_loss, s_grads = sym_gradients(loss, sp, si, {**batch, **params})
-    t_loss, t_grads = tape_gradients(cls_tape, params, batch)
-    r_loss, r_grads = torch_gradients(torch, cls_torch, params, data)
+    (s_loss, s_grads), (t_loss, t_grads), (r_loss, r_grads) = all_three(
+        torch, cls_symbolic, cls_tape, cls_torch, params, batch, torch_data=data)
     assert np.isfinite(s_loss) and all(np.all(np.isfinite(g)) for g in s_grads.values())
     assert_close("loss", [s_loss, t_loss], [r_loss, r_loss], rtol=1e-9)
     three_way(CLS_NAMES, s_grads, t_grads, r_grads, rtol=1e-9)

@@ -40,13 +40,8 @@ from symgrad import tape as tp  # noqa: E402
 RTOL = 1e-10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Generated modules go to a fresh directory, never the user's cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("symgrad-cache")))
-    yield
-    mp.undo()
+#: the tests of this module share one private cache (conftest's ``module_cache_env``)
+pytestmark = pytest.mark.usefixtures("module_cache_env")
 
 
 def assert_same(got: dict, want: dict, what: str) -> None:
@@ -495,10 +490,11 @@ def test_w1_matches_the_tutorials_log():
 W3_ACCURACY = {"digits": 0.9, "synthetic": 0.9}
 
 
-def test_w3_learns_the_default_data():
+@pytest.mark.slow  # 10-20 s of training; test_examples runs W3's quick mode by default
+def test_w3_learns_the_default_data(rng):
     x, labels, description = data.default_digits(n_synthetic=6000)
     kind = "digits" if x.shape[1] == 64 else "synthetic"
-    order = np.random.default_rng(0).permutation(len(x))
+    order = rng.permutation(len(x))
     n_test = len(x) // 5
     test, train = order[:n_test], order[n_test:]
     sizes = (x.shape[1], 256, 128, 10)

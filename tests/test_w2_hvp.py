@@ -1,14 +1,10 @@
 """docs/workloads.md W2 (gradients checkable by hand) and second derivatives."""
 
-import os
-import tempfile
-
 import numpy as np
+import pytest
 import sympy
 
-os.environ.setdefault("SYMGRAD_CACHE_DIR", tempfile.mkdtemp(prefix="symgrad-w2-"))
-
-import symgrad as sg  # noqa: E402
+import symgrad as sg
 
 
 def _same_formula(printed: str, expected: str) -> bool:
@@ -75,8 +71,7 @@ def test_w2_5_several_targets_with_grad_ys_and_stop_gradient():
     np.testing.assert_allclose(sg.compile(g, inputs=[ga, w])(gav, wv), 2.0 * gav + wv)
 
 
-def test_hessian_vector_product_of_a_small_mlp():
-    rng = np.random.default_rng(0)
+def test_hessian_vector_product_of_a_small_mlp(rng):
     x = sg.input("x", (5, 3))
     w1, w2 = sg.param("w1", (3, 4)), sg.param("w2", (4, 2))
     loss = sg.mean(sg.tanh(sg.tanh(x @ w1) @ w2) ** 2)
@@ -105,6 +100,7 @@ def test_unconnected_param_gets_zeros_and_shape_errors_name_the_op():
         raise AssertionError("no ShapeError")
 
 
+@pytest.mark.slow  # ~20 s; test_depth's chain-300 covers deep chains in the default run
 def test_deep_chain_compiles_and_matches_numpy():
     x = sg.input("x", (3,))
     y, yv = x, np.array([0.1, -0.4, 0.8])
