@@ -47,6 +47,7 @@ SAFE_BUILTINS = frozenset({
 NP_NAMES = frozenset({
     # elementwise math
     "abs", "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
+    "reciprocal",
     "square", "sqrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "logaddexp",
     "logaddexp2", "sin", "cos", "tan", "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan",
     "arctan2", "arcsinh", "arccosh", "arctanh", "hypot", "floor", "ceil", "mod", "sign",

@@ -774,3 +774,43 @@ def test_info_names_each_function(cache_env, capsys):
     assert "w: param (3,) float64" in out
     assert "compute: y; inputs: x: input (3,) float64 [arrays: b, w]" in out
     assert "key:       present" in out
+
+
+def test_every_numpy_name_the_generator_writes_is_allowed():
+    # the positive allowlist and the code generator must not drift apart: a numpy name in
+    # the code the generator writes (the string literals of codegen, the printer, the op
+    # rules and the optimizers; the templates' code) but missing from safety.NP_NAMES would
+    # make every module using it fail to load
+    import ast
+    import re
+    from pathlib import Path
+
+    from symgrad.safety import NP_NAMES
+    root = Path(sg.__file__).resolve().parent
+    texts = []
+    for name in ("codegen.py", "printer.py", "ops.py", "functions.py", "train.py", "optim.py",
+                 "stable.py"):
+        tree = ast.parse((root / name).read_text())
+        docstrings = _docstrings(tree)
+        texts += [n.value for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                  and id(n) not in docstrings]
+    for path in sorted((root.parent / "templates").glob("*.j2")):
+        code = re.sub(r'"""[\s\S]*?"""', "", path.read_text())
+        texts.append(re.sub(r"#.*", "", code))
+    used = {m for t in texts for m in re.findall(r"\bnp\.([a-z_][a-z0-9_]*)", t)}
+    missing = sorted(used - NP_NAMES - {"ma", "logical_and", "logical_or"})
+    assert not missing, f"printed but not allowed: {missing}"
+    assert {"reciprocal", "sqrt", "divide", "multiply"} <= used  # the scan sees the printers
+
+
+def _docstrings(tree) -> set:
+    """ids of the docstring constants of a module, its classes and functions."""
+    import ast
+    out = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant):
+            out.add(id(body[0].value))
+    return out
