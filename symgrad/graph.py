@@ -55,21 +55,23 @@ def post_order(roots: Iterable, children: Optional[Callable[[Any], Iterable]] = 
     """
     children = args_of if children is None else children
     seen = set() if seen is None else seen
+    enter = seen.add  # bound once, as are push and pop: this loop runs once per node
     for root in roots:
         if root in seen:
             continue
-        seen.add(root)
+        enter(root)
         # each frame is a node and the iterator over its children still to enter
         stack = [(root, iter(children(root)))]
+        push, pop = stack.append, stack.pop
         while stack:
             node, pending = stack[-1]
             for child in pending:
                 if child not in seen:
-                    seen.add(child)
-                    stack.append((child, iter(children(child))))
+                    enter(child)
+                    push((child, iter(children(child))))
                     break
             else:  # every child done
-                stack.pop()
+                pop()
                 yield node
 
 
@@ -106,7 +108,8 @@ def rebuild(expr, fn: Callable[[Any, tuple], Any],
                 return ()
         return node.args
 
+    result = memo.__getitem__
     for node in post_order((expr,), enter):
         if node not in memo:
-            memo[node] = fn(node, tuple(memo[a] for a in node.args))
+            memo[node] = fn(node, tuple(map(result, node.args)))
     return memo[expr]
