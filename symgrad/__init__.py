@@ -19,8 +19,8 @@ import sympy.tensor.tensor  # noqa: F401  SymPy imports it at the first Add of a
 
 from ._version import __version__
 from .api import CompiledFunction, ExpressionTooLarge, compile, grad
-from .cache import CacheError, cache_dir
-from .diff import GradientError
+from .runtime.cache import CacheError, cache_dir
+from .compiler.diff import GradientError
 from .expr import (PUBLIC_OPS, Tensor, abs, as_tensor, broadcast_to, clip, constant, cos,
                    custom_gradient, exp, input, l2_loss, log, log_sigmoid, log_softmax,
                    logsumexp, matmul, max, maximum, mean, minimum, norm, one_hot, param, relu,
@@ -28,7 +28,7 @@ from .expr import (PUBLIC_OPS, Tensor, abs, as_tensor, broadcast_to, clip, const
                    softmax_cross_entropy, softplus, sqrt, square, stop_gradient, sum, tanh,
                    transpose, where)
 from . import optim
-from .printer import latex
+from .compiler.printer import latex
 from .train import TrainState, TrainStep, train_step
 from .expr import SharedParameterWarning, SymgradWarning
 from .gradcheck import GradCheckReport, GradientCheckError, check_grad

@@ -44,12 +44,12 @@ def _age(seconds: float) -> str:
 
 
 def _directory(args):
-    from .cache import cache_dir
+    from .runtime.cache import cache_dir
     return Path(args.dir).expanduser() if args.dir else cache_dir()
 
 
 def cmd_cache_info(args) -> int:
-    from .cache import info
+    from .runtime.cache import info
     d = _directory(args)
     data = info(d)
     print(f"directory: {d}")
@@ -78,7 +78,7 @@ def cmd_cache_info(args) -> int:
 
 
 def cmd_cache_clear(args) -> int:
-    from .cache import clear_report
+    from .runtime.cache import clear_report
     d = _directory(args)
     r = clear_report(d)
     n = r["removed"]
@@ -112,7 +112,7 @@ def _parse_size(text: str) -> int:
 
 
 def cmd_cache_prune(args) -> int:
-    from .cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SIZE, prune
+    from .runtime.cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SIZE, prune
     d = _directory(args)
     max_size = _parse_size(args.max_size) if args.max_size is not None else DEFAULT_MAX_SIZE
     max_age = args.max_age if args.max_age is not None else DEFAULT_MAX_AGE_DAYS
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .cache import CacheError
+    from .runtime.cache import CacheError
     try:
         return args.func(args)
     except CacheError as err:

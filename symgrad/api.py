@@ -19,15 +19,15 @@ from typing import Any, Optional
 import numpy as np
 import sympy
 
-from . import cache as C
-from .codegen import ModuleSpec, render, template_text
-from .diff import GradientError, gradients
+from .runtime import cache as C
+from .compiler.codegen import ModuleSpec, render, template_text
+from .compiler.diff import GradientError, gradients
 from .expr import Tensor, as_tensor
 from .graph import post_order
 from .nodes import TensorOp, TensorSymbol
-from .ops import BroadcastTo
-from .optimize import plan
-from .printer import formula
+from .ops.structural import BroadcastTo
+from .compiler.optimize import plan
+from .compiler.printer import formula
 from .shapes import format_shape
 
 __all__ = ["grad", "compile", "CompiledFunction", "leaves_of", "ExpressionTooLarge"]
@@ -314,7 +314,7 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         Evaluate in the buffers of temporaries that die there (the default: fewer
         allocations). ``False`` gives every value its own array: the plain reference that
         the in-place plan is tested against. Either way the module is verified before it
-        runs (:mod:`symgrad.verify`).
+        runs (:mod:`symgrad.compiler.verify`).
 
     Returns
     -------
@@ -384,7 +384,7 @@ LINES_PER_OP = 0.9
 
 def _estimated_lines(exprs) -> int:
     """A lower bound on the lines of the module computing ``exprs`` (iterative walk)."""
-    from .ops import Let, PermuteDims
+    from .ops.structural import Let, PermuteDims
     ops = sum(1 for e in post_order(exprs)
               if isinstance(e, TensorOp) and not isinstance(e, Let) and not (
                   isinstance(e, PermuteDims) and isinstance(e.args[0], TensorSymbol)))
@@ -438,7 +438,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     # as a row of the input table and a line of the header: a program already over the cap
     # is refused before rendering (below _RENDER_CHEAP lines rendering is quick, and the
     # exact line count is the clearer answer)
-    from .ops import PermuteDims
+    from .ops.structural import PermuteDims
     planned = 2 * len(chosen) + sum(1 for st in program.statements
                                     if not isinstance(st.value, PermuteDims))
     if planned > opts["max_lines"] and planned >= _RENDER_CHEAP:

@@ -6,7 +6,7 @@ methods (``@``, ``.T``, ``[...]``, ``.sum()``, ``.shape``, ``.dtype``) over a Sy
 :class:`~symgrad.shapes.ShapeError` naming the op, the operands and their shapes.
 
 Elementwise math is ordinary SymPy arithmetic on real leaves; everything else is a node
-from :mod:`symgrad.ops`. :data:`PUBLIC_OPS` lists every operation a user can call; the test
+from :mod:`symgrad.ops.structural`. :data:`PUBLIC_OPS` lists every operation a user can call; the test
 suite has one spec row per entry and fails when one is missing.
 """
 
@@ -22,8 +22,8 @@ from typing import Callable, Optional
 import numpy as np
 import sympy
 
-from . import functions as F
-from . import ops as O
+from .ops import elementwise as F
+from .ops import structural as O
 from .nodes import CONSTANT_VALUES, TensorOp, TensorSymbol, info
 from .shapes import ShapeError, as_shape, broadcast_shapes, format_shape, normalize_axes
 
@@ -97,7 +97,7 @@ class Tensor:
         return f"Tensor({self}, shape={format_shape(self.shape)}, dtype={dtype})"
 
     def __str__(self) -> str:
-        from .printer import formula
+        from .compiler.printer import formula
         return formula(self.expr)
 
     def __bool__(self):

@@ -48,17 +48,17 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 import sympy
 
-from . import cache as C
+from .runtime import cache as C
 from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
                   grad, leaves_of)
-from .codegen import ModuleSpec, render, template_text, writable_origins
-from .verify import verify_source
+from .compiler.codegen import ModuleSpec, render, template_text, writable_origins
+from .compiler.verify import verify_source
 from .expr import Tensor, as_tensor, check_repeated_params
 from .graph import rebuild
 from .nodes import TensorOp, TensorSymbol, info
 from .optim import Optimizer, _SymbolicOps
-from .optimize import plan
-from .printer import formula
+from .compiler.optimize import plan
+from .compiler.printer import formula
 from .shapes import Dim, format_shape
 
 __all__ = ["train_step", "TrainStep", "TrainState"]
@@ -931,7 +931,7 @@ def _in_scratch(rest, var, dead: dict, p, names, temp_name):
     of the ``dead`` gradient buffers, along the longest in-place chain from one of its
     leaves; None when none fits. The scratch buffer must not be read by ``rest`` except as
     the chain's own leaf."""
-    from .codegen import _spine
+    from .compiler.codegen import _spine
     if not dead or info(rest) != (var.shape, var.dtype) or (-rest).is_Symbol \
             or rest.is_Symbol:
         return None  # var -= g is one pass with no temporary already

@@ -116,7 +116,7 @@ def compare_with_no_reuse_twin():
 # Shared fixtures: a private cache per test or per module, a seeded generator
 # ---------------------------------------------------------------------------------------
 
-from symgrad import cache as _cache  # noqa: E402
+from symgrad.runtime import cache as _cache  # noqa: E402
 
 
 def _forget_in_process_state() -> None:

@@ -36,8 +36,8 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import cache as C
-from symgrad import codegen
+from symgrad.runtime import cache as C
+from symgrad.compiler import codegen
 from symgrad.__main__ import main as cli_main
 
 from cache_model import W, X, correct, model, reference
@@ -444,7 +444,7 @@ def test_template_change_misses(cache_env, capsys, monkeypatch, tmp_path):
 
 
 _FRESH_PROCESS = textwrap.dedent("""
-    import sys, numpy as np, symgrad as sg, symgrad.api as api, symgrad.cache as C
+    import sys, numpy as np, symgrad as sg, symgrad.api as api, symgrad.runtime.cache as C
     if sys.argv[1] == "forbid":
         def boom(*a, **k):
             raise AssertionError("a cache hit must not differentiate or plan")

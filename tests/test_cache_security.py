@@ -45,10 +45,10 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import cache as C
-from symgrad import trust
+from symgrad.runtime import cache as C
+from symgrad.runtime import trust
 from symgrad.__main__ import main as cli_main
-from symgrad.safety import UnsafeModuleError, check_module_source
+from symgrad.runtime.safety import UnsafeModuleError, check_module_source
 
 from cache_model import W, X, correct, model
 
@@ -627,7 +627,7 @@ def _data_expected():
 
 
 _HIT_IN_A_NEW_PROCESS = textwrap.dedent("""
-    import sys, numpy as np, symgrad.cache as C
+    import sys, numpy as np, symgrad.runtime.cache as C
     mod = C.MODULES.lookup(sys.argv[1])
     assert mod is not None, "no hit"
     out = mod.namespace["compute"](np.array([0.5, -1.0, 2.0]))
@@ -785,7 +785,7 @@ def test_every_numpy_name_the_generator_writes_is_allowed():
     import re
     from pathlib import Path
 
-    from symgrad.safety import NP_NAMES
+    from symgrad.runtime.safety import NP_NAMES
     root = Path(sg.__file__).resolve().parent
     texts = []
     for name in ("codegen.py", "printer.py", "ops.py", "functions.py", "train.py", "optim.py",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import cache as C
+from symgrad.runtime import cache as C
 
 #: every test gets a fresh private cache (conftest's ``cache_env``)
 pytestmark = pytest.mark.usefixtures("cache_env")

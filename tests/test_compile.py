@@ -240,13 +240,13 @@ BUILD = textwrap.dedent("""
 
 CHILD = textwrap.dedent("""
     import json
-    import symgrad.api, symgrad.diff
+    import symgrad.api, symgrad.compiler.diff
 
     def refuse(*args, **kwargs):
         raise AssertionError("the second process differentiated: the cache missed")
 
     # no differentiation and no code generation in this process
-    symgrad.diff.gradients = symgrad.api.gradients = refuse
+    symgrad.compiler.diff.gradients = symgrad.api.gradients = refuse
     symgrad.api.plan = symgrad.api.render = refuse
     SCALE = @SCALE@
 """) + BUILD + textwrap.dedent("""

@@ -2,7 +2,7 @@
 
 * ``inf``, ``-inf`` and ``nan`` print as ``np.inf`` / ``np.nan`` in expressions and in
   constants (the masking idiom of attention, ``where(mask, x, -inf)``);
-* a constant above :data:`symgrad.codegen.INLINE_CONSTANT_LIMIT` elements is stored in the
+* a constant above :data:`symgrad.compiler.codegen.INLINE_CONSTANT_LIMIT` elements is stored in the
   module's cache entry (under its HMAC) and read as ``_DATA[...]``, not printed: the module
   stays small, a new process loads it from the cache, and the numbers are the same;
 * ``exp(a + b) * exp(-a)`` becomes ``exp(b)``: finite where the uncombined product is
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.codegen import INLINE_CONSTANT_LIMIT
+from symgrad.compiler.codegen import INLINE_CONSTANT_LIMIT
 
 
 def test_where_with_minus_inf_prints_and_runs():
@@ -77,7 +77,7 @@ def test_large_constant_is_stored_with_the_module(tmp_path):
     # a new process finds it in the cache, arrays and all, without differentiating again
     script = textwrap.dedent(f"""
         import numpy as np, symgrad as sg
-        import symgrad.diff as D
+        import symgrad.compiler.diff as D
         def refuse(*a, **k):
             raise AssertionError("differentiated on a cache hit")
         D.gradients = refuse

@@ -195,7 +195,7 @@ def test_str_repr_latex_of_a_deep_model_use_let_bound_names(default_recursion_li
 
 
 def test_formula_limit_abbreviates(default_recursion_limit):
-    from symgrad.printer import formula
+    from symgrad.compiler.printer import formula
     loss = _deep_mlp(200)
     short = formula(loss.expr, limit=300)
     assert short.endswith("...") and len(short) < 1000

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symgrad as sg
-from symgrad import cache as C
-from symgrad.safety import UnsafeModuleError, check_module_source
+from symgrad.runtime import cache as C
+from symgrad.runtime.safety import UnsafeModuleError, check_module_source
 
 #: per example: K inputs + K params + 2K output keys
 K = 16

@@ -1,6 +1,6 @@
 """The buffer plan is correct by construction, and the verifier proves it on every compile.
 
-* :mod:`symgrad.verify` on hand-written functions: each way of reading a buffer after it was
+* :mod:`symgrad.compiler.verify` on hand-written functions: each way of reading a buffer after it was
   overwritten (through ``out=``, ``+=``, ``x[...] =``, ``np.add.at``, through a view) is
   refused, naming the value and both lines; writes into the caller's arrays are refused
   unless allowed (a train step's state); correct in-place chains pass.
@@ -19,7 +19,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import tape as tp
-from symgrad.verify import VerificationError, verify_source
+from symgrad.compiler.verify import VerificationError, verify_source
 
 
 def _verify(body: str, params="x, y", writable=("temp",)):

@@ -8,10 +8,10 @@ Promises:
 * Location: ``SYMGRAD_CACHE_DIR``, else the user cache directory; created private to the
   user (0700). A root that others can write to, or that another user owns, is refused
   (:class:`CacheError`). Every path under it is opened and checked race-free
-  (:mod:`symgrad.trust`): a subdirectory or entry that is a symlink, belongs to another
+  (:mod:`symgrad.runtime.trust`): a subdirectory or entry that is a symlink, belongs to another
   user or is writable by others is never read.
 * Entries are authenticated: the first line carries an HMAC-SHA256, under a per-user key kept
-  in the cache root (0600, see :mod:`symgrad.trust`), of everything after the tag (the rest
+  in the cache root (0600, see :mod:`symgrad.runtime.trust`), of everything after the tag (the rest
   of the header, the module source and any arrays stored with it), bound to the entry's key.
   The tag is checked with ``hmac.compare_digest`` before anything is decoded, parsed or
   compiled. An entry without a valid tag (truncated, empty, edited, forged with a
@@ -23,7 +23,7 @@ Promises:
   back with ``np.load(..., allow_pickle=False)``, made read-only and given to the module as
   the dict ``_DATA`` before its code runs (from disk and in memory alike).
 * Before a module runs (fresh or from disk), its AST passes the positive allowlist
-  :func:`symgrad.safety.check_module_source`; a fresh module is checked before anything is
+  :func:`symgrad.runtime.safety.check_module_source`; a fresh module is checked before anything is
   written, so a module that would be refused never reaches the disk. It runs with a reduced
   set of builtins whose ``__import__`` imports only numpy (and, for numpy's
   own lazy imports, its submodules).
@@ -43,7 +43,7 @@ Promises:
   info|clear|prune``.
 
 Test hook: ``SYMGRAD_CACHE_TEST_KILL_AT=<n>`` SIGKILLs a writer after the first ``n`` bytes
-of an entry's temp file (see :mod:`symgrad.trust`).
+of an entry's temp file (see :mod:`symgrad.runtime.trust`).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ import numpy as np
 import sympy
 
 from . import trust
-from ._version import __version__
-from .graph import post_order
+from .._version import __version__
+from ..graph import post_order
 from .safety import SAFE_BUILTINS, check_module_source
 from .trust import UntrustedPath
 
@@ -77,7 +77,7 @@ __all__ = ["CacheError", "CacheWarning", "cache_dir", "make_key", "serialize", "
            "MODULES", "version_fingerprint", "entries", "info", "clear", "prune", "execute",
            "check_entry", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_AGE_DAYS"]
 
-log = logging.getLogger("symgrad.cache")
+log = logging.getLogger("symgrad.runtime.cache")
 HEADER = "# symgrad-entry "
 #: every entry starts with these bytes, then the 64 hex digits of its tag
 MAGIC = b"# symgrad-entry hmac-sha256="
@@ -120,8 +120,9 @@ def _package_digest() -> str:
     global _PACKAGE_DIGEST
     if _PACKAGE_DIGEST is None:
         h = hashlib.sha256()
-        for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-            h.update(path.name.encode())
+        package = Path(__file__).resolve().parent.parent
+        for path in sorted(package.rglob("*.py")):
+            h.update(path.relative_to(package).as_posix().encode())
             h.update(path.read_bytes())
         _PACKAGE_DIGEST = h.hexdigest()[:16]
     return _PACKAGE_DIGEST
@@ -177,7 +178,7 @@ def _part_label(index: int, text: str) -> str:
     if text == version_fingerprint():
         return "versions (symgrad/SymPy/NumPy/Python)"
     try:
-        from .codegen import template_text
+        from ..compiler.codegen import template_text
         if text == template_text():
             return "templates"
     except Exception:  # noqa: BLE001 - a label is best effort

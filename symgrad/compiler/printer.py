@@ -8,8 +8,8 @@ differs for symgrad:
   numpy treats Python scalars as *weak*, so float32 arrays stay float32;
 * boolean masks (``x > 0``) are multiplied after a float factor, or cast, so a mask never
   turns a float32 product into int64 or float64;
-* structural nodes print through their own ``print_numpy`` rule (see :mod:`symgrad.ops`),
-  elementwise symgrad functions through ``numpy_form`` (see :mod:`symgrad.functions`).
+* structural nodes print through their own ``print_numpy`` rule (see :mod:`symgrad.ops.structural`),
+  elementwise symgrad functions through ``numpy_form`` (see :mod:`symgrad.ops.elementwise`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditi
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from .functions import ELEMENTWISE_FUNCTIONS, step
-from .graph import post_order
-from .nodes import TensorOp, TensorSymbol, dtype_of, is_tensor_free
-from .shapes import Dim
+from ..ops.elementwise import ELEMENTWISE_FUNCTIONS, step
+from ..graph import post_order
+from ..nodes import TensorOp, TensorSymbol, dtype_of, is_tensor_free
+from ..shapes import Dim
 
 __all__ = ["NumpySourcePrinter", "formula", "latex"]
 

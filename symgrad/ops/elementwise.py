@@ -1,7 +1,7 @@
 """Elementwise functions that SymPy does not have, each defined once as a SymPy Function.
 
 Each class states its derivative (``fdiff``, so ``sympy.diff`` differentiates through it),
-and its numpy form (``numpy_form``, used by :mod:`symgrad.printer`). Conventions at kinks
+and its numpy form (``numpy_form``, used by :mod:`symgrad.compiler.printer`). Conventions at kinks
 follow PyTorch: d relu(0) = 0, the step function is 0 at 0, d sign = 0.
 
 The numpy forms are the stable ones: ``sigmoid`` never overflows, ``softplus`` is

@@ -2,14 +2,14 @@
 
 ``plan(outputs, ...)`` produces a :class:`Program`:
 
-1. stable rewrites (:mod:`symgrad.stable`) on every elementwise region;
+1. stable rewrites (:mod:`symgrad.compiler.stable`) on every elementwise region;
 2. every structural node becomes one statement (shared nodes are computed once);
 3. ``sympy.cse`` runs over all the elementwise expressions of all outputs together, so the
    backward pass reuses forward intermediates (the relu mask, ``out - y``, ...);
 4. dead code never enters: only what the outputs reach is planned;
 5. statements are ordered by their dependencies (a stable topological sort).
 
-The program holds SymPy expressions over temporaries; :mod:`symgrad.codegen` prints it.
+The program holds SymPy expressions over temporaries; :mod:`symgrad.compiler.codegen` prints it.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Optional
 import numpy as np
 import sympy
 
-from .nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
+from ..nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
                     xreplace_dag)
-from .functions import relu, step
-from .graph import post_order
-from .ops import CustomGradient
+from ..ops.elementwise import relu, step
+from ..graph import post_order
+from ..ops.structural import CustomGradient
 from .stable import rewrite
 
 __all__ = ["Statement", "Program", "plan", "value_args"]
@@ -228,7 +228,7 @@ def _leaves(statements, outs) -> list:
 
 
 def free_dims(exprs) -> set:
-    from .shapes import Dim
+    from ..shapes import Dim
     out = set()
     for e in exprs:
         out |= {s for s in e.free_symbols if isinstance(s, Dim)}

@@ -1,10 +1,10 @@
 """The allowlist a generated module must pass before it is ever executed.
 
 It is the second wall: a cached entry runs only after its HMAC verified (see
-:mod:`symgrad.cache`), and then only if its AST is made of what symgrad's code generator
+:mod:`symgrad.runtime.cache`), and then only if its AST is made of what symgrad's code generator
 emits, and nothing else. The lists below are positive, taken from what the generator writes
-(``templates/*.j2``, :mod:`symgrad.printer`, :mod:`symgrad.ops`, :mod:`symgrad.functions`,
-:mod:`symgrad.codegen`, :mod:`symgrad.train`, :mod:`symgrad.optim`, and the SymPy
+(``templates/*.j2``, :mod:`symgrad.compiler.printer`, :mod:`symgrad.ops.structural`, :mod:`symgrad.ops.elementwise`,
+:mod:`symgrad.compiler.codegen`, :mod:`symgrad.train`, :mod:`symgrad.optim`, and the SymPy
 ``NumPyPrinter`` forms the printer inherits), cross-checked against every module the test
 suite and the examples generate. A module passes when:
 

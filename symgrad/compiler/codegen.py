@@ -1,8 +1,8 @@
-"""Generate stage: print a :class:`~symgrad.optimize.Program` as a numpy Python module.
+"""Generate stage: print a :class:`~symgrad.compiler.optimize.Program` as a numpy Python module.
 
 The module is laid out by the jinja2 templates in ``templates/`` (header with the
 formulas, the input spec, the symgrad version and the cache key; the input checks; the
-straight-line body; the return). The math comes from :mod:`symgrad.printer`, never from
+straight-line body; the return). The math comes from :mod:`symgrad.compiler.printer`, never from
 template logic. The module imports numpy and nothing else.
 
 Names: every identifier in the source is chosen by :class:`Namer`. User names are reduced
@@ -27,10 +27,10 @@ import jinja2
 import numpy as np
 import sympy
 
-from .nodes import TensorSymbol, info
+from ..nodes import TensorSymbol, info
 from .optimize import Program
 from .printer import NumpySourcePrinter, float_literal, formula
-from .shapes import Dim, format_shape
+from ..shapes import Dim, format_shape
 from .verify import verify_source
 
 __all__ = ["Namer", "ModuleSpec", "render", "comment_safe", "template_text"]
@@ -107,7 +107,7 @@ class ModuleSpec:
     #: the reference the in-place plan is tested against)
     reuse_buffers: bool = True
     #: verify the rendered module here (False: the caller post-processes the source and
-    #: verifies the final text itself, with :func:`symgrad.verify.verify_source`)
+    #: verifies the final text itself, with :func:`symgrad.compiler.verify.verify_source`)
     verify: bool = True
     #: filled by :func:`render`: arrays the module reads as ``_DATA[name]`` (large constants),
     #: to be stored with it
@@ -143,7 +143,7 @@ def _packaged_template_dir() -> Path:
             return d
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 @lru_cache(maxsize=None)
@@ -242,7 +242,7 @@ INLINE_CONSTANT_LIMIT = 64
 def _constant_lines(program, names, data: dict) -> list:
     """Module-level lines binding each constant: a literal when small, else a read of the
     array stored with the module (added to ``data``)."""
-    from .nodes import CONSTANT_VALUES
+    from ..nodes import CONSTANT_VALUES
     lines = []
     for leaf in program.leaves:
         if leaf.role != "constant":
@@ -393,7 +393,7 @@ class _BufferReuse:
     the last time by this statement, prints as ``t = np.add(a, b, out=a)``: no allocation,
     and the result stays hot in cache. Likewise ``np.subtract``, ``np.multiply``, the unary
     ufuncs and relu's ``np.maximum``. The first step of such a chain names its result, so
-    every name in the generated code means one value (:mod:`symgrad.verify` checks it).
+    every name in the generated code means one value (:mod:`symgrad.compiler.verify` checks it).
     """
 
     def __init__(self, program: Program, namer: Namer, enabled: bool = True):
@@ -459,7 +459,7 @@ class _BufferReuse:
         return [], None
 
     def done(self, s) -> None:
-        from .ops import MatMul
+        from ..ops.structural import MatMul
         if s.target in self.outputs or s.target.shape == ():
             return
         if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op
@@ -469,7 +469,7 @@ class _BufferReuse:
 
 def _may_alias(s) -> bool:
     """Whether statement ``s``'s result may be a view of (share memory with) an operand."""
-    from .ops import ArgmaxMask, IndexGrad, MatMul, OneHot, _Reduction
+    from ..ops.structural import ArgmaxMask, IndexGrad, MatMul, OneHot, _Reduction
     if s.is_op:
         return not isinstance(s.value, (MatMul, _Reduction, OneHot, ArgmaxMask, IndexGrad))
     return _alias_of(s.value).is_Atom
@@ -479,7 +479,7 @@ def _alias_of(e):
     """``e`` without the identity functions that print as their argument: ``t =
     stop_gradient(x)`` prints as ``t = x``, an alias of x's buffer (maybe a read-only
     broadcast view), never a buffer of t's own to write into."""
-    from .functions import stop_gradient
+    from ..ops.elementwise import stop_gradient
     while isinstance(e, stop_gradient):
         e = e.args[0]
     return e
@@ -500,7 +500,7 @@ def _others(e, inner):
 def _spine_step(e, inner, p) -> str | None:
     """One in-place ufunc step computing node ``e`` from its argument ``inner`` (in the
     buffer), or None when ``e`` is not an elementwise float ufunc of it."""
-    from .functions import relu
+    from ..ops.elementwise import relu
     if e.is_Add:
         rest = _others(e, inner)
         neg = -rest
@@ -565,7 +565,7 @@ def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | No
 
 def _inline_view(s, program, p, out_symbols=None) -> bool:
     """A transpose of a plain name prints at its use (``w3.T``), not as a line of its own."""
-    from .ops import PermuteDims
+    from ..ops.structural import PermuteDims
     if not isinstance(s.value, PermuteDims):
         return False
     if out_symbols is None:  # a set from the caller: a scan of the outputs here is O(n**2)

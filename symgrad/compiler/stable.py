@@ -20,9 +20,9 @@ from __future__ import annotations
 import sympy
 from sympy import S, exp, log
 
-from .functions import sigmoid, softplus
-from .graph import rebuild
-from .nodes import TensorOp
+from ..ops.elementwise import sigmoid, softplus
+from ..graph import rebuild
+from ..nodes import TensorOp
 
 __all__ = ["rewrite"]
 
@@ -48,7 +48,7 @@ def _rewrite_log(e):
             s = other.args[1] if other.args[0] is S.NegativeOne else other.args[0]
             if isinstance(s, sigmoid):
                 return -softplus(s.args[0])
-    from .ops import LogSumExp, ReduceSum
+    from ..ops.structural import LogSumExp, ReduceSum
     if isinstance(arg, ReduceSum) and isinstance(arg.args[0], exp):
         return LogSumExp(arg.args[0].args[0], arg.axes, arg.keepdims)
     return None

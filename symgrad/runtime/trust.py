@@ -17,7 +17,7 @@ Promises:
   group/other bits, exact size). Its bytes are never printed or logged.
 * A key that fails a check is never used. :func:`load_key` with ``create=False`` then says
   "no key" (nothing on disk is trusted); with ``create=True`` it replaces the key (one
-  :class:`~symgrad.cache.CacheWarning` naming the file) or, if it cannot, says "no key".
+  :class:`~symgrad.runtime.cache.CacheWarning` naming the file) or, if it cannot, says "no key".
 * :func:`tag` is an HMAC-SHA256 under the key over a domain label, the cache key and the
   exact bytes it authenticates; :func:`tag_matches` compares with ``hmac.compare_digest``.
 

@@ -21,8 +21,8 @@ import sympy
 from sympy import Integer, Tuple
 from sympy.core.symbol import Str
 
-from .nodes import TensorOp, dtype_of, info, is_tensor_free, shape_of
-from .shapes import (ShapeError, as_shape, broadcast_shapes, format_shape, normalize_axes,
+from ..nodes import TensorOp, dtype_of, info, is_tensor_free, shape_of
+from ..shapes import (ShapeError, as_shape, broadcast_shapes, format_shape, normalize_axes,
                      reduced_shape, shape_size)
 
 __all__ = ["OPS", "register", "sum_to_shape", "ensure_shape", "MatMul", "ReduceSum",
@@ -316,7 +316,7 @@ class LogSumExp(_Reduction):
     op_name = "logsumexp"
 
     def vjp(self, g):
-        from .functions import stop_gradient
+        from .elementwise import stop_gradient
         x = self.args[0]
         # d/dx logsumexp(x) = softmax(x) = exp(x - m) / sum(exp(x - m)), m the (constant)
         # max: exp(x - logsumexp(x)) would lose |x| * eps to the cancellation in x - lse
@@ -351,7 +351,7 @@ class Norm(_Reduction):
         return shape, dtype
 
     def vjp(self, g):
-        from .functions import where
+        from .elementwise import where
         x = self.args[0]
         shape = shape_of(x)
         gx = _expand_reduced(g, shape, self.axes, self.keepdims)

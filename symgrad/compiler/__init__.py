@@ -1,0 +1,1 @@
+"""The compiler: differentiate, optimize, print and generate, verify."""

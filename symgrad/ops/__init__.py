@@ -1,0 +1,1 @@
+"""Operations: one record per op, by family."""

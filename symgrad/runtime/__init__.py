@@ -1,0 +1,1 @@
+"""Running generated code: the on-disk cache, its trust checks, the allowlist."""
