@@ -78,13 +78,13 @@ else:
 outputs = [loss, *sg.grad(loss, params)]
 # the load (integrity and allowlist checks, byte-compile, run) is timed apart from the key
 loaded = []
-lookup = sg.cache.MODULES.lookup
+lookup = sg.runtime.cache.MODULES.lookup
 def timed_lookup(key):
     t = time.perf_counter()
     mod = lookup(key)
     loaded.append((time.perf_counter() - t, mod is not None))
     return mod
-sg.cache.MODULES.lookup = timed_lookup
+sg.runtime.cache.MODULES.lookup = timed_lookup
 t0 = time.perf_counter()
 f = sg.compile(outputs, max_lines=200_000)
 seconds = time.perf_counter() - t0

@@ -44,7 +44,7 @@ t0 = time.perf_counter()
 f = sg.compile(outputs)
 cold = time.perf_counter() - t0
 nodes = max(count_nodes(t.expr) for t in outputs)
-sg.cache.MODULES.memo.clear()
+sg.runtime.cache.MODULES.memo.clear()
 t0 = time.perf_counter()
 sg.compile(outputs)
 hit = time.perf_counter() - t0

@@ -25,7 +25,7 @@ from .compiler.diff import GradientError, gradients
 from .expr import Tensor, as_tensor
 from .graph import post_order
 from .nodes import TensorOp, TensorSymbol
-from .ops.structural import BroadcastTo
+from .ops import BroadcastTo
 from .compiler.optimize import plan
 from .compiler.printer import formula
 from .shapes import format_shape
@@ -384,7 +384,7 @@ LINES_PER_OP = 0.9
 
 def _estimated_lines(exprs) -> int:
     """A lower bound on the lines of the module computing ``exprs`` (iterative walk)."""
-    from .ops.structural import Let, PermuteDims
+    from .ops import Let, PermuteDims
     ops = sum(1 for e in post_order(exprs)
               if isinstance(e, TensorOp) and not isinstance(e, Let) and not (
                   isinstance(e, PermuteDims) and isinstance(e.args[0], TensorSymbol)))
@@ -438,7 +438,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     # as a row of the input table and a line of the header: a program already over the cap
     # is refused before rendering (below _RENDER_CHEAP lines rendering is quick, and the
     # exact line count is the clearer answer)
-    from .ops.structural import PermuteDims
+    from .ops import PermuteDims
     planned = 2 * len(chosen) + sum(1 for st in program.statements
                                     if not isinstance(st.value, PermuteDims))
     if planned > opts["max_lines"] and planned >= _RENDER_CHEAP:

@@ -1,13 +1,13 @@
-"""Build stage: the expression type users hold, and every public operation.
+"""Build stage: the expression type users hold, its leaves, and the node builders.
 
 Users never hold a bare SymPy tree. They hold a :class:`Tensor`: numpy's operators and
 methods (``@``, ``.T``, ``[...]``, ``.sum()``, ``.shape``, ``.dtype``) over a SymPy tree
 (``.expr``). Shapes are checked here, when the expression is built: a mismatch raises
 :class:`~symgrad.shapes.ShapeError` naming the op, the operands and their shapes.
 
-Elementwise math is ordinary SymPy arithmetic on real leaves; everything else is a node
-from :mod:`symgrad.ops.structural`. :data:`PUBLIC_OPS` lists every operation a user can call; the test
-suite has one spec row per entry and fails when one is missing.
+The operations themselves are declared in :mod:`symgrad.ops`, one record each; they build
+their nodes with :func:`elementwise_node` and :func:`structural_node`, and the records give
+:class:`Tensor` its operators and methods. This module imports no op.
 """
 
 from __future__ import annotations
@@ -22,19 +22,11 @@ from typing import Callable, Optional
 import numpy as np
 import sympy
 
-from .ops import elementwise as F
-from .ops import structural as O
 from .nodes import CONSTANT_VALUES, TensorOp, TensorSymbol, info
-from .shapes import ShapeError, as_shape, broadcast_shapes, format_shape, normalize_axes
+from .shapes import as_shape, broadcast_shapes, format_shape
 
-__all__ = [
-    "Tensor", "input", "param", "constant", "as_tensor", "PUBLIC_OPS",
-    "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "square",
-    "sign", "softplus", "log_sigmoid", "maximum", "minimum", "where", "clip",
-    "sum", "mean", "max", "transpose", "reshape", "matmul", "broadcast_to", "one_hot",
-    "softmax", "log_softmax", "logsumexp", "softmax_cross_entropy",
-    "sigmoid_cross_entropy", "l2_loss", "norm", "stop_gradient", "custom_gradient",
-]
+__all__ = ["Tensor", "input", "param", "constant", "as_tensor", "leaf", "elementwise_node",
+           "structural_node", "result_dtype", "SymgradWarning", "SharedParameterWarning"]
 
 #: elementwise nesting beyond which a subtree is let-bound (keeps SymPy's recursion shallow)
 MAX_ELEMENTWISE_DEPTH = 48
@@ -106,56 +98,14 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    # -- arithmetic ------------------------------------------------------------------------
-    def __add__(self, o): return _binary("add", sympy.Add, self, o)
-    def __radd__(self, o): return _binary("add", sympy.Add, o, self)
-    def __sub__(self, o): return _binary("subtract", _sub, self, o)
-    def __rsub__(self, o): return _binary("subtract", _sub, o, self)
-    def __mul__(self, o): return _binary("multiply", sympy.Mul, self, o)
-    def __rmul__(self, o): return _binary("multiply", sympy.Mul, o, self)
-    def __truediv__(self, o): return _binary("divide", _div, self, o)
-    def __rtruediv__(self, o): return _binary("divide", _div, o, self)
-    def __pow__(self, o): return _binary("power", sympy.Pow, self, o)
-    def __rpow__(self, o): return _binary("power", sympy.Pow, o, self)
-    def __neg__(self): return _unary("negative", lambda a: -a, self)
+    # Arithmetic operators, ``@``, ``[...]`` and the methods ``.sum()``, ``.T``, ... come
+    # from the op records (:mod:`symgrad.ops`); comparisons give boolean tensors, usable as
+    # masks and in sg.where
     def __pos__(self): return self
-    def __abs__(self): return abs(self)
-    def __matmul__(self, o): return matmul(self, o)
-    def __rmatmul__(self, o): return matmul(o, self)
-
-    # comparisons give boolean tensors, usable in sg.where
     def __gt__(self, o): return _compare(">", sympy.StrictGreaterThan, self, o)
     def __ge__(self, o): return _compare(">=", sympy.GreaterThan, self, o)
     def __lt__(self, o): return _compare("<", sympy.StrictLessThan, self, o)
     def __le__(self, o): return _compare("<=", sympy.LessThan, self, o)
-
-    # -- numpy methods ---------------------------------------------------------------------
-    @property
-    def T(self) -> "Tensor":
-        return transpose(self)
-
-    def transpose(self, *axes) -> "Tensor":
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return transpose(self, axes or None)
-
-    def reshape(self, *shape) -> "Tensor":
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return reshape(self, shape)
-
-    def sum(self, axis=None, keepdims=False) -> "Tensor":
-        return sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False) -> "Tensor":
-        return mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False) -> "Tensor":
-        return max(self, axis, keepdims)
-
-    def __getitem__(self, index) -> "Tensor":
-        idx = O.encode_index(index, self.shape)
-        return _structural(O.Index, self, idx)
 
     def __len__(self):
         if not self.shape:
@@ -163,20 +113,13 @@ class Tensor:
         return self.shape[0]
 
 
-def _sub(a, b):
-    return a - b
-
-
-def _div(a, b):
-    return a / b
-
-
 # ---------------------------------------------------------------------------------------
 # Leaves
 # ---------------------------------------------------------------------------------------
 
 
-def _leaf(name, shape, dtype, role, tag="") -> Tensor:
+def leaf(name, shape, dtype, role, tag="") -> Tensor:
+    """A new leaf Tensor (an input, a parameter, a constant, a cotangent placeholder)."""
     if not isinstance(name, str):
         raise TypeError(f"a {role} name must be a str, got {type(name).__name__}")
     shape = as_shape(shape, where=f"{role} {name!r}")
@@ -187,7 +130,7 @@ def _leaf(name, shape, dtype, role, tag="") -> Tensor:
 
 def input(name: str, shape=(), dtype="float64") -> Tensor:
     """A tensor fed at call time. ``shape`` entries are ints or str names of symbolic dims."""
-    return _leaf(name, shape, dtype, "input")
+    return leaf(name, shape, dtype, "input")
 
 
 class SymgradWarning(UserWarning):
@@ -290,7 +233,7 @@ def param(name: str, shape=(), dtype="float64", shared: bool = False) -> Tensor:
     >>> tied.expr == w.expr
     True
     """
-    t = _leaf(name, shape, dtype, "param")
+    t = leaf(name, shape, dtype, "param")
     sym = t.expr
     if not shared and sym in _SEEN_PARAMS:
         ref = _LIVE_PARAMS.get(sym)
@@ -320,7 +263,7 @@ def constant(value, dtype=None, name: str = "const") -> Tensor:
     digest = hashlib.sha256(
         arr.dtype.str.encode() + str(arr.shape).encode() + arr.tobytes()).hexdigest()[:24]
     CONSTANT_VALUES[digest] = arr
-    return _leaf(name, arr.shape, arr.dtype, "constant", tag=digest)
+    return leaf(name, arr.shape, arr.dtype, "constant", tag=digest)
 
 
 def as_tensor(value) -> Tensor:
@@ -343,7 +286,8 @@ def as_tensor(value) -> Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def _result_dtype(tensors, float_result=False):
+def result_dtype(tensors, float_result=False):
+    """The dtype numpy gives an elementwise op of ``tensors`` (None: all weak scalars)."""
     dtypes = [t.dtype for t in tensors if t.dtype is not None]
     if not dtypes:
         return None
@@ -359,340 +303,32 @@ def _wrap(expr, shape, dtype, depth, tree=1) -> Tensor:
     """Wrap a freshly built SymPy node, repairing shapes that SymPy's evaluation collapsed
     (``x - x`` is ``0``) and let-binding trees that grow too deep."""
     if info(expr)[0] != tuple(shape):
-        expr = O.BroadcastTo(expr, shape, dtype)
+        from .ops.shape import BroadcastTo  # the ops import this module
+        expr = BroadcastTo(expr, shape, dtype)
         depth, tree = 0, 1
     if depth > MAX_ELEMENTWISE_DEPTH or tree > MAX_ELEMENTWISE_TREE:
-        expr, depth, tree = O.Let(expr), 0, 1
+        from .ops.special import Let
+        expr, depth, tree = Let(expr), 0, 1
     return Tensor(expr, shape, dtype, depth, tree=tree)
 
 
-def _elementwise(op: str, fn, *operands, float_result=True, dtype=None) -> Tensor:
+def elementwise_node(op: str, fn, *operands, float_result=True, dtype=None) -> Tensor:
+    """The Tensor of ``fn(*operand exprs)``, an elementwise op: the operands broadcast
+    (an error names ``op``), the dtype is numpy's (a float when ``float_result``)."""
     ts = [as_tensor(o) for o in operands]
     shape = broadcast_shapes(*(t.shape for t in ts), op=op)
     if dtype is None:
-        dtype = _result_dtype(ts, float_result)
+        dtype = result_dtype(ts, float_result)
     expr = fn(*(t.expr for t in ts))
     depth = 1 + builtins.max((t.depth for t in ts), default=0)
     return _wrap(expr, shape, dtype, depth, 1 + builtins.sum(t.tree for t in ts))
 
 
-def _unary(op, fn, x, float_result=True):
-    return _elementwise(op, fn, x, float_result=float_result)
-
-
-def _binary(op, fn, a, b):
-    ta, tb = as_tensor(a), as_tensor(b)
-    float_result = op == "divide" or (op == "power" and tb.dtype is None
-                                      and not isinstance(tb.expr, sympy.Integer))
-    return _elementwise(op, fn, ta, tb, float_result=float_result)
-
-
 def _compare(op, fn, a, b):
-    return _elementwise(f"compare {op}", fn, a, b, dtype=np.dtype(bool))
+    return elementwise_node(f"compare {op}", fn, a, b, dtype=np.dtype(bool))
 
 
-def _structural(cls, x, *static) -> Tensor:
+def structural_node(cls, x, *static) -> Tensor:
+    """The Tensor of the structural node ``cls(x, *static)``."""
     node = cls(as_tensor(x).expr, *static)
     return Tensor(node, node.shape, node.dtype, 0)
-
-
-# ---------------------------------------------------------------------------------------
-# Elementwise operations
-# ---------------------------------------------------------------------------------------
-
-
-def exp(x) -> Tensor:
-    """Elementwise e**x."""
-    return _unary("exp", sympy.exp, x)
-
-
-def log(x) -> Tensor:
-    """Elementwise natural logarithm."""
-    return _unary("log", sympy.log, x)
-
-
-def sqrt(x) -> Tensor:
-    """Elementwise square root."""
-    return _unary("sqrt", sympy.sqrt, x)
-
-
-def sin(x) -> Tensor:
-    """Elementwise sine."""
-    return _unary("sin", sympy.sin, x)
-
-
-def cos(x) -> Tensor:
-    """Elementwise cosine."""
-    return _unary("cos", sympy.cos, x)
-
-
-def tanh(x) -> Tensor:
-    """Elementwise hyperbolic tangent."""
-    return _unary("tanh", sympy.tanh, x)
-
-
-def sigmoid(x) -> Tensor:
-    """Elementwise logistic sigmoid 1/(1+exp(-x)), computed without overflow."""
-    return _unary("sigmoid", F.sigmoid, x)
-
-
-def relu(x) -> Tensor:
-    """Elementwise max(x, 0); its derivative at 0 is 0 (PyTorch's convention)."""
-    return _unary("relu", F.relu, x)
-
-
-def abs(x) -> Tensor:
-    """Elementwise absolute value; its derivative at 0 is 0."""
-    return _unary("abs", sympy.Abs, x, float_result=False)
-
-
-def square(x) -> Tensor:
-    """Elementwise x**2."""
-    return _unary("square", lambda a: a**2, x, float_result=False)
-
-
-def sign(x) -> Tensor:
-    """Elementwise sign (-1, 0 or 1); its derivative is 0."""
-    return _unary("sign", sympy.sign, x, float_result=False)
-
-
-def softplus(x) -> Tensor:
-    """Elementwise log(1 + exp(x)), computed stably as logaddexp(0, x)."""
-    return _unary("softplus", F.softplus, x)
-
-
-def log_sigmoid(x) -> Tensor:
-    """Elementwise log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
-    return -softplus(-as_tensor(x))
-
-
-def maximum(a, b) -> Tensor:
-    """Elementwise maximum (numpy's ``maximum``); ties split the gradient in half."""
-    return _elementwise("maximum", F.maximum, a, b, float_result=False)
-
-
-def minimum(a, b) -> Tensor:
-    """Elementwise minimum (numpy's ``minimum``); ties split the gradient in half."""
-    return _elementwise("minimum", F.minimum, a, b, float_result=False)
-
-
-def clip(x, lo, hi) -> Tensor:
-    """Elementwise clip to [lo, hi] (constant bounds); gradient 1 inside, 0 outside."""
-    lo, hi = float(lo), float(hi)
-    return _unary("clip", lambda a: F.clip(a, lo, hi), x, float_result=False)
-
-
-def where(cond, a, b) -> Tensor:
-    """Elementwise choice: ``a`` where ``cond`` holds, else ``b`` (numpy's ``where``)."""
-    tc = as_tensor(cond)
-    if tc.dtype != np.dtype(bool):
-        raise TypeError(f"where: the condition must be boolean (a comparison such as x > 0), "
-                        f"got dtype {tc.dtype}")
-    ta, tb = as_tensor(a), as_tensor(b)
-    shape = broadcast_shapes(tc.shape, ta.shape, tb.shape, op="where")
-    dtype = _result_dtype([ta, tb])
-    depth = 1 + builtins.max(tc.depth, ta.depth, tb.depth)
-    return _wrap(F.where(tc.expr, ta.expr, tb.expr), shape, dtype, depth,
-                 1 + tc.tree + ta.tree + tb.tree)
-
-
-def stop_gradient(x) -> Tensor:
-    """Identity forward; no gradient flows through it."""
-    return _unary("stop_gradient", F.stop_gradient, x, float_result=False)
-
-
-# ---------------------------------------------------------------------------------------
-# Structural operations
-# ---------------------------------------------------------------------------------------
-
-
-def matmul(a, b) -> Tensor:
-    """numpy's ``matmul`` (``a @ b``), including vector and batched cases."""
-    ta, tb = as_tensor(a), as_tensor(b)
-    node = O.MatMul(ta.expr, tb.expr)
-    return Tensor(node, node.shape, node.dtype)
-
-
-def _reduce(cls, x, axis, keepdims):
-    t = as_tensor(x)
-    axes = normalize_axes(axis, t.ndim, cls.op_name)
-    if not axes and not keepdims:
-        return t
-    return _structural(cls, t, axes, keepdims)
-
-
-def sum(x, axis=None, keepdims=False) -> Tensor:
-    """Sum over ``axis`` (None: all axes), numpy's ``sum``."""
-    return _reduce(O.ReduceSum, x, axis, keepdims)
-
-
-def mean(x, axis=None, keepdims=False) -> Tensor:
-    """Mean over ``axis`` (None: all axes), numpy's ``mean``."""
-    t = as_tensor(x)
-    axes = normalize_axes(axis, t.ndim, "mean")
-    count = sympy.Integer(1)
-    for a in axes:
-        count = count * t.shape[a]
-    return sum(t, axes, keepdims) / Tensor(count, (), None)
-
-
-def max(x, axis=None, keepdims=False) -> Tensor:
-    """Max over ``axis``; ties send the whole gradient to the first maximal element."""
-    return _reduce(O.ReduceMax, x, axis, keepdims)
-
-
-def logsumexp(x, axis=None, keepdims=False) -> Tensor:
-    """log(sum(exp(x))) over ``axis``, shifted by the max (never overflows)."""
-    return _reduce(O.LogSumExp, x, axis, keepdims)
-
-
-def transpose(x, axes=None) -> Tensor:
-    """numpy's ``transpose``: reverse the axes, or permute them by ``axes``."""
-    t = as_tensor(x)
-    perm = tuple(reversed(range(t.ndim))) if axes is None else tuple(
-        a % t.ndim if isinstance(a, int) and -t.ndim <= a < t.ndim else a for a in axes)
-    if perm == tuple(range(t.ndim)):
-        return t
-    return _structural(O.PermuteDims, t, perm)
-
-
-def reshape(x, shape) -> Tensor:
-    """numpy's ``reshape``; one entry may be -1."""
-    t = as_tensor(x)
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-    if builtins.sum(1 for d in shape if isinstance(d, int) and d == -1) > 1:
-        raise ShapeError("reshape: only one dimension can be -1")
-    if any(isinstance(d, int) and d == -1 for d in shape):
-        known = sympy.Integer(1)
-        for d in shape:
-            if not (isinstance(d, int) and d == -1):
-                known = known * as_shape((d,))[0]
-        rest = sympy.cancel(t.size / known) if not isinstance(t.size, int) else t.size / known
-        if not (getattr(rest, "is_integer", False) or float(rest).is_integer()):
-            raise ShapeError(f"reshape: cannot reshape an operand of shape "
-                             f"{format_shape(t.shape)} into {shape}")
-        rest = int(rest) if not isinstance(rest, sympy.Expr) or rest.is_Number else rest
-        shape = tuple(rest if (isinstance(d, int) and d == -1) else d for d in shape)
-    shape = as_shape(shape, where="reshape")
-    if shape == t.shape:
-        return t
-    return _structural(O.Reshape, t, shape)
-
-
-def broadcast_to(x, shape) -> Tensor:
-    """numpy's ``broadcast_to``."""
-    t = as_tensor(x)
-    shape = as_shape(shape, where="broadcast_to")
-    node = O.BroadcastTo(t.expr, shape, t.dtype)
-    return Tensor(node, node.shape, node.dtype)
-
-
-def one_hot(labels, depth: int, dtype="float32") -> Tensor:
-    """One-hot encode integer ``labels`` along a new last axis of length ``depth``."""
-    t = as_tensor(labels)
-    return _structural(O.OneHot, t, int(depth), np.dtype(dtype))
-
-
-# ---------------------------------------------------------------------------------------
-# Losses and normalizations (compositions of the above, in their stable forms)
-# ---------------------------------------------------------------------------------------
-
-
-def log_softmax(x, axis=-1) -> Tensor:
-    """x - logsumexp(x, axis, keepdims=True): stable for any magnitude of x."""
-    t = as_tensor(x)
-    return t - logsumexp(t, axis, keepdims=True)
-
-
-def softmax(x, axis=-1) -> Tensor:
-    """exp(log_softmax(x)): shifted by the max, never overflows."""
-    return exp(log_softmax(x, axis))
-
-
-def softmax_cross_entropy(logits, onehot, axis=-1) -> Tensor:
-    """Per-example -sum(onehot * log_softmax(logits)) over ``axis`` (TensorFlow's
-    ``softmax_cross_entropy_with_logits``); its gradient is softmax - onehot."""
-    z, y = as_tensor(logits), as_tensor(onehot)
-    broadcast_shapes(z.shape, y.shape, op="softmax_cross_entropy")  # errors name this op
-    return -sum(y * log_softmax(z, axis), axis)
-
-
-def sigmoid_cross_entropy(logits, labels) -> Tensor:
-    """Elementwise binary cross-entropy with logits: softplus(x) - x*z, stable for any x."""
-    x, z = as_tensor(logits), as_tensor(labels)
-    broadcast_shapes(x.shape, z.shape, op="sigmoid_cross_entropy")  # errors name this op
-    return softplus(x) - x * z
-
-
-def l2_loss(x) -> Tensor:
-    """sum(x**2) / 2, as TensorFlow's ``l2_loss``."""
-    return sum(square(x)) / 2
-
-
-def norm(x, axis=None, keepdims=False) -> Tensor:
-    """The L2 norm sqrt(sum(x**2)) over ``axis``, scaled against underflow and overflow;
-    its gradient x / norm is 0 where the norm is 0 (PyTorch's choice)."""
-    t = as_tensor(x)
-    if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
-        return abs(t)  # the norm of single numbers
-    return _reduce(O.Norm, t, axis, keepdims)
-
-
-# ---------------------------------------------------------------------------------------
-# User-defined gradients
-# ---------------------------------------------------------------------------------------
-
-
-def custom_gradient(fn: Callable) -> Callable:
-    """Decorator: ``fn(*tensors)`` returns ``(y, grad_fn)``; ``grad_fn(dy)`` returns the
-    adjoint of each tensor argument (one Tensor, or a list/tuple of them, None for none).
-
-    Example (the straight-through estimator of W2.4)::
-
-        @sg.custom_gradient
-        def ste_sign(x):
-            def grad(dy):
-                return dy * sg.where(sg.abs(x) <= 1, 1.0, 0.0)
-            return sg.sign(x), grad
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args):
-        ts = [as_tensor(a) for a in args]
-        y, grad_fn = fn(*ts)
-        y = as_tensor(y)
-        dy = _leaf(f"d_{fn.__name__}", y.shape, y.dtype or "float64", "cotangent")
-        grads = grad_fn(dy)
-        if not isinstance(grads, (list, tuple)):
-            grads = [grads]
-        if len(grads) != len(ts):
-            raise ValueError(f"custom_gradient {fn.__name__}: grad_fn returned {len(grads)} "
-                             f"gradients for {len(ts)} inputs")
-        vjps = []
-        for i, (t, g) in enumerate(zip(ts, grads)):
-            if g is None:
-                vjps.append(sympy.S.Zero)
-                continue
-            g = as_tensor(g)
-            try:
-                broadcast_shapes(g.shape, t.shape, op="custom_gradient")
-            except ShapeError:
-                raise ShapeError(f"custom_gradient {fn.__name__}: gradient {i} has shape "
-                                 f"{format_shape(g.shape)}, input {i} has shape "
-                                 f"{format_shape(t.shape)}") from None
-            vjps.append(g.expr)
-        node = O.CustomGradient(y.expr, [t.expr for t in ts], vjps, dy.expr)
-        return Tensor(node, y.shape, y.dtype)
-
-    return wrapper
-
-
-#: every public operation, by name; the test suite needs one spec row for each
-PUBLIC_OPS = (
-    "add", "subtract", "multiply", "divide", "power", "negative", "matmul",
-    "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "square", "sign",
-    "softplus", "log_sigmoid", "maximum", "minimum", "where", "clip",
-    "sum", "mean", "max", "transpose", "reshape", "index", "broadcast_to", "one_hot",
-    "softmax", "log_softmax", "logsumexp", "softmax_cross_entropy", "sigmoid_cross_entropy",
-    "l2_loss", "norm", "stop_gradient", "custom_gradient",
-)

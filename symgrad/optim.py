@@ -42,22 +42,22 @@ class _SymbolicOps:
 
     @staticmethod
     def sqrt(x):
-        from .expr import sqrt
+        from .ops.elementwise import sqrt
         return sqrt(x)
 
     @staticmethod
     def minimum(a, b):
-        from .expr import minimum
+        from .ops.elementwise import minimum
         return minimum(a, b)
 
     @staticmethod
     def clip(x, lo, hi):
-        from .expr import clip
+        from .ops.elementwise import clip
         return clip(x, lo, hi)
 
     @staticmethod
     def sum(x):
-        from .expr import sum as sg_sum
+        from .ops.reductions import sum as sg_sum
         return sg_sum(x)
 
 

@@ -600,7 +600,7 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
     loss = as_tensor(loss)
     check_repeated_params([loss])  # a dense() helper that made one weight of two
     if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum
-        from .expr import sum as _sum
+        from .ops.reductions import sum as _sum
         loss = _sum(loss)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"train_step: optimizer must be a symgrad.optim optimizer, got "

@@ -15,8 +15,8 @@ its static parameters). One generator (:func:`programs`) writes programs; one in
 * :data:`TP` -- the tape (``symgrad.tape``).
 
 Every op is written once, in :data:`OPS`, over a backend ``B``, so the symbolic side and
-the tape build the identical graph (the tape has no ``clip`` and no ``broadcast_to``: its
-backend composes them from ``minimum``/``maximum`` and an added zeros array). The scalar
+the tape build the identical graph; the smooth elementwise ops of one operand not written
+there are drawn from their records (:data:`RECORD_UNARY`), each in its test domain. The scalar
 the gradients are taken of is ``sum_k sum(out_k * u_k)`` over the program's outputs (the
 values no step reads) with random weight leaves ``u_k``.
 
@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad import tape as tp
+from symgrad.ops import RECORDS
 
 #: every value of a generated graph stays in [-BOUND, BOUND]
 BOUND = 30.0
@@ -201,9 +202,34 @@ OPS: dict[str, Callable] = {
         a, B.one_hot(labels, depth), -1),
 }
 
+#: ops written out above, by the public op they exercise (the rest come from the records)
+_WRITTEN = {"neg": "negative", "sub": "subtract", "mul": "multiply", "div": "divide",
+            "pow": "power", "pow_const": "power", "pow_int": "power", "scalar": "multiply",
+            "sigmoid_xent": "sigmoid_cross_entropy", "softmax_xent": "softmax_cross_entropy",
+            "custom_cube": "custom_gradient"}
+_WRITTEN_PUBLIC = {_WRITTEN.get(op, op) for op in OPS} | {"one_hot"}
+
+
+def _into_domain(B, a, domain):
+    """``a`` mapped into an op's test domain (see ``symgrad.ops.record.DOMAINS``)."""
+    if domain == "positive":
+        return B.square(a) + 0.5
+    if domain == "unit":
+        return B.tanh(a) * 0.9
+    return a
+
+
+#: smooth elementwise ops of one operand taken from their records: every new one is drawn
+#: without an entry here (its reference, the tape's function and its domain suffice)
+RECORD_UNARY = sorted(n for n, r in RECORDS.items()
+                      if r.kind == "elementwise" and r.arity == 1 and n not in _WRITTEN_PUBLIC)
+for _name in RECORD_UNARY:
+    OPS[_name] = (lambda B, a, n=_name, d=RECORDS[_name].domain:
+                  getattr(B, n)(_into_domain(B, a, d)))
+
 UNARY = ["tanh", "neg", "exp", "log", "sqrt", "sin", "cos", "sigmoid", "softplus",
          "log_sigmoid", "square", "relu", "abs", "sign", "clip", "pow_const", "pow_int",
-         "custom_cube", "scalar"]
+         "custom_cube", "scalar", *RECORD_UNARY]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "sigmoid_xent",
           "stop_gradient", "matmul"]
 #: structural ops and reductions, by the least rank of their operand
@@ -218,7 +244,7 @@ COVERED_PUBLIC_OPS = {
     "log_sigmoid", "maximum", "minimum", "where", "clip", "sum", "mean", "max", "transpose",
     "reshape", "index", "broadcast_to", "one_hot", "softmax", "log_softmax", "logsumexp",
     "softmax_cross_entropy", "sigmoid_cross_entropy", "l2_loss", "norm", "stop_gradient",
-    "custom_gradient"}
+    "custom_gradient", *RECORD_UNARY}
 
 
 def run(program: Program, B, leaf_value: Callable[[Leaf], Any]):
@@ -389,6 +415,12 @@ class NumpyBackend:
     def const(arr):
         return arr
 
+    def __getattr__(self, name):
+        # an op drawn from its record: the record's numpy reference
+        if name in RECORD_UNARY:
+            return RECORDS[name].reference
+        raise AttributeError(name)
+
 
 @sg.custom_gradient
 def _sg_cube(x):
@@ -412,7 +444,7 @@ def _namespace(module, **extra):
              "square", "relu", "abs", "sign", "maximum", "minimum", "where", "sum", "mean",
              "max", "logsumexp", "norm", "l2_loss", "transpose", "reshape", "matmul",
              "softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy",
-             "stop_gradient", "clip", "broadcast_to"]
+             "stop_gradient", "clip", "broadcast_to", *RECORD_UNARY]
     ns = {n: getattr(module, n) for n in names if hasattr(module, n)}
     ns.update(extra)
     missing = set(names) - set(ns)
@@ -420,23 +452,12 @@ def _namespace(module, **extra):
     return SimpleNamespace(**ns)
 
 
-def _tp_clip(x, lo, hi):
-    # the tape has no clip: min(max(x, lo), hi) has the same gradient away from lo and hi
-    return tp.minimum(tp.maximum(x, lo), hi)
-
-
-def _tp_broadcast_to(x, shape):
-    # the tape has no broadcast_to: adding zeros broadcasts (and unbroadcasts the gradient)
-    return tp.add(x, np.zeros(shape))
-
-
 #: symgrad's public symbolic API
 SG = _namespace(sg, cube=_sg_cube, gt=lambda x, t: x > t,
                 one_hot=lambda labels, depth: sg.one_hot(labels, depth, dtype="float64"),
                 const=sg.constant)
 #: the tape (symgrad.tape); comparisons give plain boolean arrays there
-TP = _namespace(tp, cube=_tp_cube, gt=lambda x, t: x > t, clip=_tp_clip,
-                broadcast_to=_tp_broadcast_to,
+TP = _namespace(tp, cube=_tp_cube, gt=lambda x, t: x > t,
                 one_hot=lambda labels, depth: tp.one_hot(labels, depth, dtype="float64"),
                 const=lambda arr: arr)
 
@@ -628,7 +649,7 @@ def _draw_axis(b: _Builder, ndim: int):
 def gen_op(b: _Builder, op: str, a: int) -> bool:
     x = b.vals[a]
     if op in ("neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus",
-              "log_sigmoid", "square", "custom_cube", "l2_loss"):
+              "log_sigmoid", "square", "custom_cube", "l2_loss", *RECORD_UNARY):
         return b.try_step(op, [a])
     if op in ("relu", "abs", "sign"):
         cands = _offsets(x)

@@ -792,10 +792,13 @@ def test_every_numpy_name_the_generator_writes_is_allowed():
                root / "train.py", root / "optim.py"]
     for path in sources:
         tree = ast.parse(path.read_text())
-        docstrings = _docstrings(tree)
+        # skipped: docstrings, and the ``numpy=`` of op records (the allowlist takes those
+        # from the records themselves)
+        skipped = _docstrings(tree) | {id(k.value) for k in ast.walk(tree)
+                                       if isinstance(k, ast.keyword) and k.arg == "numpy"}
         texts += [n.value for n in ast.walk(tree)
                   if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                  and id(n) not in docstrings]
+                  and id(n) not in skipped]
     for path in sorted((root.parent / "templates").glob("*.j2")):
         code = re.sub(r'"""[\s\S]*?"""', "", path.read_text())
         texts.append(re.sub(r"#.*", "", code))

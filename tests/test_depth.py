@@ -88,7 +88,7 @@ CHILD = textwrap.dedent(r'''
     f = sg.compile([loss] + grads)
     out = f(**values)
     # a cache hit in this process (the key and the load walk the same graph)
-    sg.cache.MODULES.memo.clear()
+    sg.runtime.cache.MODULES.memo.clear()
     f2 = sg.compile([loss] + sg.grad(loss, [sym[p] for p in params]))
     out2 = f2(**values)
     printed = {"str": len(str(loss)), "repr": len(repr(loss)), "latex": len(sg.latex(loss)),

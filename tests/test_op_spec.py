@@ -134,6 +134,38 @@ def test_every_public_op_has_a_spec_row():
     assert not missing, f"ops without a spec row: {missing}"
 
 
+def test_every_spec_row_names_an_op():
+    unknown = sorted(set(SPEC) - set(sg.PUBLIC_OPS))
+    assert not unknown, f"spec rows of no op (a typo, or an op not declared): {unknown}"
+
+
+#: the tape's name for an op spelled differently there
+TAPE_NAMES = {"index": "getitem"}
+#: ops the tape implements outside its table: no gradient (one_hot, stop_gradient) or the
+#: user's own rule (custom_gradient)
+TAPE_BUILTINS = {"one_hot", "stop_gradient", "custom_gradient"}
+
+
+def test_every_public_op_has_a_tape_rule():
+    # the tape is the independent oracle: an op it cannot run is an op nothing checks
+    from symgrad import tape as tp
+    missing = [name for name in sg.PUBLIC_OPS
+               if TAPE_NAMES.get(name, name) not in tp.OPS
+               and not (name in TAPE_BUILTINS and callable(getattr(tp, name, None)))]
+    assert not missing, f"ops without a rule in symgrad/tape/rules.py: {missing}"
+
+
+def test_every_exported_op_is_a_documented_public_function():
+    from symgrad.ops import RECORDS
+    for name, record in RECORDS.items():
+        if not record.exported:
+            continue
+        fn = getattr(sg, name)
+        assert fn is record.function and name in sg.__all__, name
+        doc = fn.__doc__ or ""
+        assert "Parameters" in doc and "Returns" in doc, f"{name}: no NumPy-style docstring"
+
+
 @pytest.mark.parametrize("name,case", list(_cases()))
 def test_forward_and_gradient_match_numpy_and_finite_differences(name, case):
     build, reference, shapes, domain = case

@@ -28,9 +28,10 @@ import numpy as np
 import sympy
 
 from ..nodes import TensorSymbol, info
+from ..ops.record import identity_nodes, inplace_step_of
+from ..shapes import Dim, format_shape
 from .optimize import Program
 from .printer import NumpySourcePrinter, float_literal, formula
-from ..shapes import Dim, format_shape
 from .verify import verify_source
 
 __all__ = ["Namer", "ModuleSpec", "render", "comment_safe", "template_text"]
@@ -459,7 +460,7 @@ class _BufferReuse:
         return [], None
 
     def done(self, s) -> None:
-        from ..ops.structural import MatMul
+        from ..ops import MatMul
         if s.target in self.outputs or s.target.shape == ():
             return
         if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op
@@ -469,9 +470,8 @@ class _BufferReuse:
 
 def _may_alias(s) -> bool:
     """Whether statement ``s``'s result may be a view of (share memory with) an operand."""
-    from ..ops.structural import ArgmaxMask, IndexGrad, MatMul, OneHot, _Reduction
-    if s.is_op:
-        return not isinstance(s.value, (MatMul, _Reduction, OneHot, ArgmaxMask, IndexGrad))
+    if s.is_op:  # an op whose rule returns a new array never returns a view
+        return not getattr(s.value, "fresh_result", False)
     return _alias_of(s.value).is_Atom
 
 
@@ -479,14 +479,11 @@ def _alias_of(e):
     """``e`` without the identity functions that print as their argument: ``t =
     stop_gradient(x)`` prints as ``t = x``, an alias of x's buffer (maybe a read-only
     broadcast view), never a buffer of t's own to write into."""
-    from ..ops.elementwise import stop_gradient
-    while isinstance(e, stop_gradient):
+    identities = identity_nodes()
+    while isinstance(e, identities):
         e = e.args[0]
     return e
 
-
-_UNARY_UFUNCS = {sympy.exp: "np.exp", sympy.log: "np.log", sympy.tanh: "np.tanh",
-                 sympy.sin: "np.sin", sympy.cos: "np.cos"}
 
 #: stands for the buffer in a step's source until the chain is assembled
 _BUF = "\x00"
@@ -500,7 +497,6 @@ def _others(e, inner):
 def _spine_step(e, inner, p) -> str | None:
     """One in-place ufunc step computing node ``e`` from its argument ``inner`` (in the
     buffer), or None when ``e`` is not an elementwise float ufunc of it."""
-    from ..ops.elementwise import relu
     if e.is_Add:
         rest = _others(e, inner)
         neg = -rest
@@ -509,12 +505,12 @@ def _spine_step(e, inner, p) -> str | None:
         return f"np.add({_BUF}, {p.doprint(rest)}, out={_BUF})"
     if e.is_Mul:
         return f"np.multiply({_BUF}, {p.doprint(_others(e, inner))}, out={_BUF})"
-    if isinstance(e, relu):
-        p.need_helper("zeros_like")
-        return f"np.maximum({_BUF}, _zeros_like({_BUF}), out={_BUF})"
-    ufunc = _UNARY_UFUNCS.get(type(e))
-    if ufunc is not None:
-        return f"{ufunc}({_BUF}, out={_BUF})"
+    declared = inplace_step_of(type(e)) if len(e.args) == 1 else None  # from its record
+    if declared is not None:
+        step, helpers = declared
+        for helper in helpers:
+            p.need_helper(helper)
+        return step.format(buf=_BUF)
     if e.is_Pow and e.exp == 2:
         return f"np.square({_BUF}, out={_BUF})"
     if e.is_Pow and e.exp == sympy.S.Half:
@@ -565,7 +561,7 @@ def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | No
 
 def _inline_view(s, program, p, out_symbols=None) -> bool:
     """A transpose of a plain name prints at its use (``w3.T``), not as a line of its own."""
-    from ..ops.structural import PermuteDims
+    from ..ops import PermuteDims
     if not isinstance(s.value, PermuteDims):
         return False
     if out_symbols is None:  # a set from the caller: a scan of the outputs here is O(n**2)

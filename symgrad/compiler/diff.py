@@ -7,7 +7,7 @@ recursion limit), accumulating adjoints as SymPy expressions:
 
 * a region is differentiated as a whole by ``sympy.diff`` with respect to its frontier
   (the leaves and structural nodes it reads); the local derivative times the adjoint is
-  summed back over broadcast axes (:func:`~symgrad.ops.structural.sum_to_shape`);
+  summed back over broadcast axes (:func:`~symgrad.ops.shape.sum_to_shape`);
 * a structural node applies its own ``vjp`` rule from the op registry.
 
 Conventions at kinks follow PyTorch (the ``DiracDelta`` of a step is 0). The result is a
@@ -21,7 +21,7 @@ from sympy import DiracDelta, S
 
 from ..graph import post_order
 from ..nodes import TensorOp, TensorSymbol, info, is_tensor_free, shape_of, xreplace_dag
-from ..ops.structural import ensure_shape, sum_to_shape
+from ..ops import ensure_shape, sum_to_shape
 from .stable import rewrite
 
 __all__ = ["gradients", "GradientError"]

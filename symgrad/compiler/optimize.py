@@ -22,9 +22,8 @@ import sympy
 
 from ..nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
                     xreplace_dag)
-from ..ops.elementwise import relu, step
+from ..ops import CustomGradient, Relu, Step
 from ..graph import post_order
-from ..ops.structural import CustomGradient
 from .stable import rewrite
 
 __all__ = ["Statement", "Program", "plan", "value_args"]
@@ -95,13 +94,13 @@ class _MaskFromRelu:
     """
 
     def __init__(self, exprs):
-        self.relu_args = {sub.args[0] for sub in subexpressions(exprs) if isinstance(sub, relu)}
+        self.relu_args = {sub.args[0] for sub in subexpressions(exprs) if isinstance(sub, Relu)}
 
     def __call__(self, expr):
         if not self.relu_args:
             return expr
-        rule = {e: step(relu(e.args[0])) for e in subexpressions([expr])
-                if isinstance(e, step) and e.args[0] in self.relu_args}
+        rule = {e: Step(Relu(e.args[0])) for e in subexpressions([expr])
+                if isinstance(e, Step) and e.args[0] in self.relu_args}
         return xreplace_dag(expr, rule)
 
 

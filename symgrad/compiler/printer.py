@@ -8,8 +8,9 @@ differs for symgrad:
   numpy treats Python scalars as *weak*, so float32 arrays stay float32;
 * boolean masks (``x > 0``) are multiplied after a float factor, or cast, so a mask never
   turns a float32 product into int64 or float64;
-* structural nodes print through their own ``print_numpy`` rule (see :mod:`symgrad.ops.structural`),
-  elementwise symgrad functions through ``numpy_form`` (see :mod:`symgrad.ops.elementwise`).
+* structural nodes print through their own ``print_numpy`` rule, symgrad's elementwise
+  functions through their ``numpy_form``, SymPy's through the numpy name their op record
+  gives (see :mod:`symgrad.ops`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditi
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from ..ops.elementwise import ELEMENTWISE_FUNCTIONS, step
+from ..ops import Step
+from ..ops.record import RealFunction, numpy_form_of
 from ..graph import post_order
 from ..nodes import TensorOp, TensorSymbol, dtype_of, is_tensor_free
 from ..shapes import Dim
@@ -35,7 +37,7 @@ __all__ = ["NumpySourcePrinter", "formula", "latex"]
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*(\[[^\[\]]*\])?")
 
 
-_BOOLEAN_TYPES = (step, sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction,
+_BOOLEAN_TYPES = (Step, sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction,
                   sympy.logic.boolalg.BooleanAtom)
 
 
@@ -115,9 +117,11 @@ class NumpySourcePrinter(NumPyPrinter):
                 return float_literal(float(value))
         if isinstance(expr, TensorOp):
             raise TypeError(f"internal error: structural node {expr.op_name} printed inline")
-        if isinstance(expr, ELEMENTWISE_FUNCTIONS):
-            args = [self._print(a) for a in expr.args]
-            return expr.numpy_form(self, *args)
+        if isinstance(expr, RealFunction):
+            return expr.numpy_form(self, *[self._print(a) for a in expr.args])
+        numpy_function = numpy_form_of(type(expr))  # SymPy's exp, Abs, ... by their record
+        if numpy_function is not None:
+            return f"{numpy_function}({', '.join(self._print(a) for a in expr.args)})"
         return super()._print(expr, **kwargs)
 
     def _print_Integer(self, e):
@@ -146,12 +150,6 @@ class NumpySourcePrinter(NumPyPrinter):
     def _print_Heaviside(self, e):
         # H(0) = 1/2: the tie rule of maximum/minimum
         return f"np.heaviside({self._print(e.args[0])}, 0.5)"
-
-    def _print_sign(self, e):
-        return f"np.sign({self._print(e.args[0])})"
-
-    def _print_Abs(self, e):
-        return f"np.abs({self._print(e.args[0])})"
 
     def _print_Pow(self, e, rational=False):
         base, ex = e.args
@@ -499,12 +497,9 @@ def latex(expr, limit: int | None = None) -> str:
 
 def _op_latex(self, printer):
     ops = [printer.parenthesize(a, PRECEDENCE["Pow"]) for a in self.operand_exprs()]
-    if self.op_name == "matmul":  # a visible operator: juxtaposition reads as elementwise *
-        return rf"{ops[0]} \mathbin{{@}} {ops[1]}"
-    if self.op_name == "transpose":
-        return f"{{{ops[0]}}}^{{T}}"
-    if self.op_name == "let":
-        return ops[0]
+    form = getattr(self, "latex_form", None)  # an op's own notation (matmul's @, x^T)
+    if form is not None:
+        return form(ops)
     return rf"\operatorname{{{self.op_name}}}\left({', '.join(ops)}\right)"
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sympy
 from sympy import S, exp, log
 
-from ..ops.elementwise import sigmoid, softplus
+from ..ops import Sigmoid, Softplus
 from ..graph import rebuild
 from ..nodes import TensorOp
 
@@ -38,17 +38,17 @@ def _rewrite_log(e):
     (arg,) = e.args
     t = _one_plus(arg)
     if isinstance(t, exp):
-        return softplus(t.args[0])
-    if isinstance(arg, sigmoid):
-        return -softplus(-arg.args[0])
+        return Softplus(t.args[0])
+    if isinstance(arg, Sigmoid):
+        return -Softplus(-arg.args[0])
     if arg.is_Add and len(arg.args) == 2 and S.One in arg.args:
         other = arg.args[0] if arg.args[1] is S.One else arg.args[1]
-        # 1 - sigmoid(a)
+        # 1 - Sigmoid(a)
         if other.is_Mul and len(other.args) == 2 and S.NegativeOne in other.args:
             s = other.args[1] if other.args[0] is S.NegativeOne else other.args[0]
-            if isinstance(s, sigmoid):
-                return -softplus(s.args[0])
-    from ..ops.structural import LogSumExp, ReduceSum
+            if isinstance(s, Sigmoid):
+                return -Softplus(s.args[0])
+    from ..ops import LogSumExp, ReduceSum
     if isinstance(arg, ReduceSum) and isinstance(arg.args[0], exp):
         return LogSumExp(arg.args[0].args[0], arg.axes, arg.keepdims)
     return None
@@ -60,7 +60,7 @@ def _rewrite_pow(e):
         return None
     t = _one_plus(base)
     if isinstance(t, exp):
-        return sigmoid(-t.args[0])
+        return Sigmoid(-t.args[0])
     return None
 
 
@@ -87,14 +87,14 @@ def _rewrite_mul(e):
     combined = _combine_exps(e)
     if combined is not None:
         return combined
-    # exp(a) * (1 + exp(a))**-1  ->  sigmoid(a)
+    # exp(a) * (1 + exp(a))**-1  ->  Sigmoid(a)
     factors = list(e.args)
     for i, f in enumerate(factors):
         if f.is_Pow and f.exp is S.NegativeOne:
             t = _one_plus(f.base)
             if isinstance(t, exp) and t in factors:
                 rest = [g for j, g in enumerate(factors) if j != i and g != t]
-                return sympy.Mul(sigmoid(t.args[0]), *rest)
+                return sympy.Mul(Sigmoid(t.args[0]), *rest)
     return None
 
 

@@ -3,7 +3,7 @@
 It is the second wall: a cached entry runs only after its HMAC verified (see
 :mod:`symgrad.runtime.cache`), and then only if its AST is made of what symgrad's code generator
 emits, and nothing else. The lists below are positive, taken from what the generator writes
-(``templates/*.j2``, :mod:`symgrad.compiler.printer`, :mod:`symgrad.ops.structural`, :mod:`symgrad.ops.elementwise`,
+(``templates/*.j2``, :mod:`symgrad.compiler.printer`, :mod:`symgrad.ops`,
 :mod:`symgrad.compiler.codegen`, :mod:`symgrad.train`, :mod:`symgrad.optim`, and the SymPy
 ``NumPyPrinter`` forms the printer inherits), cross-checked against every module the test
 suite and the examples generate. A module passes when:
@@ -64,6 +64,12 @@ NP_NAMES = frozenset({
     "uint8", "uint16", "uint32", "uint64", "complex64", "complex128",
     "inf", "nan", "pi", "e", "euler_gamma", "newaxis",
 })
+
+# ... and every numpy function an op record prints (symgrad/ops/): an op declares its
+# numpy form once, and the allowlist follows
+from ..ops.record import numpy_names  # noqa: E402
+
+NP_NAMES = NP_NAMES | numpy_names()
 
 #: the only attribute chains through ``np``: ``np.<first>.<second>``
 NP_CHAINS = {

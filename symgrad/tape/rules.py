@@ -309,6 +309,22 @@ def _minimum_vjp(g, y, a, b):
     return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
 
+def _clip_prepare(op, x, lo, hi):
+    lo, hi = float(lo), float(hi)
+    if not lo <= hi:
+        raise ValueError(f"{op}: the lower bound {lo} is above the upper bound {hi}")
+    return lo, hi
+
+
+def _clip_forward(x, lo, hi):
+    return np.clip(x, lo, hi)
+
+
+def _clip_vjp(g, y, x, lo, hi):
+    # 1 inside [lo, hi] (bounds included), 0 outside
+    return (g * ((x >= lo) & (x <= hi)).astype(g.dtype),)
+
+
 def _sigmoid_cross_entropy_forward(x, z):
     # max(x, 0) - x z + log(1 + exp(-|x|)) = log(1 + e^x) - x z without overflow.
     return np.maximum(x, 0) - x * z + np.log1p(np.exp(-np.abs(x)))
@@ -491,6 +507,26 @@ def _reshape_vjp(g, y, x, shape):
     return (g.reshape(x.shape),)
 
 
+def _broadcast_to_prepare(op, x, shape):
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
+    try:
+        np.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(f"{op}: cannot broadcast an operand of shape {x.shape} to "
+                         f"{shape}") from None
+    if np.broadcast_shapes(x.shape, shape) != shape:
+        raise ValueError(f"{op}: cannot broadcast an operand of shape {x.shape} to {shape}")
+    return (shape,)
+
+
+def _broadcast_to_forward(x, shape):
+    return np.array(np.broadcast_to(x, shape))  # a copy: values are never views
+
+
+def _broadcast_to_vjp(g, y, x, shape):
+    return (unbroadcast(g, x.shape),)
+
+
 _BASIC_INDEX_TYPES = (int, np.integer, slice, type(None), type(Ellipsis))
 
 
@@ -655,6 +691,15 @@ _TABLE: tuple[OpRule, ...] = (
         The choices.""" + _RETURNS,
            inputs=("a", "b"), params=(("cond", REQUIRED),), prepare=_where_prepare,
            order=("cond", "a", "b")),
+    OpRule("clip", _clip_forward, _clip_vjp,
+           "Elementwise clip to ``[lo, hi]``; the gradient is 1 inside, 0 outside." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    lo, hi : float
+        Constant bounds.""" + _RETURNS, params=(("lo", REQUIRED), ("hi", REQUIRED)),
+           prepare=_clip_prepare),
     # matmul
     OpRule("matmul", np.matmul, _matmul_vjp,
            "Matrix product with numpy's rules (vectors promoted, batch axes broadcast)." + """
@@ -715,6 +760,14 @@ _TABLE: tuple[OpRule, ...] = (
     ----------
     x : TensorLike
     shape : int or tuple of int""" + _RETURNS, params=(("shape", REQUIRED),)),
+    OpRule("broadcast_to", _broadcast_to_forward, _broadcast_to_vjp,
+           "Broadcast to ``shape``; the gradient sums back over the broadcast axes." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    shape : int or tuple of int""" + _RETURNS, params=(("shape", REQUIRED),),
+           prepare=_broadcast_to_prepare),
     OpRule("getitem", _getitem_forward, _getitem_vjp,
            "``x[key]``: basic indexing (ints, slices, None, Ellipsis) or numpy's advanced "
            "indexing." + """
