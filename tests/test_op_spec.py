@@ -50,6 +50,7 @@ SPEC = {
                (lambda a, b: a @ b, np.matmul, [(2, 3, 4), (4, 2)], ANY)],
     "exp": [(sg.exp, np.exp, [(3, 4)], ANY)],
     "log": [(sg.log, np.log, [(3, 4)], POS)],
+    "log1p": [(sg.log1p, np.log1p, [(3, 4)], POS)],
     "sqrt": [(sg.sqrt, np.sqrt, [(3, 4)], POS)],
     "sin": [(sg.sin, np.sin, [(5,)], ANY)],
     "cos": [(sg.cos, np.cos, [(5,)], ANY)],

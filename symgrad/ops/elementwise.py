@@ -225,6 +225,9 @@ log = elementwise("log", sympy.log, "Elementwise natural logarithm.", numpy="np.
                   domain="positive", inplace=True)
 sqrt = elementwise("sqrt", sympy.sqrt, "Elementwise square root.", numpy="np.sqrt",
                    domain="positive")
+log1p = elementwise("log1p", None, "Elementwise ``log(1 + x)``, accurate for small ``x``.",
+                    derivative=lambda x: 1 / (1 + x), numpy="np.log1p",
+                    domain="positive", inplace=True)
 sin = elementwise("sin", sympy.sin, "Elementwise sine.", numpy="np.sin", inplace=True)
 cos = elementwise("cos", sympy.cos, "Elementwise cosine.", numpy="np.cos", inplace=True)
 tanh = elementwise("tanh", sympy.tanh, "Elementwise hyperbolic tangent.", numpy="np.tanh",

@@ -219,6 +219,10 @@ def _log_vjp(g, y, x):
     return (g / x,)  # d/dx log(x) = 1/x
 
 
+def _log1p_vjp(g, y, x):
+    return (g / (1 + x),)
+
+
 def _sqrt_vjp(g, y, x):
     return (g / (2 * y),)  # d/dx sqrt(x) = 1/(2 sqrt(x))
 
@@ -653,6 +657,7 @@ _TABLE: tuple[OpRule, ...] = (
     _unary("negative", np.negative, _negative_vjp, "Elementwise -x."),
     _unary("exp", np.exp, _exp_vjp, "Elementwise e**x."),
     _unary("log", np.log, _log_vjp, "Elementwise natural logarithm."),
+    _unary("log1p", np.log1p, _log1p_vjp, "Elementwise log(1 + x)."),
     _unary("sqrt", np.sqrt, _sqrt_vjp, "Elementwise square root."),
     _unary("sin", np.sin, _sin_vjp, "Elementwise sine."),
     _unary("cos", np.cos, _cos_vjp, "Elementwise cosine."),
