@@ -76,6 +76,8 @@ SPEC = {
     "max": [(lambda a, ax=ax, k=k: sg.max(a, ax, k),
              lambda a, ax=ax, k=k: np.max(a, axis=ax, keepdims=k), [(3, 4)], ANY)
             for ax in (None, 0, -1) for k in (False, True)],
+    "cumsum": [(lambda a, ax=ax: sg.cumsum(a, ax), lambda a, ax=ax: np.cumsum(a, axis=ax),
+                [(3, 4)], ANY) for ax in (None, 0, -1)],
     "transpose": [(lambda a: a.T, lambda a: a.T, [(3, 4)], ANY),
                   (lambda a: sg.transpose(a, (1, 2, 0)), lambda a: np.transpose(a, (1, 2, 0)),
                    [(2, 3, 4)], ANY)],

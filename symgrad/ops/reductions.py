@@ -10,7 +10,7 @@ from ..nodes import TensorOp, info, is_tensor_free, shape_of
 from ..shapes import ShapeError, format_shape, normalize_axes, reduced_shape
 from .elementwise import StopGradient, Where, abs, square
 from .record import public
-from .shape import Reshape, ensure_shape
+from .shape import Reshape, ensure_shape, reshape
 from .static import flag, ints, tuple_axes
 
 __all__ = ["ReduceSum", "ReduceMax", "ArgmaxMask", "LogSumExp", "Norm", "Reduction"]
@@ -189,6 +189,43 @@ class Norm(Reduction):
         return f"_norm({ops[0]}, {axis}, {self.keepdims})"
 
 
+class CumSum(TensorOp):
+    """Cumulative sum along one axis; ``reverse`` sums from the end instead (the adjoint of
+    a cumulative sum is the reversed cumulative sum of its adjoint)."""
+
+    op_name = "cumsum"
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.cumsum", "np.flip")
+
+    def __new__(cls, x, axis, reverse=False):
+        return TensorOp.__new__(cls, x, sympy.Integer(axis), flag(reverse))
+
+    @classmethod
+    def infer(cls, x, axis, reverse):
+        shape, dtype = info(x)
+        if not 0 <= int(axis) < len(shape):
+            raise ShapeError(f"cumsum: axis {int(axis)} out of range for shape "
+                             f"{format_shape(shape)}")
+        if dtype == np.dtype(bool):
+            dtype = np.dtype(np.int64)  # numpy counts booleans
+        return shape, dtype
+
+    def vjp(self, g):
+        x, axis, reverse = self.args
+        return [CumSum(ensure_shape(g, self.shape), int(axis), not bool(reverse))]
+
+    def print_numpy(self, p, ops):
+        axis = int(self.args[1])
+        if bool(self.args[2]):
+            return f"np.flip(np.cumsum(np.flip({ops[0]}, {axis}), axis={axis}), {axis})"
+        return f"np.cumsum({ops[0]}, axis={axis})"
+
+    def formula(self, ops):
+        reverse = ", reverse" if bool(self.args[2]) else ""
+        return f"cumsum({ops[0]}, axis={int(self.args[1])}{reverse})"
+
+
 # ---------------------------------------------------------------------------------------
 # The public functions
 # ---------------------------------------------------------------------------------------
@@ -311,6 +348,29 @@ def norm(x, axis=None, keepdims=False):
     if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
         return abs(t)  # the norm of single numbers
     return _reduce(Norm, t, axis, keepdims)
+
+
+@public("structural", node=CumSum, numpy="np.cumsum", methods=("cumsum",), reference=np.cumsum)
+def cumsum(x, axis=None):
+    """Cumulative sum along ``axis`` (numpy's ``cumsum``).
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int or None
+        The axis to sum along (negative counts from the end); None: the flattened operand.
+
+    Returns
+    -------
+    Tensor
+        ``x``'s shape (1-D for ``axis=None``).
+    """
+    t = tensors.as_tensor(x)
+    if axis is None:
+        t, axis = (t if t.ndim == 1 else reshape(t, (-1,))), 0
+    (axis,) = normalize_axes(axis, t.ndim, "cumsum")
+    return tensors.structural_node(CumSum, t, axis)
 
 
 @public("composite", reference=lambda x: np.sum(x * x) / 2)

@@ -469,6 +469,21 @@ def _norm_vjp(g, y, x, axes, keepdims):
     return (_restore_axes(g, axes, keepdims) * (x / safe),)
 
 
+def _cumsum_prepare(op, x, axis):
+    return (None if axis is None else _normalize_axis(op, axis, x.shape),)
+
+
+def _cumsum_forward(x, axis):
+    return np.cumsum(x, axis=axis)
+
+
+def _cumsum_vjp(g, y, x, axis):
+    # each input element reaches every later output: sum the adjoint from the end
+    if axis is None:
+        return (np.cumsum(g[::-1])[::-1].reshape(x.shape),)
+    return (np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis),)
+
+
 def _l2_loss_forward(x):
     return np.sum(x * x) / 2
 
@@ -736,6 +751,13 @@ _TABLE: tuple[OpRule, ...] = (
                "``log(sum(exp(x)))`` over ``axis``, shifted by the max."),
     _reduction("norm", _norm_forward, _norm_vjp,
                "Euclidean (L2) norm over ``axis`` (all axes by default)."),
+    OpRule("cumsum", _cumsum_forward, _cumsum_vjp,
+           "Cumulative sum along ``axis`` (None: over the flattened operand)." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int, optional""" + _RETURNS, params=(("axis", None),), prepare=_cumsum_prepare),
     OpRule("l2_loss", _l2_loss_forward, _l2_loss_vjp,
            "``sum(x**2) / 2``, like TensorFlow's ``l2_loss``." + """
 
