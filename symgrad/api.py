@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import sympy
 
-from .runtime import cache as C
+from .runtime import cache
 from .compiler.codegen import ModuleSpec, render, template_text
 from .compiler.diff import GradientError, gradients
 from .expr import Tensor, as_tensor
@@ -153,7 +153,7 @@ def _fingerprint_tensor(t: Tensor, memo: dict, out: list) -> str:
     if t is None:
         return "None"
     if t.recipe is None:  # a gradient keys by its recipe, forced or not
-        return f"e{C.serialize(t.expr, memo, out)}"
+        return f"e{cache.serialize(t.expr, memo, out)}"
     kind, targets, sources, gys, i = t.recipe
     parts = [kind, str(i)]
     for group in (targets, sources, gys):
@@ -347,16 +347,16 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     described = [_fingerprint_tensor(t, memo, ser) for t in tensors]
     spec_text = repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name) for s in chosen])
     shapes_text = repr([(format_shape(t.shape), str(t.dtype)) for t in tensors])
-    key = C.make_key("function", name, C.version_fingerprint(), template_text(),
+    key = cache.make_key("function", name, cache.version_fingerprint(), template_text(),
                      repr(sorted(opts.items())), f"{kind}/{module_kind}", repr(out_names),
                      spec_text, shapes_text,
                      "\n".join(ser), ";".join(described))
     if key in _REFUSED:  # refused before for its size: the same answer, at once
         raise ExpressionTooLarge(_REFUSED[key])
-    mod = C.MODULES.lookup(key)
+    mod = cache.MODULES.lookup(key)
     if mod is None:
         generated = _generate(tensors, out_names, chosen, module_kind, key, opts, name)
-        mod = C.MODULES.store(key, *generated)
+        mod = cache.MODULES.store(key, *generated)
     fn = CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts,
                           map_keys=kind == "dict" and module_kind != "dict")
     # how to build this function again with other options (its no-reuse twin, in tests)

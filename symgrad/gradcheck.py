@@ -269,11 +269,11 @@ def _default_wrt(fn, values, wrt):
 
 
 def _tape_gradients(tape_fn, base, wrt):
-    from . import tape as T
+    from .tape import GradientTape, Variable
 
-    variables = {k: T.Variable(np.array(v, copy=True), name=k) for k, v in base.items()}
-    with T.GradientTape() as t:
+    variables = {k: Variable(np.array(v, copy=True), name=k) for k, v in base.items()}
+    with GradientTape() as tape:
         loss = tape_fn(**variables)
-    grads = t.gradient(loss, [variables[n] for n in wrt])
+    grads = tape.gradient(loss, [variables[n] for n in wrt])
     return [np.zeros(np.shape(base[n])) if g is None else np.asarray(g, dtype=np.float64)
             for n, g in zip(wrt, grads)]
