@@ -49,7 +49,8 @@ The modules, one concern each:
 * :mod:`benchmarks.progress` -- the progress line;
 * :mod:`benchmarks.cli` -- the command line (``__main__`` sets the threads and calls it).
 
-``benchmarks.hand`` is the hand-written numpy floor; ``benchmarks.impl_*`` are the adapters
+``benchmarks.hand`` is the hand-written numpy floor (and the Python-float floor of W0 and W4,
+the ``floats`` implementation); ``benchmarks.impl_*`` are the adapters
 (one per framework) the suite times side by side.
 """
 

@@ -85,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmark symgrad's generated train step against the tape baseline, "
-                    "hand-written numpy and (when installed) PyTorch, JAX, HIPS autograd and "
+                    "hand-written numpy, Python floats (W0, W4) and (when installed) PyTorch, "
+                    "JAX, HIPS autograd and "
                     "PyTensor: time per step, compile time, peak memory, correctness.",
         epilog=f"Workloads: {', '.join(MAIN_WORKLOADS)}; sweeps: {', '.join(SWEEPS)} "
                f"('sweeps' = all three). Implementations: {', '.join(IMPLEMENTATIONS)}. "

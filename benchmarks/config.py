@@ -14,6 +14,7 @@ from typing import Optional
 #: ``--impl`` name -> adapter class ("module:Class" under ``benchmarks``), in report order.
 IMPLEMENTATIONS = {
     "hand": "impl_hand:HandImpl",
+    "floats": "impl_floats:FloatsImpl",
     "symgrad": "impl_symgrad:SymgradImpl",
     "tape": "impl_tape:TapeImpl",
     "torch": "impl_torch:TorchImpl",
@@ -23,7 +24,7 @@ IMPLEMENTATIONS = {
 }
 
 #: This project's own implementations: a WRONG or failing one makes the run exit 1.
-PROJECT_IMPLS = ("hand", "symgrad", "tape")
+PROJECT_IMPLS = ("hand", "floats", "symgrad", "tape")
 
 #: The implementation every other one is checked against.
 REFERENCE = "hand"

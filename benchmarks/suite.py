@@ -148,7 +148,8 @@ def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
     classes : dict
         ``{name: adapter class}``; must hold the reference.
     names : list of str
-        The implementations to measure (all available).
+        The implementations to measure (all available); those that do not support ``wl``
+        (``Implementation.supports``) are left out of its results.
     progress : Progress
 
     Returns
@@ -156,6 +157,7 @@ def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
     dict
         The workload's entry of the report's ``workloads``, JSON-ready.
     """
+    names = [n for n in names if classes[n].supports(wl)]
     opt = OptimizerSpec.make(cfg.optimizer, wl.lr)
     init, batches = wl.data()
     batches = read_only(list(batches))
