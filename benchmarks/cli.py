@@ -23,7 +23,7 @@ from .machine import limit_blas_threads
 from .plots import write_plots
 from .report import failures, render_markdown, render_text
 from .suite import run
-from .workloads import MAIN_WORKLOADS, SWEEPS, catalogue
+from .workloads import GRID, MAIN_WORKLOADS, SWEEPS, catalogue
 
 
 def _csv(text: str) -> list:
@@ -36,16 +36,18 @@ def _add_mode(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
                       help="the default: short runs, a few sweep points, compile time and "
-                           "memory for W3 only (well under a minute on 2 cores)")
+                           "memory for W3 only, no width x batch grid (well under a minute "
+                           "on 2 cores)")
     mode.add_argument("--full", action="store_true",
-                      help="the full sweep: every sweep point, longer timings, compile time "
-                           "and memory on every workload (about 12 minutes on 2 cores)")
+                      help="the full sweep: every sweep point and the width x batch grid, "
+                           "longer timings, compile time and memory on every workload")
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
     """What to run and how: workloads, implementations, repetitions, optimizer."""
     p.add_argument("--only", type=_csv, metavar="LIST",
-                   help="comma-separated workloads/sweeps, e.g. W0,W3,depth")
+                   help=f"comma-separated workloads/sweeps, e.g. W0,W3,depth or {GRID} (the "
+                        "width x batch grid, not in the quick run by default)")
     p.add_argument("--impl", type=_csv, metavar="LIST",
                    help="comma-separated implementations, e.g. symgrad,hand")
     p.add_argument("--repeat", type=int, metavar="N",
@@ -89,7 +91,8 @@ def parser() -> argparse.ArgumentParser:
                     "JAX, HIPS autograd and "
                     "PyTensor: time per step, compile time, peak memory, correctness.",
         epilog=f"Workloads: {', '.join(MAIN_WORKLOADS)}; sweeps: {', '.join(SWEEPS)} "
-               f"('sweeps' = all three). Implementations: {', '.join(IMPLEMENTATIONS)}. "
+               f"('sweeps' = all three); {GRID}: hidden width x batch grid of W3 (in --full, "
+               f"or --only {GRID}). Implementations: {', '.join(IMPLEMENTATIONS)}. "
                "Exit status 1 when one of this project's implementations "
                f"({', '.join(PROJECT_IMPLS)}) is WRONG or fails.")
     _add_mode(p)
@@ -111,7 +114,7 @@ def _list(quick: bool) -> int:
 
 def _validate(p: argparse.ArgumentParser, args: argparse.Namespace, quick: bool) -> None:
     """Exit through ``p.error`` on an unknown name or a count below 1."""
-    known = set(MAIN_WORKLOADS) | set(SWEEPS) | {"sweeps"}
+    known = set(MAIN_WORKLOADS) | set(SWEEPS) | {"sweeps", GRID}
     names = {wl.name for wl in catalogue(quick)}
     bad = [o for o in args.only or [] if o not in known and o not in names]
     if bad:

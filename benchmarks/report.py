@@ -13,7 +13,7 @@ import textwrap
 from typing import Optional
 
 from .config import PROJECT_IMPLS, REFERENCE
-from .workloads import SWEEP_TITLES, SWEEPS
+from .workloads import GRID, GRID_TITLE, SWEEP_TITLES, SWEEPS
 
 HEADERS = ["impl", "median", "min", "max", "IQR", "med/hand", "tape/med", "peak mem", "check"]
 
@@ -30,6 +30,9 @@ LEGEND = (
     "check: OK/WRONG and the largest relative error against hand (loss curve, final loss, "
     "final parameters); a WRONG row gets no ratio",
     "sweeps: median time per step at each point; symgrad/hand is the ratio of the medians",
+    f"{GRID} (width x batch grid): hand's median time per step in each cell, then one table "
+    "per implementation of its median / hand's median in each cell (WRONG/ERROR: not "
+    "correct there; -: not run)",
 )
 
 #: How far the paired per-repetition ratio may stray from the ratio of the medians before a
@@ -224,6 +227,50 @@ def sweep_tables(report: dict) -> list:
     return out
 
 
+def _grid_cell(e: Optional[dict], name: str) -> str:
+    """One cell of a grid table: hand's time, another implementation's ratio to it."""
+    if e is None:
+        return "-"
+    if e["status"] != "OK" and name != REFERENCE:
+        return e["status"]
+    if name == REFERENCE:
+        return fmt_time((e["time"] or {}).get("median_s"))
+    return fmt_x(e["ratio_to_hand"])
+
+
+def grid_tables(report: dict) -> list:
+    """The tables of the width x batch grid (:data:`benchmarks.workloads.GRID`), if it ran.
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    list of tuple
+        ``(title, headers, rows)``: first hand's median time per step, then per other
+        implementation its ratio to hand; a row per hidden width H, a column per batch B.
+        Every H and B that ran has its row and column; a cell that did not run shows ``-``.
+    """
+    points = [w for w in report["workloads"] if w["group"] == GRID]
+    if not points:
+        return []
+    cells = {(w["sweep"]["value"]["H"], w["sweep"]["value"]["B"]): w["results"]
+             for w in points}
+    widths = sorted({h for h, _ in cells})
+    batches = sorted({b for _, b in cells})
+    names = list(dict.fromkeys(n for results in cells.values() for n in results))
+    headers = ["H \\ B"] + [str(b) for b in batches]
+    out = []
+    for name in names:
+        title = (f"{name}: median time per step" if name == REFERENCE
+                 else f"{name}/{REFERENCE}: ratio of the median times per step")
+        rows = [[h] + [_grid_cell(cells.get((h, b), {}).get(name), name) for b in batches]
+                for h in widths]
+        out.append((title, headers, rows))
+    return out
+
+
 def unsteady_notes(w: dict) -> list:
     """Where the timings of one workload were unsteady.
 
@@ -354,6 +401,20 @@ def _text_sweeps(report: dict) -> list:
     return out
 
 
+def _text_grid(report: dict) -> list:
+    """The width x batch grid: one small table per implementation, then its errors."""
+    tables = grid_tables(report)
+    if not tables:
+        return []
+    out = ["", f"Grid: {GRID_TITLE} (rows H, columns B)"]
+    for title, headers, rows in tables:
+        out += [f"  {title}", _text_table(headers, rows, indent="    ")]
+    for w in report["workloads"]:
+        if w["group"] == GRID:
+            out += [f"  {w['name']} {name}: {error}" for name, error in _errors(w)]
+    return out
+
+
 def _text_targets(report: dict) -> list:
     """The goals as a checklist with ``--targets``, else a line saying how to get it."""
     if not report["config"].get("targets"):
@@ -382,6 +443,7 @@ def render_text(report: dict) -> str:
     for w in _main_workloads(report):
         out += _text_workload(w)
     out += _text_sweeps(report)
+    out += _text_grid(report)
     out += ["", "Columns"]
     out += [textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    ")
             for line in LEGEND]
@@ -480,6 +542,12 @@ def render_markdown(report: dict) -> str:
     for axis, headers, rows in sweep_tables(report):
         out += ["", f"## Sweep over {axis}", "", f"{SWEEP_TITLES[axis]}; median time per step.",
                 "", _md_table(headers, rows)]
+    tables = grid_tables(report)
+    if tables:
+        out += ["", f"## Sweep over width x batch ({GRID})", "",
+                f"{GRID_TITLE}; rows H, columns B."]
+        for title, headers, rows in tables:
+            out += ["", f"{title[0].upper()}{title[1:]}:", "", _md_table(headers, rows)]
     out += ["", "## Columns", ""] + [f"- {line}" for line in LEGEND]
     out += _md_targets(report)
     wrong = failures(report, all_impls=True)

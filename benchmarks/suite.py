@@ -21,8 +21,9 @@ The JSON report (``--json``; times in seconds, memory in bytes, ``null`` = not m
     implementations   {name: {available, version, skipped (reason or null), description}}
     skipped           {name: reason} of the requested implementations that are missing
     workloads         [one per workload, in run order:
-        name, group ("W0".."W4", "batch", "width", "depth"), title, dtype, optimizer,
-        sweep ({axis, value} or null), steps_checked, reference ("hand"),
+        name, group ("W0".."W4", "batch", "width", "depth", "W3sweep"), title, dtype,
+        optimizer, sweep ({axis, value} or null; W3sweep: value {H, B}), steps_checked,
+        reference ("hand"),
         tolerance {rtol}, phase_s {compile, correctness, timing, memory},
         compile {cold_s, warm_s, import_s, cold_runs_s, warm_runs_s, warm_was_cache_hit,
                  module_lines, repeats} or null, compile_error, memory_measured,
@@ -58,7 +59,7 @@ from .machine import machine_info
 from .measure import measure_compile, measure_memory, measure_time, median_ratio
 from .progress import Progress
 from .targets import evaluate_targets
-from .workloads import MAIN_WORKLOADS, SWEEPS, Workload, catalogue, select
+from .workloads import GRID, MAIN_WORKLOADS, SWEEPS, Workload, catalogue, select
 
 #: Identifier of the JSON layout written by ``--json`` (bump on incompatible changes).
 SCHEMA = "symgrad-benchmarks/1"
@@ -201,7 +202,7 @@ def _workloads(cfg: Config) -> list:
     workloads = select(catalogue(cfg.quick), cfg.only)
     if not workloads:
         raise ValueError(f"--only {cfg.only} selects no workload; choose from "
-                         f"{list(MAIN_WORKLOADS) + list(SWEEPS)}")
+                         f"{list(MAIN_WORKLOADS) + list(SWEEPS) + [GRID]}")
     return workloads
 
 

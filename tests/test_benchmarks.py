@@ -356,3 +356,63 @@ def test_runner_limits_threads_through_threadpoolctl_when_installed(monkeypatch)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     assert limit_blas_threads(1) is False
     assert blas_threads() == "1 (OPENBLAS_NUM_THREADS)"
+
+
+# ---------------------------------------------------------------------------------------------
+# The width x batch grid (W3sweep)
+# ---------------------------------------------------------------------------------------------
+
+def test_grid_is_every_width_and_batch_in_full_and_opt_in_when_quick():
+    from benchmarks.workloads import GRID, catalogue, select
+    for quick in (True, False):
+        cells = [wl for wl in catalogue(quick) if wl.group == GRID]
+        assert sorted((wl.sweep[1]["H"], wl.sweep[1]["B"]) for wl in cells) == [
+            (h, b) for h in (64, 256, 1024, 2048) for b in (1, 8, 64, 128)]
+        for wl in cells:  # MLP 784-H-H/2-10 at batch B
+            h, b = wl.sweep[1]["H"], wl.sweep[1]["B"]
+            assert wl.param_shapes["w1"] == (784, h) and wl.param_shapes["w2"] == (h, h // 2)
+            assert wl.name == f"{GRID} H={h} B={b}" and not wl.compile and not wl.memory
+        narrow = [wl for wl in cells if wl.sweep[1]["H"] == 64]  # cheap data: batch B
+        assert [wl.data()[1][0][0].shape for wl in narrow] == [(b, 784) for b in (1, 8, 64, 128)]
+        chosen = {wl.name for wl in select(catalogue(quick), None)}
+        assert any(wl.name in chosen for wl in cells) is not quick  # in --full only
+        assert {wl.name for wl in select(catalogue(quick), [GRID])} == {wl.name for wl in cells}
+
+
+@pytest.fixture(scope="module")
+def grid_report():
+    """The grid at toy sizes (H in 8, 16; B in 1, 4, 8), hand, symgrad and a crashing impl;
+    the widths and batches are module constants read when the catalogue is made."""
+    from benchmarks import workloads
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(workloads, "GRID_WIDTHS", (8, 16))
+        mp.setattr(workloads, "GRID_BATCHES", (1, 4, 8))
+        cfg = Config(quick=True, only=["W3sweep"], repeat=1, block_time=1e-4, compile=False,
+                     memory=False, progress=False, impls=["hand", "symgrad", "crashes"],
+                     extra_impls=EXTRA)
+        return run(cfg)
+
+
+def test_grid_table_has_every_cell(grid_report):
+    from benchmarks.report import grid_tables
+    tables = {title.split(":")[0]: (headers, rows) for title, headers, rows in
+              grid_tables(grid_report)}
+    assert list(tables) == ["hand", "symgrad/hand", "crashes/hand"]
+    for name, (headers, rows) in tables.items():
+        assert headers[1:] == ["1", "4", "8"]
+        assert [r[0] for r in rows] == [8, 16]
+        for row in rows:
+            assert len(row) == 4 and "-" not in row[1:], (name, row)
+    assert all(c.endswith(("µs", "ms", "ns")) for r in tables["hand"][1] for c in r[1:])
+    assert all(c.endswith("x") for r in tables["symgrad/hand"][1] for c in r[1:])
+    assert all(c == "ERROR" for r in tables["crashes/hand"][1] for c in r[1:])
+    text, md = render_text(grid_report), render_markdown(grid_report)
+    assert "Grid: W3 MLP 784-H-H/2-10 over hidden width H x batch B" in text
+    assert "## Sweep over width x batch (W3sweep)" in md and "Symgrad/hand: ratio" in md
+
+
+def test_grid_table_marks_a_cell_that_did_not_run(grid_report):
+    from benchmarks.report import grid_tables
+    partial = dict(grid_report, workloads=grid_report["workloads"][1:])  # no H=8, B=1
+    hand_rows = grid_tables(partial)[0][2]
+    assert hand_rows[0][1] == "-" and "-" not in hand_rows[1][1:]
