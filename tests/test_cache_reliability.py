@@ -40,7 +40,7 @@ from symgrad.runtime import cache
 from symgrad.compiler import codegen
 from symgrad.__main__ import main as cli_main
 
-from cache_model import W, X, correct, model, reference
+from cache_model import W, X, correct, model, reference, unused_subdir
 
 STRESS = bool(os.environ.get("SYMGRAD_STRESS"))
 N_PROCESSES = 32 if STRESS else 16
@@ -630,8 +630,9 @@ def test_cli_clear_touches_only_symgrad_files(cache_env, capsys):
     sg.compile(model(1.0))
     mine = cache_env / "README.txt"
     mine.write_text("not symgrad's")
-    (cache_env / "ab").mkdir()
-    other = cache_env / "ab" / "notes.py"
+    foreign = cache_env / unused_subdir(cache_env)
+    foreign.mkdir()
+    other = foreign / "notes.py"
     other.write_text("x = 1")
     cli_main(["cache", "clear"])
     assert "removed 1 entry" in capsys.readouterr().out

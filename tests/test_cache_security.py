@@ -50,7 +50,7 @@ from symgrad.runtime import trust
 from symgrad.__main__ import main as cli_main
 from symgrad.runtime.safety import UnsafeModuleError, check_module_source
 
-from cache_model import W, X, correct, model
+from cache_model import W, X, correct, model, unused_subdir
 
 POSIX = os.name == "posix"
 IS_ROOT = POSIX and os.geteuid() == 0
@@ -692,11 +692,12 @@ def test_arrays_that_need_pickle_or_bad_names_are_refused(cache_env):
 
 def test_clear_touches_only_what_it_verifies(cache_env, capsys):
     fs = [sg.compile(model(float(v))) for v in (1.0, 2.0)]
-    foreign_empty = cache_env / "ee"
+    foreign_empty = cache_env / unused_subdir(cache_env)
     foreign_empty.mkdir()  # an empty two-character directory that is not symgrad's
     unknown = fs[0].path.parent / ("0" * 64 + ".py")
     unknown.write_text("x = 1\n")  # named like an entry, but nothing proves it is ours
-    garbage_entry = cache_env / "cd" / ("cd" + "1" * 62 + ".py")
+    sub = unused_subdir(cache_env, foreign_empty.name)
+    garbage_entry = cache_env / sub / (sub + "1" * 62 + ".py")
     garbage_entry.parent.mkdir()
     garbage_entry.write_bytes(_old_format(garbage_entry.stem, "x = 1\n"))
     assert cli_main(["cache", "clear"]) == 0
@@ -711,17 +712,19 @@ def test_clear_touches_only_what_it_verifies(cache_env, capsys):
 def test_clear_never_enters_foreign_directories(nobody_cache):
     cache_dir = nobody_cache / "cache"
     as_nobody(_victim_compile, str(cache_dir), 2.0)
-    foreign = cache_dir / "ab"
+    sub = unused_subdir(cache_dir)
+    foreign = cache_dir / sub
     foreign.mkdir(mode=0o777)
     os.chmod(foreign, 0o777)
-    (foreign / ("ab" * 32 + ".py")).write_text("x = 1\n")
+    planted = foreign / (sub * 32 + ".py")
+    planted.write_text("x = 1\n")
 
     def clear_as_victim(path):
         return cache.clear_report(Path(path))["removed"]
 
     out = as_nobody(clear_as_victim, str(cache_dir))
     assert out["result"] == 1
-    assert (foreign / ("ab" * 32 + ".py")).exists()
+    assert planted.exists()
 
 
 def test_prune_by_age_and_size_lru(cache_env, capsys):
