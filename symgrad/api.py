@@ -16,15 +16,12 @@ import functools
 import inspect
 from typing import Any, Optional
 
-import numpy as np
-import sympy
-
 from .runtime import cache
 from .compiler.codegen import ModuleSpec, render, template_text
 from .compiler.diff import GradientError, gradients
 from .expr import Tensor, as_tensor
 from .graph import post_order
-from .nodes import TensorOp, TensorSymbol
+from .nodes import TensorOp, TensorSymbol, shape_of
 from .ops.structural import BroadcastTo
 from .compiler.optimize import plan
 from .compiler.printer import formula
@@ -82,7 +79,7 @@ def grad(target, wrt, grad_ys=None):
     and dtype. A source the target does not depend on gets zeros. The symbolic work is
     done the first time a gradient's expression is needed (a cached compile skips it).
     """
-    t_kind, targets, _ = _structure(target)
+    _, targets, _ = _structure(target)
     targets = [as_tensor(t) for t in targets]
     w_kind, sources, keys = _structure(wrt)
     for i, w in enumerate(sources):
@@ -122,7 +119,7 @@ def grad(target, wrt, grad_ys=None):
     def thunk(i, w):
         def build():
             e = compute()[i]
-            if C_shape(e) != w.shape or e.is_number:
+            if shape_of(e) != w.shape or e.is_number:
                 e = BroadcastTo(e, w.shape, w.dtype)
             return e
         return build
@@ -131,11 +128,6 @@ def grad(target, wrt, grad_ys=None):
     out = [Tensor(None, w.shape, w.dtype, thunk=thunk(i, w), recipe=recipe_base + (i,))
            for i, w in enumerate(sources)]
     return _restructure(w_kind, out, keys)
-
-
-def C_shape(expr):
-    from .nodes import shape_of
-    return shape_of(expr)
 
 
 # ---------------------------------------------------------------------------------------

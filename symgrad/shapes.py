@@ -41,9 +41,6 @@ class Dim(sympy.Symbol):
         return ((self.name,), {})
 
 
-DimLike = "int | Dim"
-
-
 def as_dim(d, where: str = "shape") -> "int | Dim":
     """Turn a user's dimension (an int, a str naming a symbolic dim, or a Dim) into ours."""
     if isinstance(d, Dim):

@@ -20,7 +20,7 @@ import sympy
 from sympy import DiracDelta, S
 
 from ..graph import post_order
-from ..nodes import TensorOp, TensorSymbol, info, is_tensor_free, shape_of, xreplace_dag
+from ..nodes import TensorOp, TensorSymbol, is_tensor_free, shape_of, xreplace_dag
 from ..ops.structural import ensure_shape, sum_to_shape
 from .stable import rewrite
 
@@ -156,7 +156,3 @@ def gradients(targets: list, wrt: list, grad_ys: list | None = None) -> list:
             for f, contrib in _region_vjp(node, adj, _children(node), relevant):
                 adjoints.setdefault(f, []).append(contrib)
     return [sympy.Add(*adjoints[w]) if w in adjoints else S.Zero for w in wrt]
-
-
-def value_shape(expr) -> tuple:
-    return info(expr)[0]

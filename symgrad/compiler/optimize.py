@@ -20,11 +20,9 @@ from typing import Optional
 import numpy as np
 import sympy
 
-from ..nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
-                    xreplace_dag)
+from ..nodes import TensorOp, TensorSymbol, info, subexpressions, xreplace_dag
 from ..ops.elementwise import relu, step
 from ..graph import post_order
-from ..ops.structural import CustomGradient
 from .stable import rewrite
 
 __all__ = ["Statement", "Program", "plan", "value_args"]
@@ -38,7 +36,6 @@ class Statement:
     target: TensorSymbol
     value: object  # an elementwise SymPy expression, or a TensorOp
     args: list = field(default_factory=list)
-    comment: str = ""
 
     @property
     def is_op(self) -> bool:
@@ -181,7 +178,7 @@ def plan(outputs: list) -> Program:
     for (node, k), r in zip(slots, reduced[:n_op_exprs]):
         op_args[node][k] = r
     for node in ops:
-        statements.append(Statement(op_temp[node], node, op_args[node], comment=node.op_name))
+        statements.append(Statement(op_temp[node], node, op_args[node]))
 
     outs, taken = [], set()  # a set: testing each output against all before it is O(n**2)
     for (name, _, shape, dtype), r in zip(outputs, reduced[n_op_exprs:]):
@@ -225,14 +222,3 @@ def _leaves(statements, outs) -> list:
         if o.symbol.role != "temp":
             found[o.symbol] = True
     return list(found)
-
-
-def free_dims(exprs) -> set:
-    from ..shapes import Dim
-    out = set()
-    for e in exprs:
-        out |= {s for s in e.free_symbols if isinstance(s, Dim)}
-    return out
-
-
-__all__ += ["free_dims", "shape_of", "dtype_of", "CustomGradient"]

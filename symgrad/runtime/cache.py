@@ -58,7 +58,6 @@ import platform
 import re
 import stat
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -519,7 +518,6 @@ class ModuleCache:
 
     def __init__(self):
         self.memo: dict = {}
-        self._lock = threading.Lock()
         self._warned_readonly = False
 
     def directory(self) -> Optional[Path]:
@@ -527,9 +525,6 @@ class ModuleCache:
         root = _open_root(create=True)
         root.close()
         return root.path
-
-    def path_for(self, key: str) -> Path:
-        return cache_dir() / key[:2] / f"{key}.py"
 
     def lookup(self, key: str) -> Optional[LoadedModule]:
         hit = self.memo.get(key)
@@ -686,10 +681,6 @@ MODULES = ModuleCache()
 _SUB_RE = re.compile(r"[0-9a-f]{2}\Z")
 _ENTRY_RE = re.compile(r"([0-9a-f]{64})\.py\Z")
 _TEMP_RE = re.compile(r"\.[0-9a-f]{16}\.[A-Za-z0-9_]+\.tmp\Z")
-
-
-def _is_key(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def _scan(root) -> dict:
