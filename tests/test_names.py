@@ -29,7 +29,6 @@ from symgrad.runtime.safety import UnsafeModuleError, check_module_source
 
 #: per example: K inputs + K params + 2K output keys
 K = 16
-NAMES_PER_EXAMPLE = 4 * K
 MIN_NAMES = 1000
 EXAMPLES = int(os.environ.get("SYMGRAD_NAME_EXAMPLES",
                               "300" if os.environ.get("SYMGRAD_STRESS") else "50"))
