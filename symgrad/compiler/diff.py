@@ -122,6 +122,26 @@ def gradients(targets: list, wrt: list, grad_ys: list | None = None) -> list:
 
     A source the targets do not depend on gets ``0``. The expressions may have a smaller
     shape than their source where they are constant along an axis; the caller broadcasts.
+
+    Parameters
+    ----------
+    targets : list of sympy.Expr
+        What to differentiate; a non-scalar target counts as the sum of its elements.
+    wrt : list of sympy.Expr
+        Leaves or structural nodes to differentiate with respect to.
+    grad_ys : list, optional
+        One cotangent per target (``None`` entries: ones), each of its target's shape.
+
+    Returns
+    -------
+    list of sympy.Expr
+        One gradient per entry of ``wrt``.
+
+    Raises
+    ------
+    GradientError
+        When a ``wrt`` entry is an elementwise expression, or a cotangent's shape differs
+        from its target's.
     """
     if grad_ys is None:
         grad_ys = [None] * len(targets)
