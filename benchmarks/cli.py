@@ -59,6 +59,13 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="skip the compile-time measurements (new processes)")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory measurements (new processes)")
+    p.add_argument("--isolated", action="store_true",
+                   help="time every implementation in its own process (one per workload and "
+                        "pass, round-robin, same --threads) and report the median over the "
+                        "passes; the default times them side by side in this process")
+    p.add_argument("--passes", type=int, metavar="N",
+                   help="--isolated: processes per implementation and workload (default 5, "
+                        "quick 3); each times up to --repeat blocks")
 
 
 def _add_outputs(p: argparse.ArgumentParser) -> None:
@@ -126,6 +133,8 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace, quick: bool)
         p.error("--repeat must be at least 1")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be at least 1")
+    if args.passes is not None and (args.passes < 1 or not args.isolated):
+        p.error("--passes needs --isolated and must be at least 1")
 
 
 def _set_threads(threads: int) -> None:
@@ -183,12 +192,14 @@ def main(argv: Optional[list] = None) -> int:
     if args.list:
         return _list(quick)
     _validate(p, args, quick)
-    _set_threads(1 if args.threads is None else args.threads)
+    threads = 1 if args.threads is None else args.threads
+    _set_threads(threads)
     cfg = Config(quick=quick, repeat=args.repeat, only=args.only, impls=args.impl,
                  optimizer=args.optimizer, seed=args.seed, compile=not args.no_compile,
                  memory=not args.no_memory,
                  progress=not args.no_progress, targets=args.targets,
-                 command=shlex.join(["python", "-m", "benchmarks", *argv]))
+                 command=shlex.join(["python", "-m", "benchmarks", *argv]),
+                 isolated=args.isolated, passes=args.passes, threads=threads)
     report = run(cfg)
     print(render_text(report))
     _write_outputs(args, report)

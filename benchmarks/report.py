@@ -20,7 +20,8 @@ HEADERS = ["impl", "median", "min", "max", "IQR", "med/hand", "tape/med", "peak 
 #: What the columns of the tables mean (printed under them).
 LEGEND = (
     "median, min, max, IQR: time per training step over the interleaved repetitions "
-    "(IQR: spread between the 25th and 75th percentiles)",
+    "(IQR: spread between the 25th and 75th percentiles); with --isolated over the passes, "
+    "each pass one new process per implementation, its value that process's median",
     "med/hand: this row's median / hand's median (below 1.00x: faster than hand-written "
     "numpy)",
     "tape/med: symgrad.tape's median / this row's median (how many times faster than the "
@@ -321,6 +322,15 @@ def _repeats(w: dict) -> int:
     return max([(e["time"] or {}).get("repeats", 0) for e in w["results"].values()] or [0])
 
 
+def _how_timed(w: dict) -> str:
+    """``5 interleaved repetitions``, or with --isolated ``3 passes of one process per
+    implementation``."""
+    n = _repeats(w)
+    if any((e["time"] or {}).get("isolated") for e in w["results"].values()):
+        return f"{n} passes of one process per implementation"
+    return f"{n} interleaved repetitions"
+
+
 def _describe(w: dict) -> str:
     """The heading sentence of a workload's table."""
     return f"{w['name']}: {w['title']}, {w['optimizer']}, {w['steps_checked']} steps checked"
@@ -367,6 +377,8 @@ def _text_header(report: dict) -> list:
                                                                     "default")
     mode = "quick run (--full: every sweep point, longer timings)" if cfg["quick"] \
         else "full run"
+    if cfg.get("isolated"):
+        mode += f", isolated ({cfg['passes']} passes of one process per implementation)"
     out = [f"symgrad benchmarks, {mode} -- {m['platform']}, Python {m['python']}, numpy "
            f"{m['numpy']}, {m['cpu_count']} CPUs ({m['processor']}), BLAS threads: "
            f"{threads}"]
@@ -377,7 +389,7 @@ def _text_header(report: dict) -> list:
 
 def _text_workload(w: dict) -> list:
     """One main workload: heading, table, notes, compile line, errors."""
-    out = ["", _describe(w) + f"; {_repeats(w)} interleaved repetitions",
+    out = ["", _describe(w) + f"; {_how_timed(w)}",
            _text_table(HEADERS, workload_rows(w))]
     out += ["  note: " + note for note in unsteady_notes(w)]
     line = _compile_line(w)
@@ -473,8 +485,15 @@ def _md_machine(m: dict) -> list:
 
 def _md_method(cfg: dict) -> list:
     """How the numbers were measured, in one paragraph."""
-    return ["", f"Per-step times: up to {cfg['repeat']} repetitions interleaved across "
-            "implementations (shuffled order each repetition); ratios are ratios of the "
+    if cfg.get("isolated"):
+        timing = (f"Per-step times: isolated, {cfg['passes']} passes round-robin over the "
+                  "implementations, each pass one new process per implementation timing up "
+                  f"to {cfg['repeat']} blocks of steps; the median over the passes of each "
+                  "process's median")
+    else:
+        timing = (f"Per-step times: up to {cfg['repeat']} repetitions interleaved across "
+                  "implementations (shuffled order each repetition)")
+    return ["", f"{timing}; ratios are ratios of the "
             "medians shown. Correctness: same initial values and batches as `hand`, "
             "errors relative to the largest reference loss, rtol 1e-4 (float32) / 1e-9 "
             "(float64). Peak memory: tracemalloc over "
@@ -494,7 +513,7 @@ def _md_implementations(impls: dict) -> list:
 def _md_workload(w: dict) -> list:
     """One main workload: heading, table, notes, compile line, errors."""
     out = ["", f"## {w['name']}", "",
-           _describe(w) + f"; {_repeats(w)} interleaved repetitions.", "",
+           _describe(w) + f"; {_how_timed(w)}.", "",
            _md_table(HEADERS, workload_rows(w))]
     notes = unsteady_notes(w)
     if notes:
