@@ -240,7 +240,7 @@ def test_cli_rejects_unknown_names(capsys):
 @pytest.fixture(scope="module")
 def misbehaving_report():
     cfg = Config(quick=True, only=["W1", "W4"], repeat=2, compile=False, memory=False,
-                 progress=False, impls=["hand", "symgrad", *EXTRA], extra_impls=EXTRA)
+                 progress=False, impls=["hand", "floats", "symgrad", *EXTRA], extra_impls=EXTRA)
     return run(cfg)
 
 
@@ -276,6 +276,16 @@ def test_failures_are_reported_not_raised(misbehaving_report):
         assert writes["status"] == "ERROR" and "read-only" in writes["error"]
     # only this project's own implementations decide the exit status
     assert failures(misbehaving_report) == []
+
+
+def test_python_floats_run_where_they_apply(misbehaving_report):
+    """The Python-float floor is checked like every implementation on W4 and left out of W1
+    (it has no W1 step): not an error there."""
+    w1, w4 = misbehaving_report["workloads"]
+    assert "floats" not in w1["results"]
+    e = w4["results"]["floats"]
+    assert e["status"] == "OK" and e["time"]["median_s"] > 0
+    assert max(e["check"][k] for k in ("curve_err", "loss_err", "param_err")) < 1e-12
 
 
 def _fake_runs(curve, params, error=None):
