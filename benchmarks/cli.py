@@ -51,7 +51,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", type=_csv, metavar="LIST",
                    help="comma-separated implementations, e.g. symgrad,hand")
     p.add_argument("--repeat", type=int, metavar="N",
-                   help="interleaved timing repetitions (default 15, quick 5)")
+                   help="interleaved timing repetitions (default 15, quick 5); with "
+                        "--isolated the blocks each process times")
     p.add_argument("--optimizer", choices=sorted(OptimizerSpec.DEFAULTS), default="sgd",
                    help="update rule for every workload (default sgd, as the tutorials)")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
