@@ -160,7 +160,18 @@ def _fingerprint_tensor(t: Tensor, memo: dict, out: list) -> str:
 
 
 def leaves_of(tensors) -> list:
-    """Every input/param leaf the tensors read (lazy gradients read their recipe's leaves)."""
+    """Every input/param leaf the tensors read, without forcing lazy gradients.
+
+    Parameters
+    ----------
+    tensors : iterable of Tensor or sympy.Basic
+        ``None`` entries are skipped; a lazy gradient reads its recipe's leaves.
+
+    Returns
+    -------
+    list of TensorSymbol
+        Each leaf once, in the order the walk finds them.
+    """
     found: dict = {}
     stack = list(tensors)
     seen = set()
@@ -192,7 +203,17 @@ def leaves_of(tensors) -> list:
 
 
 def default_input_order(leaves) -> list:
-    """Documented order when ``inputs=None``: inputs, then params, each sorted by name."""
+    """The documented order when ``inputs=None``: inputs, then params, each sorted by name.
+
+    Parameters
+    ----------
+    leaves : iterable of TensorSymbol
+        Input and param leaves.
+
+    Returns
+    -------
+    list of TensorSymbol
+    """
     rank = {"input": 0, "param": 1}
     return sorted(leaves, key=lambda s: (rank[s.role], s.name, str(s.shape), s.dtype_name))
 
@@ -250,7 +271,16 @@ def _output_name(t: Tensor, i: int) -> str:
 
 
 def count_nodes(expr) -> int:
-    """Distinct nodes of an expression's DAG (iterative)."""
+    """Distinct nodes of an expression's DAG (iterative).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    int
+    """
     return count_nodes_together([expr])[-1]
 
 
@@ -259,6 +289,17 @@ def count_nodes_together(exprs, seen: Optional[set] = None) -> list:
 
     Nodes shared between expressions are counted once, so the walk is linear in the
     size of the whole DAG (a walk per output is quadratic when outputs share a graph).
+
+    Parameters
+    ----------
+    exprs : iterable of sympy.Basic
+    seen : set, optional
+        Nodes already counted (by an earlier call); updated in place.
+
+    Returns
+    -------
+    list of int
+        For each k, the number of distinct nodes of ``exprs[:k+1]`` together with ``seen``.
     """
     seen = set() if seen is None else seen
     counts = []
@@ -480,7 +521,26 @@ def _header_formula(name: str, t: Tensor, out_names, tensors, by_id=None) -> str
 
 
 class CompiledFunction:
-    """A compiled, cached numpy function. Call it with arrays; read ``source`` and ``path``."""
+    """A compiled, cached numpy function. Call it with arrays; read ``source`` and ``path``.
+
+    Made by :func:`compile`, not constructed directly. Call it with the inputs by position
+    (in ``inputs`` order) or by name; it returns the outputs in the structure given to
+    ``compile`` (a single array, a list, or a dict).
+
+    Attributes
+    ----------
+    inputs : list of str
+        The input names, in positional order.
+    output_names : list of str
+        The outputs' names in the generated code.
+    output_keys : list or None
+        The dict keys exactly as given, for a dict of outputs.
+
+    Raises
+    ------
+    TypeError
+        On a call with a missing, unknown or repeated input, naming it.
+    """
 
     def __init__(self, module, fn_name, inputs, kind, keys, out_names, tensors, opts,
                  map_keys=False):
@@ -513,6 +573,7 @@ class CompiledFunction:
 
     @property
     def key(self) -> str:
+        """The cache key of the module (a 64-digit hex digest)."""
         return self._module.key
 
     @property
