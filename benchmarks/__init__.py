@@ -16,7 +16,10 @@ implementation that is available (see :data:`benchmarks.config.IMPLEMENTATIONS`)
   drift hits all alike. Reported: median, min, max, IQR and MAD of the per-step time over
   the repetitions; the ratio to ``hand`` and the speed-up over ``tape`` are ratios of the
   medians shown (so they cannot contradict them); the medians of the per-repetition paired
-  ratios are kept too, and a table notes where the two disagree (unsteady timings);
+  ratios are kept too, and a table notes where the two disagree (unsteady timings). With
+  ``--isolated`` every implementation runs in its own processes instead (one per workload
+  and pass, round-robin, the same thread settings; correctness runs included), and the
+  time is the median over the passes (:mod:`benchmarks.isolated`);
 * **peak memory** -- in a new process, the tracemalloc peak of ``setup`` and a few training
   steps of a fresh instance: what ``setup`` keeps (parameters, buffers, optimizer state)
   plus the steps' high-water mark (work buffers a step allocates, even once, count).
@@ -41,6 +44,7 @@ The modules, one concern each:
 * :mod:`benchmarks.config` -- the settings of a run and the registry of implementations;
 * :mod:`benchmarks.check` -- correctness against the reference;
 * :mod:`benchmarks.measure` -- time per step, peak memory, compile time;
+* :mod:`benchmarks.isolated` -- ``--isolated``: each implementation in its own processes;
 * :mod:`benchmarks.machine` -- the machine's description and its BLAS threads;
 * :mod:`benchmarks.suite` -- one run, workload by workload, into the report (its JSON
   layout is described there);
@@ -49,7 +53,8 @@ The modules, one concern each:
 * :mod:`benchmarks.progress` -- the progress line;
 * :mod:`benchmarks.cli` -- the command line (``__main__`` sets the threads and calls it).
 
-``benchmarks.hand`` is the hand-written numpy floor; ``benchmarks.impl_*`` are the adapters
+``benchmarks.hand`` is the hand-written numpy floor (and the Python-float floor of W0 and W4,
+the ``floats`` implementation); ``benchmarks.impl_*`` are the adapters
 (one per framework) the suite times side by side.
 """
 

@@ -82,6 +82,38 @@ def oracle_loss(wl: Workload, params: dict, batch: tuple) -> float:
     return float(wl.loss(NUMPY_OPS, p, b))
 
 
+def correctness_run(wl: Workload, cls: type, init: dict, batches: list,
+                    opt: OptimizerSpec) -> dict:
+    """Train a fresh instance of one implementation for ``wl.steps`` steps.
+
+    Parameters
+    ----------
+    wl : Workload
+    cls : type
+        The adapter class.
+    init : dict
+        The initial parameters.
+    batches : list of tuple
+        Step ``i`` takes ``batches[i % len(batches)]``.
+    opt : OptimizerSpec
+
+    Returns
+    -------
+    dict
+        ``{"curve", "params", "error"}``: the loss of every step, the final parameters, and
+        the error text of a failed run (its curve and parameters ``None``).
+    """
+    try:
+        impl = cls()
+        impl.setup(wl, init, opt)
+        curve = [float(impl.step(batches[i % len(batches)])) for i in range(wl.steps)]
+        run = {"curve": curve, "params": impl.params(), "error": None}
+        impl.close()
+        return run
+    except Exception as err:
+        return {"curve": None, "params": None, "error": error_text(err)}
+
+
 def run_correctness(wl: Workload, classes: dict, names: list, init: dict, batches: list,
                     opt: OptimizerSpec, progress: Progress) -> dict:
     """Train a fresh instance of each implementation for ``wl.steps`` steps.
@@ -103,20 +135,12 @@ def run_correctness(wl: Workload, classes: dict, names: list, init: dict, batche
     Returns
     -------
     dict
-        ``{name: {"curve", "params", "error"}}``: the loss of every step, the final
-        parameters, and the error text of a failed run (its curve and parameters ``None``).
+        ``{name: run}``, each as from :func:`correctness_run`.
     """
     runs = {}
     for name in [REFERENCE] + [n for n in names if n != REFERENCE]:
         progress.update(f"correctness [{name}]")
-        try:
-            impl = classes[name]()
-            impl.setup(wl, init, opt)
-            curve = [float(impl.step(batches[i % len(batches)])) for i in range(wl.steps)]
-            runs[name] = {"curve": curve, "params": impl.params(), "error": None}
-            impl.close()
-        except Exception as err:
-            runs[name] = {"curve": None, "params": None, "error": error_text(err)}
+        runs[name] = correctness_run(wl, classes[name], init, batches, opt)
     return runs
 
 

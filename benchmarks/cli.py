@@ -23,7 +23,7 @@ from .machine import limit_blas_threads
 from .plots import write_plots
 from .report import failures, render_markdown, render_text
 from .suite import run
-from .workloads import MAIN_WORKLOADS, SWEEPS, catalogue
+from .workloads import GRID, MAIN_WORKLOADS, SWEEPS, catalogue
 
 
 def _csv(text: str) -> list:
@@ -36,20 +36,23 @@ def _add_mode(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
                       help="the default: short runs, a few sweep points, compile time and "
-                           "memory for W3 only (well under a minute on 2 cores)")
+                           "memory for W3 only, no width x batch grid (well under a minute "
+                           "on 2 cores)")
     mode.add_argument("--full", action="store_true",
-                      help="the full sweep: every sweep point, longer timings, compile time "
-                           "and memory on every workload (about 12 minutes on 2 cores)")
+                      help="the full sweep: every sweep point and the width x batch grid, "
+                           "longer timings, compile time and memory on every workload")
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
     """What to run and how: workloads, implementations, repetitions, optimizer."""
     p.add_argument("--only", type=_csv, metavar="LIST",
-                   help="comma-separated workloads/sweeps, e.g. W0,W3,depth")
+                   help=f"comma-separated workloads/sweeps, e.g. W0,W3,depth or {GRID} (the "
+                        "width x batch grid, not in the quick run by default)")
     p.add_argument("--impl", type=_csv, metavar="LIST",
                    help="comma-separated implementations, e.g. symgrad,hand")
     p.add_argument("--repeat", type=int, metavar="N",
-                   help="interleaved timing repetitions (default 15, quick 5)")
+                   help="interleaved timing repetitions (default 15, quick 5); with "
+                        "--isolated the blocks each process times")
     p.add_argument("--optimizer", choices=sorted(OptimizerSpec.DEFAULTS), default="sgd",
                    help="update rule for every workload (default sgd, as the tutorials)")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
@@ -57,6 +60,13 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="skip the compile-time measurements (new processes)")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory measurements (new processes)")
+    p.add_argument("--isolated", action="store_true",
+                   help="time every implementation in its own process (one per workload and "
+                        "pass, round-robin, same --threads) and report the median over the "
+                        "passes; the default times them side by side in this process")
+    p.add_argument("--passes", type=int, metavar="N",
+                   help="--isolated: processes per implementation and workload (default 5, "
+                        "quick 3); each times up to --repeat blocks")
 
 
 def _add_outputs(p: argparse.ArgumentParser) -> None:
@@ -85,10 +95,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmark symgrad's generated train step against the tape baseline, "
-                    "hand-written numpy and (when installed) PyTorch, JAX, HIPS autograd and "
+                    "hand-written numpy, Python floats (W0, W4) and (when installed) PyTorch, "
+                    "JAX, HIPS autograd and "
                     "PyTensor: time per step, compile time, peak memory, correctness.",
         epilog=f"Workloads: {', '.join(MAIN_WORKLOADS)}; sweeps: {', '.join(SWEEPS)} "
-               f"('sweeps' = all three). Implementations: {', '.join(IMPLEMENTATIONS)}. "
+               f"('sweeps' = all three); {GRID}: hidden width x batch grid of W3 (in --full, "
+               f"or --only {GRID}). Implementations: {', '.join(IMPLEMENTATIONS)}. "
                "Exit status 1 when one of this project's implementations "
                f"({', '.join(PROJECT_IMPLS)}) is WRONG or fails.")
     _add_mode(p)
@@ -110,7 +122,7 @@ def _list(quick: bool) -> int:
 
 def _validate(p: argparse.ArgumentParser, args: argparse.Namespace, quick: bool) -> None:
     """Exit through ``p.error`` on an unknown name or a count below 1."""
-    known = set(MAIN_WORKLOADS) | set(SWEEPS) | {"sweeps"}
+    known = set(MAIN_WORKLOADS) | set(SWEEPS) | {"sweeps", GRID}
     names = {wl.name for wl in catalogue(quick)}
     bad = [o for o in args.only or [] if o not in known and o not in names]
     if bad:
@@ -122,6 +134,8 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace, quick: bool)
         p.error("--repeat must be at least 1")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be at least 1")
+    if args.passes is not None and (args.passes < 1 or not args.isolated):
+        p.error("--passes needs --isolated and must be at least 1")
 
 
 def _set_threads(threads: int) -> None:
@@ -179,12 +193,14 @@ def main(argv: Optional[list] = None) -> int:
     if args.list:
         return _list(quick)
     _validate(p, args, quick)
-    _set_threads(1 if args.threads is None else args.threads)
+    threads = 1 if args.threads is None else args.threads
+    _set_threads(threads)
     cfg = Config(quick=quick, repeat=args.repeat, only=args.only, impls=args.impl,
                  optimizer=args.optimizer, seed=args.seed, compile=not args.no_compile,
                  memory=not args.no_memory,
                  progress=not args.no_progress, targets=args.targets,
-                 command=shlex.join(["python", "-m", "benchmarks", *argv]))
+                 command=shlex.join(["python", "-m", "benchmarks", *argv]),
+                 isolated=args.isolated, passes=args.passes, threads=threads)
     report = run(cfg)
     print(render_text(report))
     _write_outputs(args, report)

@@ -14,6 +14,7 @@ from typing import Optional
 #: ``--impl`` name -> adapter class ("module:Class" under ``benchmarks``), in report order.
 IMPLEMENTATIONS = {
     "hand": "impl_hand:HandImpl",
+    "floats": "impl_floats:FloatsImpl",
     "symgrad": "impl_symgrad:SymgradImpl",
     "tape": "impl_tape:TapeImpl",
     "torch": "impl_torch:TorchImpl",
@@ -23,7 +24,7 @@ IMPLEMENTATIONS = {
 }
 
 #: This project's own implementations: a WRONG or failing one makes the run exit 1.
-PROJECT_IMPLS = ("hand", "symgrad", "tape")
+PROJECT_IMPLS = ("hand", "floats", "symgrad", "tape")
 
 #: The implementation every other one is checked against.
 REFERENCE = "hand"
@@ -38,7 +39,11 @@ class Config:
     quick 5 ms); ``memory_steps``: steps under tracemalloc; ``compile_repeat``: pairs of
     cold/warm processes per main workload; ``targets``: print the generated-code issue's
     performance goals as a PASS/MISS checklist; ``extra_impls``: more adapter classes by name
-    (tests use it for deliberately wrong implementations; they run in-process only).
+    (tests use it for deliberately wrong implementations; an isolated run imports them in its
+    processes from their module's folder). ``isolated``: time every implementation in its own
+    processes (:mod:`benchmarks.isolated`), ``passes`` of them (5; quick 3), each timing up to
+    ``repeat`` blocks, stopped after ``process_timeout`` seconds; ``threads``: the BLAS
+    threads the processes apply (``None``: their environment's).
     """
 
     quick: bool = False
@@ -57,18 +62,24 @@ class Config:
     targets: bool = False
     command: str = "python -m benchmarks"
     extra_impls: dict = field(default_factory=dict)
+    isolated: bool = False
+    passes: Optional[int] = None
+    threads: Optional[int] = None
+    process_timeout: float = 900.0
 
     def __post_init__(self):
         q = self.quick
         if self.time_budget is None and q and self.repeat is None:
             self.time_budget = 1.5  # quick: stop repeating after ~1.5 s (3 repetitions at least)
         defaults = {"repeat": 5 if q else 15, "block_time": 0.005 if q else 0.05,
-                    "memory_steps": 2 if q else 5, "compile_repeat": 1 if q else 3}
+                    "memory_steps": 2 if q else 5, "compile_repeat": 1 if q else 3,
+                    "passes": 3 if q else 5}
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if self.repeat < 1 or self.compile_repeat < 1 or self.memory_steps < 1:
-            raise ValueError("repeat, compile_repeat and memory_steps must be at least 1")
+        if min(self.repeat, self.compile_repeat, self.memory_steps, self.passes) < 1:
+            raise ValueError("repeat, compile_repeat, memory_steps and passes must be at "
+                             "least 1")
 
 
 def impl_classes(extra: Optional[dict] = None) -> dict:

@@ -16,10 +16,15 @@ straightforward numpy, not against a strawman:
   the update is a single subtraction (see :class:`_ArrayOptimizer`);
 * W0 has one scalar parameter: its step is pure Python float arithmetic.
 
+:class:`W0FloatStep` and :class:`W4FloatStep` go one step further for the two tiny models:
+the parameters live in Python floats (no numpy call in the step; the batch arrays are read
+into floats once), the floor for a model too small for numpy's per-call overhead.
+
 Promises: ``__init__(params, lr, optimizer="sgd" | "momentum" | "adam", **hyper)`` copies
 the parameters it needs out of ``params`` (extra keys, such as the data in a
 :mod:`symgrad.workloads` dict, are ignored); ``step(*batch)`` returns the loss of the batch
-at the parameters *before* the update, as a Python float, then updates ``.params`` in place.
+at the parameters *before* the update, as a Python float, then updates ``.params`` in place
+(the Python-float steps build ``.params`` afresh when asked).
 The optimizers are PyTorch's (``torch.optim.SGD`` with ``dampening=0`` and
 ``weight_decay=0``, ``torch.optim.Adam`` without ``amsgrad``), mathematically exact:
 
@@ -40,7 +45,8 @@ import re
 
 import numpy as np
 
-__all__ = ["W0Step", "W1Step", "W3Step", "W4Step", "mlp_loss_and_grads", "OPTIMIZERS"]
+__all__ = ["W0Step", "W1Step", "W3Step", "W4Step", "W0FloatStep", "W4FloatStep",
+           "mlp_loss_and_grads", "OPTIMIZERS"]
 
 #: Optimizer names and their hyper-parameters with defaults.
 OPTIMIZERS = {
@@ -462,4 +468,178 @@ class W4Step(_HandStep):
             e *= self._scale  # lr folded in for SGD / momentum
         inp.T.dot(e, out=self._grads["weights"])
         self._opt.update(self._grads)
+        return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# Python floats -- W0 and W4 with no numpy in the step
+# ---------------------------------------------------------------------------------------------
+
+class _FloatOptimizer:
+    """PyTorch-exact updates of a list of Python-float parameters (the formulas of
+    :class:`W0Step`). The steps write plain SGD inline and call this for the others."""
+
+    def __init__(self, n: int, lr: float, optimizer: str, hyper: dict) -> None:
+        self.kind = optimizer
+        self.lr = float(lr)
+        self.hyper = _hyper(optimizer, hyper)
+        self.t = 0
+        self.v = [0.0] * n  # momentum velocity, or Adam's second moment
+        self.m = [0.0] * n  # Adam's first moment
+
+    def update(self, params: list, grads: list) -> list:
+        """The parameters after one step from ``grads`` (``dL/dp``, same order)."""
+        self.t += 1
+        lr, h, out = self.lr, self.hyper, []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.kind == "sgd":
+                p -= lr * g
+            elif self.kind == "momentum":
+                mu = h["momentum"]
+                v = self.v[i] = mu * self.v[i] + g
+                p -= lr * (g + mu * v if h["nesterov"] else v)
+            else:
+                b1, b2, t = h["beta1"], h["beta2"], self.t
+                m = self.m[i] = b1 * self.m[i] + (1.0 - b1) * g
+                v = self.v[i] = b2 * self.v[i] + (1.0 - b2) * g * g
+                p -= lr * (m / (1.0 - b1**t)) / (math.sqrt(v / (1.0 - b2**t)) + h["eps"])
+            out.append(p)
+        return out
+
+
+class _FloatStep:
+    """Shared by the Python-float steps: the optimizer, and ``step`` bound to the inline SGD
+    step when the optimizer is SGD (one branch less on a step of a few hundred ns)."""
+
+    def __init__(self, n: int, lr: float, optimizer: str, hyper: dict) -> None:
+        self.lr = float(lr)
+        self.optimizer = optimizer
+        self._opt = _FloatOptimizer(n, lr, optimizer, hyper)
+        self.step = self._step_sgd if optimizer == "sgd" else self._step_other
+
+    @property
+    def t(self) -> int:
+        """Number of steps taken."""
+        return self._opt.t
+
+
+class W0FloatStep(_FloatStep):
+    """W0 in Python floats: the parameter is a float attribute, never a numpy array.
+
+    The same maths as :class:`W0Step`, which keeps its 0-d array as the source of truth
+    (one ``float()`` and one store per step); here nothing in the step touches numpy, the
+    floor an expert writes for a one-weight model. ``.params`` builds the arrays on demand.
+
+    Parameters
+    ----------
+    params, lr, optimizer, **hyper
+        As for :class:`W0Step`.
+    """
+
+    def __init__(self, params: dict, lr: float, optimizer: str = "sgd", **hyper) -> None:
+        if "A" not in params:
+            raise KeyError(f"W0FloatStep: missing parameter 'A'; got keys {sorted(params)}")
+        if np.shape(params["A"]) != ():
+            raise ValueError(f"W0FloatStep: 'A' must be a scalar, got shape "
+                             f"{np.shape(params['A'])}")
+        super().__init__(1, lr, optimizer, hyper)
+        self.a = float(params["A"])
+        self._two_lr = 2.0 * self.lr  # SGD: A -= lr * 2 e x, the factor 2 folded once
+
+    @property
+    def params(self) -> dict:
+        """``{"A": 0-d float64 array}``, a fresh copy."""
+        return {"A": np.array(self.a)}
+
+    def _step_sgd(self, x: float, target: float) -> float:
+        a = self.a
+        e = x * a - target
+        self._opt.t += 1
+        self.a = a - self._two_lr * e * x
+        return e * e
+
+    def _step_other(self, x: float, target: float) -> float:
+        e = x * self.a - target
+        (self.a,) = self._opt.update([self.a], [2.0 * e * x])
+        return e * e
+
+
+class W4FloatStep(_FloatStep):
+    """W4 in Python floats: ``yhat_i = b c0_i + m c1_i``, loss ``sum((yhat - y)^2) / 2``.
+
+    Gradients ``db = sum(e_i c0_i)``, ``dm = sum(e_i c1_i)`` with ``e = yhat - y``: two
+    floats of parameters, one loop over the rows. The batch arrays are read into a tuple of
+    float rows once and reused while the same array objects come back (keyed on their
+    identity, so the arrays must not be changed in place between steps; the benchmark
+    runner's batches are read-only); the step itself makes no numpy call.
+
+    Parameters
+    ----------
+    params : dict
+        Needs ``"weights"`` of shape (2, 1): ``(b, m)``.
+    lr, optimizer, **hyper
+        As for :class:`W0Step`.
+    """
+
+    def __init__(self, params: dict, lr: float, optimizer: str = "sgd", **hyper) -> None:
+        if "weights" not in params:
+            raise KeyError(f"W4FloatStep: missing parameter 'weights'; got keys "
+                           f"{sorted(params)}")
+        if np.shape(params["weights"]) != (2, 1):
+            raise ValueError(f"W4FloatStep: 'weights' must be 2x1 (bias, slope), got shape "
+                             f"{np.shape(params['weights'])}")
+        super().__init__(2, lr, optimizer, hyper)
+        self.b, self.m = (float(v) for v in np.ravel(params["weights"]))
+        self._inp = self._target = self._rows = None
+
+    @property
+    def params(self) -> dict:
+        """``{"weights": 2x1 float64 array}``, a fresh copy."""
+        return {"weights": np.array([[self.b], [self.m]])}
+
+    def _load(self, inp, target) -> tuple:
+        """Read a batch into float rows ``(c0, c1, y)`` once; keep the arrays, so that their
+        identity cannot be reused by new objects while cached."""
+        if np.ndim(inp) != 2 or np.shape(inp)[1] != 2 or np.shape(target) != (
+                np.shape(inp)[0], 1):
+            raise ValueError(f"W4FloatStep: need input N x 2 and target N x 1, got "
+                             f"{np.shape(inp)} and {np.shape(target)}")
+        self._rows = tuple((float(c0), float(c1), float(y))
+                           for (c0, c1), (y,) in zip(np.asarray(inp).tolist(),
+                                                     np.asarray(target).tolist()))
+        self._inp, self._target = inp, target
+        return self._rows
+
+    def _step_sgd(self, inp, target) -> float:
+        rows = self._rows if inp is self._inp and target is self._target else \
+            self._load(inp, target)
+        b, m = self.b, self.m
+        loss = gb = gm = 0.0
+        for c0, c1, y in rows:  # loss_and_grads inline: a call costs ~10 % of this step
+            e = b * c0 + m * c1 - y
+            loss += e * e
+            gb += e * c0
+            gm += e * c1
+        lr = self.lr
+        self._opt.t += 1
+        self.b = b - lr * gb
+        self.m = m - lr * gm
+        return 0.5 * loss
+
+    def loss_and_grads(self, inp, target) -> tuple:
+        """``(loss, db, dm)`` at the current parameters, nothing updated."""
+        rows = self._rows if inp is self._inp and target is self._target else \
+            self._load(inp, target)
+        b, m = self.b, self.m
+        loss = gb = gm = 0.0
+        for c0, c1, y in rows:
+            e = b * c0 + m * c1 - y
+            loss += e * e
+            gb += e * c0
+            gm += e * c1
+        return 0.5 * loss, gb, gm
+
+    def _step_other(self, inp, target) -> float:
+        loss, gb, gm = self.loss_and_grads(inp, target)
+        self.b, self.m = self._opt.update([self.b, self.m], [gb, gm])
         return loss

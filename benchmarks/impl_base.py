@@ -99,6 +99,13 @@ class Implementation:
         """The framework's version; raises ImportError when it is not installed."""
         raise NotImplementedError
 
+    @classmethod
+    def supports(cls, workload: Any) -> bool:
+        """Whether this implementation runs ``workload`` (a specialised one, such as the
+        Python-float floor of the tiny models, says no to the others: left out, not an
+        error)."""
+        return True
+
     def setup(self, workload: Any, init: dict, optimizer: OptimizerSpec) -> None:
         """Build the model from copies of the ``init`` arrays; keep the training state."""
         raise NotImplementedError

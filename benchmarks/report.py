@@ -13,14 +13,15 @@ import textwrap
 from typing import Optional
 
 from .config import PROJECT_IMPLS, REFERENCE
-from .workloads import SWEEP_TITLES, SWEEPS
+from .workloads import GRID, GRID_TITLE, SWEEP_TITLES, SWEEPS
 
 HEADERS = ["impl", "median", "min", "max", "IQR", "med/hand", "tape/med", "peak mem", "check"]
 
 #: What the columns of the tables mean (printed under them).
 LEGEND = (
     "median, min, max, IQR: time per training step over the interleaved repetitions "
-    "(IQR: spread between the 25th and 75th percentiles)",
+    "(IQR: spread between the 25th and 75th percentiles); with --isolated over the passes, "
+    "each pass one new process per implementation, its value that process's median",
     "med/hand: this row's median / hand's median (below 1.00x: faster than hand-written "
     "numpy)",
     "tape/med: symgrad.tape's median / this row's median (how many times faster than the "
@@ -30,6 +31,9 @@ LEGEND = (
     "check: OK/WRONG and the largest relative error against hand (loss curve, final loss, "
     "final parameters); a WRONG row gets no ratio",
     "sweeps: median time per step at each point; symgrad/hand is the ratio of the medians",
+    f"{GRID} (width x batch grid): hand's median time per step in each cell, then one table "
+    "per implementation of its median / hand's median in each cell (WRONG/ERROR: not "
+    "correct there; -: not run)",
 )
 
 #: How far the paired per-repetition ratio may stray from the ratio of the medians before a
@@ -224,6 +228,50 @@ def sweep_tables(report: dict) -> list:
     return out
 
 
+def _grid_cell(e: Optional[dict], name: str) -> str:
+    """One cell of a grid table: hand's time, another implementation's ratio to it."""
+    if e is None:
+        return "-"
+    if e["status"] != "OK" and name != REFERENCE:
+        return e["status"]
+    if name == REFERENCE:
+        return fmt_time((e["time"] or {}).get("median_s"))
+    return fmt_x(e["ratio_to_hand"])
+
+
+def grid_tables(report: dict) -> list:
+    """The tables of the width x batch grid (:data:`benchmarks.workloads.GRID`), if it ran.
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    list of tuple
+        ``(title, headers, rows)``: first hand's median time per step, then per other
+        implementation its ratio to hand; a row per hidden width H, a column per batch B.
+        Every H and B that ran has its row and column; a cell that did not run shows ``-``.
+    """
+    points = [w for w in report["workloads"] if w["group"] == GRID]
+    if not points:
+        return []
+    cells = {(w["sweep"]["value"]["H"], w["sweep"]["value"]["B"]): w["results"]
+             for w in points}
+    widths = sorted({h for h, _ in cells})
+    batches = sorted({b for _, b in cells})
+    names = list(dict.fromkeys(n for results in cells.values() for n in results))
+    headers = ["H \\ B"] + [str(b) for b in batches]
+    out = []
+    for name in names:
+        title = (f"{name}: median time per step" if name == REFERENCE
+                 else f"{name}/{REFERENCE}: ratio of the median times per step")
+        rows = [[h] + [_grid_cell(cells.get((h, b), {}).get(name), name) for b in batches]
+                for h in widths]
+        out.append((title, headers, rows))
+    return out
+
+
 def unsteady_notes(w: dict) -> list:
     """Where the timings of one workload were unsteady.
 
@@ -274,6 +322,15 @@ def _repeats(w: dict) -> int:
     return max([(e["time"] or {}).get("repeats", 0) for e in w["results"].values()] or [0])
 
 
+def _how_timed(w: dict) -> str:
+    """``5 interleaved repetitions``, or with --isolated ``3 passes of one process per
+    implementation``."""
+    n = _repeats(w)
+    if any((e["time"] or {}).get("isolated") for e in w["results"].values()):
+        return f"{n} passes of one process per implementation"
+    return f"{n} interleaved repetitions"
+
+
 def _describe(w: dict) -> str:
     """The heading sentence of a workload's table."""
     return f"{w['name']}: {w['title']}, {w['optimizer']}, {w['steps_checked']} steps checked"
@@ -320,6 +377,8 @@ def _text_header(report: dict) -> list:
                                                                     "default")
     mode = "quick run (--full: every sweep point, longer timings)" if cfg["quick"] \
         else "full run"
+    if cfg.get("isolated"):
+        mode += f", isolated ({cfg['passes']} passes of one process per implementation)"
     out = [f"symgrad benchmarks, {mode} -- {m['platform']}, Python {m['python']}, numpy "
            f"{m['numpy']}, {m['cpu_count']} CPUs ({m['processor']}), BLAS threads: "
            f"{threads}"]
@@ -330,7 +389,7 @@ def _text_header(report: dict) -> list:
 
 def _text_workload(w: dict) -> list:
     """One main workload: heading, table, notes, compile line, errors."""
-    out = ["", _describe(w) + f"; {_repeats(w)} interleaved repetitions",
+    out = ["", _describe(w) + f"; {_how_timed(w)}",
            _text_table(HEADERS, workload_rows(w))]
     out += ["  note: " + note for note in unsteady_notes(w)]
     line = _compile_line(w)
@@ -351,6 +410,20 @@ def _text_sweeps(report: dict) -> list:
         for w in report["workloads"]:
             if w["group"] == axis:
                 out += [f"  {w['name']} {name}: {error}" for name, error in _errors(w)]
+    return out
+
+
+def _text_grid(report: dict) -> list:
+    """The width x batch grid: one small table per implementation, then its errors."""
+    tables = grid_tables(report)
+    if not tables:
+        return []
+    out = ["", f"Grid: {GRID_TITLE} (rows H, columns B)"]
+    for title, headers, rows in tables:
+        out += [f"  {title}", _text_table(headers, rows, indent="    ")]
+    for w in report["workloads"]:
+        if w["group"] == GRID:
+            out += [f"  {w['name']} {name}: {error}" for name, error in _errors(w)]
     return out
 
 
@@ -382,6 +455,7 @@ def render_text(report: dict) -> str:
     for w in _main_workloads(report):
         out += _text_workload(w)
     out += _text_sweeps(report)
+    out += _text_grid(report)
     out += ["", "Columns"]
     out += [textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    ")
             for line in LEGEND]
@@ -411,8 +485,15 @@ def _md_machine(m: dict) -> list:
 
 def _md_method(cfg: dict) -> list:
     """How the numbers were measured, in one paragraph."""
-    return ["", f"Per-step times: up to {cfg['repeat']} repetitions interleaved across "
-            "implementations (shuffled order each repetition); ratios are ratios of the "
+    if cfg.get("isolated"):
+        timing = (f"Per-step times: isolated, {cfg['passes']} passes round-robin over the "
+                  "implementations, each pass one new process per implementation timing up "
+                  f"to {cfg['repeat']} blocks of steps; the median over the passes of each "
+                  "process's median")
+    else:
+        timing = (f"Per-step times: up to {cfg['repeat']} repetitions interleaved across "
+                  "implementations (shuffled order each repetition)")
+    return ["", f"{timing}; ratios are ratios of the "
             "medians shown. Correctness: same initial values and batches as `hand`, "
             "errors relative to the largest reference loss, rtol 1e-4 (float32) / 1e-9 "
             "(float64). Peak memory: tracemalloc over "
@@ -432,7 +513,7 @@ def _md_implementations(impls: dict) -> list:
 def _md_workload(w: dict) -> list:
     """One main workload: heading, table, notes, compile line, errors."""
     out = ["", f"## {w['name']}", "",
-           _describe(w) + f"; {_repeats(w)} interleaved repetitions.", "",
+           _describe(w) + f"; {_how_timed(w)}.", "",
            _md_table(HEADERS, workload_rows(w))]
     notes = unsteady_notes(w)
     if notes:
@@ -480,6 +561,12 @@ def render_markdown(report: dict) -> str:
     for axis, headers, rows in sweep_tables(report):
         out += ["", f"## Sweep over {axis}", "", f"{SWEEP_TITLES[axis]}; median time per step.",
                 "", _md_table(headers, rows)]
+    tables = grid_tables(report)
+    if tables:
+        out += ["", f"## Sweep over width x batch ({GRID})", "",
+                f"{GRID_TITLE}; rows H, columns B."]
+        for title, headers, rows in tables:
+            out += ["", f"{title[0].upper()}{title[1:]}:", "", _md_table(headers, rows)]
     out += ["", "## Columns", ""] + [f"- {line}" for line in LEGEND]
     out += _md_targets(report)
     wrong = failures(report, all_impls=True)

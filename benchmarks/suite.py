@@ -17,13 +17,15 @@ The JSON report (``--json``; times in seconds, memory in bytes, ``null`` = not m
                       load_average_at_start
     config            quick, repeat, only, impls, optimizer, seed, block_time_s,
                       time_budget_s, memory_steps, compile, memory, compile_repeat,
-                      targets
+                      targets, isolated, passes (null unless isolated), threads
     implementations   {name: {available, version, skipped (reason or null), description}}
     skipped           {name: reason} of the requested implementations that are missing
     workloads         [one per workload, in run order:
-        name, group ("W0".."W4", "batch", "width", "depth"), title, dtype, optimizer,
-        sweep ({axis, value} or null), steps_checked, reference ("hand"),
-        tolerance {rtol}, phase_s {compile, correctness, timing, memory},
+        name, group ("W0".."W4", "batch", "width", "depth", "W3sweep"), title, dtype,
+        optimizer, sweep ({axis, value} or null; W3sweep: value {H, B}), steps_checked,
+        reference ("hand"),
+        tolerance {rtol}, phase_s {compile, correctness, timing, memory} (--isolated:
+        correctness null, its runs are part of the timing processes),
         compile {cold_s, warm_s, import_s, cold_runs_s, warm_runs_s, warm_was_cache_hit,
                  module_lines, repeats} or null, compile_error, memory_measured,
         memory_error, reference_run {loss_curve, error} (only when hand is not timed),
@@ -33,7 +35,10 @@ The JSON report (``--json``; times in seconds, memory in bytes, ``null`` = not m
             check         {final_loss, reference_final_loss, loss_err, param_err,
                            curve_err, rtol}
             time          {median_s, min_s, max_s, iqr_s, mad_s, per_rep_s,
-                           steps_per_block, repeats} or null
+                           steps_per_block, repeats} or null; --isolated: over the
+                           per-pass medians (per_rep_s; repeats = passes), plus
+                           isolated, passes, per_pass_blocks_s, process_s, version,
+                           blas_threads
             ratio_to_hand     median time of impl / median time of hand
             speedup_vs_tape   median time of tape / median time of impl
             paired_ratio_to_hand    median of per-repetition ratios impl / hand
@@ -54,11 +59,12 @@ from typing import Optional
 from .check import RTOL, error_text, judge, read_only, run_correctness
 from .config import REFERENCE, Config, impl_classes, probe
 from .impl_base import OptimizerSpec
+from .isolated import measure_isolated
 from .machine import machine_info
 from .measure import measure_compile, measure_memory, measure_time, median_ratio
 from .progress import Progress
 from .targets import evaluate_targets
-from .workloads import MAIN_WORKLOADS, SWEEPS, Workload, catalogue, select
+from .workloads import GRID, MAIN_WORKLOADS, SWEEPS, Workload, catalogue, select
 
 #: Identifier of the JSON layout written by ``--json`` (bump on incompatible changes).
 SCHEMA = "symgrad-benchmarks/1"
@@ -148,7 +154,8 @@ def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
     classes : dict
         ``{name: adapter class}``; must hold the reference.
     names : list of str
-        The implementations to measure (all available).
+        The implementations to measure (all available); those that do not support ``wl``
+        (``Implementation.supports``) are left out of its results.
     progress : Progress
 
     Returns
@@ -156,6 +163,7 @@ def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
     dict
         The workload's entry of the report's ``workloads``, JSON-ready.
     """
+    names = [n for n in names if classes[n].supports(wl)]
     opt = OptimizerSpec.make(cfg.optimizer, wl.lr)
     init, batches = wl.data()
     batches = read_only(list(batches))
@@ -163,12 +171,17 @@ def run_workload(wl: Workload, cfg: Config, classes: dict, names: list,
     phases = result["phase_s"] = {}
     with _phase(phases, "compile"):
         _compile_phase(wl, cfg, names, progress, result)
-    with _phase(phases, "correctness"):
-        runs = run_correctness(wl, classes, names, init, batches, opt, progress)
-        checks = judge(wl, runs, batches)
-    with _phase(phases, "timing"):
-        times, time_errors = measure_time(wl, classes, names, init, batches, opt, cfg,
-                                          progress)
+    if cfg.isolated:  # the correctness runs happen in the first pass's processes
+        phases["correctness"] = None
+        with _phase(phases, "timing"):
+            runs, times, time_errors = measure_isolated(wl, classes, names, cfg, progress)
+    else:
+        with _phase(phases, "correctness"):
+            runs = run_correctness(wl, classes, names, init, batches, opt, progress)
+        with _phase(phases, "timing"):
+            times, time_errors = measure_time(wl, classes, names, init, batches, opt, cfg,
+                                              progress)
+    checks = judge(wl, runs, batches)
     with _phase(phases, "memory"):
         memory = _memory_phase(wl, cfg, names, progress, result)
     for name in names:
@@ -199,7 +212,7 @@ def _workloads(cfg: Config) -> list:
     workloads = select(catalogue(cfg.quick), cfg.only)
     if not workloads:
         raise ValueError(f"--only {cfg.only} selects no workload; choose from "
-                         f"{list(MAIN_WORKLOADS) + list(SWEEPS)}")
+                         f"{list(MAIN_WORKLOADS) + list(SWEEPS) + [GRID]}")
     return workloads
 
 
@@ -210,7 +223,9 @@ def _config_section(cfg: Config, wanted: list) -> dict:
             "block_time_s": cfg.block_time, "time_budget_s": cfg.time_budget,
             "memory_steps": cfg.memory_steps,
             "compile": cfg.compile, "memory": cfg.memory,
-            "compile_repeat": cfg.compile_repeat, "targets": cfg.targets}
+            "compile_repeat": cfg.compile_repeat, "targets": cfg.targets,
+            "isolated": cfg.isolated, "passes": cfg.passes if cfg.isolated else None,
+            "threads": cfg.threads}
 
 
 def run(cfg: Config) -> dict:

@@ -4,8 +4,9 @@ A :class:`Workload` holds the loss (written with Python operators and a small ``
 namespace, so every framework builds it alike), the parameter and input shapes, the
 learning rate, how many steps the correctness run takes and how to make its data. The main
 workloads are W0, W1, W3 and W4 of ``docs/workloads.md``; the sweeps (``batch``, ``width``,
-``depth``) scale W3's MLP along one axis. :func:`catalogue` lists them all, cheaply: no data
-is made until ``workload.data()`` is called.
+``depth``) scale W3's MLP along one axis, and the grid ``W3sweep`` along two (hidden width x
+batch; opt-in in the quick run: ``--only W3sweep``). :func:`catalogue` lists them all,
+cheaply: no data is made until ``workload.data()`` is called.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ SWEEP_TITLES = {"batch": "W3 MLP 784-256-128-10 over the batch size",
                 "width": "MLP 784-w-w/2-10 over the hidden width w, batch 128",
                 "depth": "MLP of depth d (hidden layers of 128), batch 128"}
 
+#: The two-axis sweep: W3's MLP 784-H-H/2-10 at every hidden width H and batch B
+#: (H=256, B=128 is W3 itself). Part of ``--full``; the quick run leaves it out (CI time).
+GRID = "W3sweep"
+GRID_TITLE = "W3 MLP 784-H-H/2-10 over hidden width H x batch B"
+GRID_WIDTHS = (64, 256, 1024, 2048)
+GRID_BATCHES = (1, 8, 64, 128)
+
 
 @dataclass
 class Workload:
@@ -30,7 +38,8 @@ class Workload:
     :mod:`benchmarks.hand`; ``data()`` returns ``(initial params, list of batches)``, the
     batches used in turn (step ``i`` takes ``batches[i % len(batches)]``). ``steps`` is the
     length of the correctness run; ``compile`` and ``memory`` say whether to measure
-    symgrad's compile time and the peak memory (each costs new processes).
+    symgrad's compile time and the peak memory (each costs new processes); ``default`` says
+    whether a run without ``--only`` includes it.
     """
 
     name: str
@@ -47,6 +56,7 @@ class Workload:
     sweep: Optional[tuple] = None
     compile: bool = True
     memory: bool = True
+    default: bool = True
 
     @property
     def input_names(self) -> tuple:
@@ -114,7 +124,8 @@ def _w4(quick: bool) -> Workload:
 
 
 def _mlp(name: str, group: str, batch: int, hidden: tuple, steps: int, n_batches: int,
-         sweep: Optional[tuple] = None, compile: bool = True, memory: bool = True) -> Workload:
+         sweep: Optional[tuple] = None, compile: bool = True, memory: bool = True,
+         default: bool = True) -> Workload:
     sizes = (784, *hidden, 10)
     shapes = {}
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
@@ -132,7 +143,8 @@ def _mlp(name: str, group: str, batch: int, hidden: tuple, steps: int, n_batches
     arch = "-".join(map(str, sizes))
     return Workload(name, group, f"MLP {arch}, batch {batch}, synthetic MNIST, float32",
                     "float32", (("x", ("N", 784), "float32"), ("onehot", ("N", 10), "float32")),
-                    shapes, loss_mlp, "W3Step", 0.001, steps, data, sweep, compile, memory)
+                    shapes, loss_mlp, "W3Step", 0.001, steps, data, sweep, compile, memory,
+                    default)
 
 
 def sweep_grid(axis: str, quick: bool) -> tuple:
@@ -160,14 +172,15 @@ def sweep_grid(axis: str, quick: bool) -> tuple:
 
 
 def catalogue(quick: bool = False) -> list:
-    """Every workload, main ones first, then the sweeps.
+    """Every workload, main ones first, then the sweeps, then the width x batch grid.
 
     Cheap: no data is made until ``workload.data()`` is called.
 
     Parameters
     ----------
     quick : bool
-        Shorter runs, fewer sweep points, compile time and memory measured for W3 only.
+        Shorter runs, fewer sweep points, compile time and memory measured for W3 only; the
+        grid is listed but not run by default (``Workload.default``).
 
     Returns
     -------
@@ -185,6 +198,12 @@ def catalogue(quick: bool = False) -> list:
     for d in sweep_grid("depth", quick):
         out.append(_mlp(f"MLP depth={d}", "depth", 128, (128,) * (d - 1), sweep_steps, 4,
                         ("depth", d), compile=not quick, memory=not quick))
+    for h in GRID_WIDTHS:
+        for b in GRID_BATCHES:
+            # time ratios only: no compile or memory processes for the 16 cells
+            out.append(_mlp(f"{GRID} H={h} B={b}", GRID, b, (h, h // 2), sweep_steps, 4,
+                            (GRID, {"H": h, "B": b}), compile=False, memory=False,
+                            default=not quick))
     return out
 
 
@@ -220,7 +239,8 @@ def select(workloads: list, only: Optional[list]) -> list:
     ----------
     workloads : list of Workload
     only : list of str or None
-        Names or groups; ``"sweeps"`` means all three sweeps. ``None`` or empty: all.
+        Names or groups; ``"sweeps"`` means the three one-axis sweeps. ``None`` or empty:
+        every workload whose ``default`` is true.
 
     Returns
     -------
@@ -228,7 +248,7 @@ def select(workloads: list, only: Optional[list]) -> list:
         In the order of ``workloads``.
     """
     if not only:
-        return list(workloads)
+        return [wl for wl in workloads if wl.default]
     wanted = set()
     for item in only:
         wanted |= set(SWEEPS) if item == "sweeps" else {item}

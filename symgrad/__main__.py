@@ -49,6 +49,18 @@ def _directory(args):
 
 
 def cmd_cache_info(args) -> int:
+    """``cache info``: print the directory, the key's state and every entry.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``dir``: the cache directory, or None for the default).
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     from .runtime.cache import info
     d = _directory(args)
     data = info(d)
@@ -78,6 +90,18 @@ def cmd_cache_info(args) -> int:
 
 
 def cmd_cache_clear(args) -> int:
+    """``cache clear``: remove every entry the cache can verify and say what was left.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``dir``: the cache directory, or None for the default).
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     from .runtime.cache import clear_report
     d = _directory(args)
     r = clear_report(d)
@@ -112,6 +136,24 @@ def _parse_size(text: str) -> int:
 
 
 def cmd_cache_prune(args) -> int:
+    """``cache prune``: evict old, then least recently used, entries.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: ``dir`` (the cache directory, or None for the default),
+        ``max_size`` and ``max_age`` (the limits given, or None for the defaults).
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    SystemExit
+        For a size that is not one, or a negative limit (with the message).
+    """
     from .runtime.cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SIZE, prune
     d = _directory(args)
     max_size = _parse_size(args.max_size) if args.max_size is not None else DEFAULT_MAX_SIZE
@@ -223,6 +265,26 @@ def _loss_and_sources(obj):
 
 
 def cmd_show(args) -> int:
+    """``show``: print a model's formulas and generated source (or, with ``--path``, where
+    its module is cached).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: ``target`` (a built-in model or ``MODULE:ATTR``) and
+        ``path`` (print only where the module is cached).
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    SystemExit
+        For a model that is not built in and cannot be imported, or is not something to
+        compile (with the message).
+    """
     from .api import CompiledFunction, compile as sg_compile
     from .expr import Tensor
     builtins_ = _builtin_models()
@@ -260,6 +322,13 @@ def cmd_show(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``cache info|clear|prune`` and ``show``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Each subcommand sets ``func``, the ``cmd_*`` function that runs it.
+    """
     p = argparse.ArgumentParser(
         prog="python -m symgrad",
         description="symgrad: a symbolic differentiation compiler for numpy. Inspect and clear "
@@ -310,6 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``python -m symgrad``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 when the cache directory is unsafe (the reason is
+        printed to stderr).
+    """
     args = build_parser().parse_args(argv)
     from .runtime.cache import CacheError
     try:

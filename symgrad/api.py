@@ -16,15 +16,12 @@ import functools
 import inspect
 from typing import Any, Optional
 
-import numpy as np
-import sympy
-
-from .runtime import cache as C
+from .runtime import cache
 from .compiler.codegen import ModuleSpec, render, template_text
 from .compiler.diff import GradientError, gradients
 from .expr import Tensor, as_tensor
 from .graph import post_order
-from .nodes import TensorOp, TensorSymbol
+from .nodes import TensorOp, TensorSymbol, shape_of
 from .ops import BroadcastTo
 from .compiler.optimize import plan
 from .compiler.printer import formula
@@ -82,7 +79,7 @@ def grad(target, wrt, grad_ys=None):
     and dtype. A source the target does not depend on gets zeros. The symbolic work is
     done the first time a gradient's expression is needed (a cached compile skips it).
     """
-    t_kind, targets, _ = _structure(target)
+    _, targets, _ = _structure(target)
     targets = [as_tensor(t) for t in targets]
     w_kind, sources, keys = _structure(wrt)
     for i, w in enumerate(sources):
@@ -122,7 +119,7 @@ def grad(target, wrt, grad_ys=None):
     def thunk(i, w):
         def build():
             e = compute()[i]
-            if C_shape(e) != w.shape or e.is_number:
+            if shape_of(e) != w.shape or e.is_number:
                 e = BroadcastTo(e, w.shape, w.dtype)
             return e
         return build
@@ -131,11 +128,6 @@ def grad(target, wrt, grad_ys=None):
     out = [Tensor(None, w.shape, w.dtype, thunk=thunk(i, w), recipe=recipe_base + (i,))
            for i, w in enumerate(sources)]
     return _restructure(w_kind, out, keys)
-
-
-def C_shape(expr):
-    from .nodes import shape_of
-    return shape_of(expr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -153,7 +145,7 @@ def _fingerprint_tensor(t: Tensor, memo: dict, out: list) -> str:
     if t is None:
         return "None"
     if t.recipe is None:  # a gradient keys by its recipe, forced or not
-        return f"e{C.serialize(t.expr, memo, out)}"
+        return f"e{cache.serialize(t.expr, memo, out)}"
     kind, targets, sources, gys, i = t.recipe
     parts = [kind, str(i)]
     for group in (targets, sources, gys):
@@ -168,7 +160,18 @@ def _fingerprint_tensor(t: Tensor, memo: dict, out: list) -> str:
 
 
 def leaves_of(tensors) -> list:
-    """Every input/param leaf the tensors read (lazy gradients read their recipe's leaves)."""
+    """Every input/param leaf the tensors read, without forcing lazy gradients.
+
+    Parameters
+    ----------
+    tensors : iterable of Tensor or sympy.Basic
+        ``None`` entries are skipped; a lazy gradient reads its recipe's leaves.
+
+    Returns
+    -------
+    list of TensorSymbol
+        Each leaf once, in the order the walk finds them.
+    """
     found: dict = {}
     stack = list(tensors)
     seen = set()
@@ -200,7 +203,17 @@ def leaves_of(tensors) -> list:
 
 
 def default_input_order(leaves) -> list:
-    """Documented order when ``inputs=None``: inputs, then params, each sorted by name."""
+    """The documented order when ``inputs=None``: inputs, then params, each sorted by name.
+
+    Parameters
+    ----------
+    leaves : iterable of TensorSymbol
+        Input and param leaves.
+
+    Returns
+    -------
+    list of TensorSymbol
+    """
     rank = {"input": 0, "param": 1}
     return sorted(leaves, key=lambda s: (rank[s.role], s.name, str(s.shape), s.dtype_name))
 
@@ -258,7 +271,16 @@ def _output_name(t: Tensor, i: int) -> str:
 
 
 def count_nodes(expr) -> int:
-    """Distinct nodes of an expression's DAG (iterative)."""
+    """Distinct nodes of an expression's DAG (iterative).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    int
+    """
     return count_nodes_together([expr])[-1]
 
 
@@ -267,6 +289,17 @@ def count_nodes_together(exprs, seen: Optional[set] = None) -> list:
 
     Nodes shared between expressions are counted once, so the walk is linear in the
     size of the whole DAG (a walk per output is quadratic when outputs share a graph).
+
+    Parameters
+    ----------
+    exprs : iterable of sympy.Basic
+    seen : set, optional
+        Nodes already counted (by an earlier call); updated in place.
+
+    Returns
+    -------
+    list of int
+        For each k, the number of distinct nodes of ``exprs[:k+1]`` together with ``seen``.
     """
     seen = set() if seen is None else seen
     counts = []
@@ -347,16 +380,16 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     described = [_fingerprint_tensor(t, memo, ser) for t in tensors]
     spec_text = repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name) for s in chosen])
     shapes_text = repr([(format_shape(t.shape), str(t.dtype)) for t in tensors])
-    key = C.make_key("function", name, C.version_fingerprint(), template_text(),
+    key = cache.make_key("function", name, cache.version_fingerprint(), template_text(),
                      repr(sorted(opts.items())), f"{kind}/{module_kind}", repr(out_names),
                      spec_text, shapes_text,
                      "\n".join(ser), ";".join(described))
     if key in _REFUSED:  # refused before for its size: the same answer, at once
         raise ExpressionTooLarge(_REFUSED[key])
-    mod = C.MODULES.lookup(key)
+    mod = cache.MODULES.lookup(key)
     if mod is None:
         generated = _generate(tensors, out_names, chosen, module_kind, key, opts, name)
-        mod = C.MODULES.store(key, *generated)
+        mod = cache.MODULES.store(key, *generated)
     fn = CompiledFunction(mod, name, chosen, kind, keys, out_names, tensors, opts,
                           map_keys=kind == "dict" and module_kind != "dict")
     # how to build this function again with other options (its no-reuse twin, in tests)
@@ -488,7 +521,26 @@ def _header_formula(name: str, t: Tensor, out_names, tensors, by_id=None) -> str
 
 
 class CompiledFunction:
-    """A compiled, cached numpy function. Call it with arrays; read ``source`` and ``path``."""
+    """A compiled, cached numpy function. Call it with arrays; read ``source`` and ``path``.
+
+    Made by :func:`compile`, not constructed directly. Call it with the inputs by position
+    (in ``inputs`` order) or by name; it returns the outputs in the structure given to
+    ``compile`` (a single array, a list, or a dict).
+
+    Attributes
+    ----------
+    inputs : list of str
+        The input names, in positional order.
+    output_names : list of str
+        The outputs' names in the generated code.
+    output_keys : list or None
+        The dict keys exactly as given, for a dict of outputs.
+
+    Raises
+    ------
+    TypeError
+        On a call with a missing, unknown or repeated input, naming it.
+    """
 
     def __init__(self, module, fn_name, inputs, kind, keys, out_names, tensors, opts,
                  map_keys=False):
@@ -521,6 +573,7 @@ class CompiledFunction:
 
     @property
     def key(self) -> str:
+        """The cache key of the module (a 64-digit hex digest)."""
         return self._module.key
 
     @property

@@ -32,7 +32,24 @@ class GradientCheckError(AssertionError):
 
 @dataclass
 class GradCheckRow:
-    """The check of one input's gradient."""
+    """The check of one input's gradient.
+
+    Attributes
+    ----------
+    name : str
+        The input.
+    max_abs_error, max_rel_error : float
+        The largest error of the directional derivative against finite differences, over
+        the random directions (relative: over the larger of the two magnitudes).
+    tolerance : float
+        The largest absolute error allowed.
+    passed : bool
+        Whether the gradient agreed with finite differences.
+    tape_max_abs_error, tape_max_rel_error : float or None
+        The largest elementwise difference from the tape's gradient (None: no tape check).
+    tape_passed : bool or None
+        Whether it agreed with the tape (None: no tape check).
+    """
 
     name: str
     max_abs_error: float  # |<g, v> - finite difference|, largest over the directions
@@ -45,12 +62,25 @@ class GradCheckRow:
 
     @property
     def ok(self) -> bool:
+        """Whether every check made of this gradient passed."""
         return self.passed and self.tape_passed is not False
 
 
 @dataclass
 class GradCheckReport:
-    """What :func:`check_grad` found: ``rows`` by input name, ``passed`` for all of them."""
+    """What :func:`check_grad` found: ``rows`` by input name, ``passed`` for all of them.
+
+    True in a boolean context when every gradient passed; ``str(report)`` is a table.
+
+    Attributes
+    ----------
+    rows : dict
+        Input name to :class:`GradCheckRow`.
+    loss : float
+        The loss at the checked point.
+    directions : int
+        The random directions tried per input.
+    """
 
     rows: dict = field(default_factory=dict)
     loss: float = float("nan")
@@ -58,12 +88,19 @@ class GradCheckReport:
 
     @property
     def passed(self) -> bool:
+        """Whether every input's gradient passed."""
         return all(r.ok for r in self.rows.values())
 
     def __bool__(self) -> bool:
         return self.passed
 
     def failures(self) -> list:
+        """The rows that did not pass.
+
+        Returns
+        -------
+        list of GradCheckRow
+        """
         return [r for r in self.rows.values() if not r.ok]
 
     def __str__(self) -> str:
@@ -269,11 +306,11 @@ def _default_wrt(fn, values, wrt):
 
 
 def _tape_gradients(tape_fn, base, wrt):
-    from . import tape as T
+    from .tape import GradientTape, Variable
 
-    variables = {k: T.Variable(np.array(v, copy=True), name=k) for k, v in base.items()}
-    with T.GradientTape() as t:
+    variables = {k: Variable(np.array(v, copy=True), name=k) for k, v in base.items()}
+    with GradientTape() as tape:
         loss = tape_fn(**variables)
-    grads = t.gradient(loss, [variables[n] for n in wrt])
+    grads = tape.gradient(loss, [variables[n] for n in wrt])
     return [np.zeros(np.shape(base[n])) if g is None else np.asarray(g, dtype=np.float64)
             for n, g in zip(wrt, grads)]

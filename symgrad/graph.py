@@ -26,7 +26,17 @@ __all__ = ["post_order", "rebuild", "args_of"]
 
 
 def args_of(node) -> tuple:
-    """The default edges: a SymPy node's ``args``."""
+    """The default edges: a SymPy node's ``args``.
+
+    Parameters
+    ----------
+    node : sympy.Basic
+
+    Returns
+    -------
+    tuple
+        ``node.args``.
+    """
     return node.args
 
 

@@ -92,10 +92,12 @@ class TensorSymbol(sympy.Symbol):
 
     @property
     def shape(self) -> tuple:
+        """The shape: ints where known, :class:`~symgrad.shapes.Dim` where symbolic."""
         return tuple(int(d) if d.is_Integer else d for d in self.shape_tuple)
 
     @property
     def dtype(self) -> Optional[np.dtype]:
+        """The numpy dtype, or None for a weak (Python) scalar."""
         return np.dtype(self.dtype_name) if self.dtype_name else None
 
 
@@ -147,17 +149,58 @@ class TensorOp(sympy.Expr):
 
     @classmethod
     def infer(cls, *args):  # pragma: no cover - every subclass overrides it
+        """The shape rule: ``(shape, dtype)`` of the node built from ``args``.
+
+        Parameters
+        ----------
+        *args : sympy.Basic
+            The node's args (operands and static attributes).
+
+        Returns
+        -------
+        tuple
+            ``(shape, dtype)``.
+
+        Raises
+        ------
+        ShapeError
+            When the operands do not fit the op (the message names op, operand and shape).
+        """
         raise NotImplementedError
 
     def vjp(self, g):  # pragma: no cover - every subclass overrides it
+        """The vector-Jacobian product: the adjoint of each operand given this node's.
+
+        Parameters
+        ----------
+        g : sympy.Expr
+            The adjoint of this node, of its full shape.
+
+        Returns
+        -------
+        list
+            One entry per operand position: an adjoint expression, or ``None`` for none.
+        """
         raise NotImplementedError(f"{self.op_name} has no vector-Jacobian rule")
 
     def operand_exprs(self) -> list:
+        """The tensor operands, in the order of ``operands`` (static attributes left out)."""
         return [self.args[i] for i in self.operands]
 
     def consumes_raw(self, arg) -> bool:
-        """True when this op prints a better form from the operand expression ``arg`` itself
-        than from its precomputed value (the code generator then leaves it unevaluated)."""
+        """Whether this op prints a better form from an operand's expression than its value.
+
+        Parameters
+        ----------
+        arg : sympy.Expr
+            One of the operand expressions.
+
+        Returns
+        -------
+        bool
+            True when the code generator should leave ``arg`` unevaluated and let this op
+            print it (the base class: never).
+        """
         return False
 
     def _eval_derivative(self, s):
@@ -171,7 +214,18 @@ class TensorOp(sympy.Expr):
                              for a in self.operand_exprs()])
 
     def formula(self, ops: list) -> str:
-        """A readable formula, given the printed operands (overridden for nicer forms)."""
+        """A readable formula, given the printed operands (overridden for nicer forms).
+
+        Parameters
+        ----------
+        ops : list of str
+            The printed operands.
+
+        Returns
+        -------
+        str
+            ``op_name(op1, ..., attr1, ...)`` unless a subclass prints it better.
+        """
         extra = [str(a) for i, a in enumerate(self.args) if i not in self.operands]
         return f"{self.op_name}({', '.join(list(ops) + extra)})"
 
@@ -234,7 +288,23 @@ def _node_info(expr, child_infos: list):
 
 
 def info(expr) -> tuple:
-    """(shape, dtype) of any symgrad/SymPy expression; dtype None means a weak scalar."""
+    """Shape and dtype of any symgrad/SymPy expression (cached per expression).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+        A leaf, a structural node or an elementwise expression over them.
+
+    Returns
+    -------
+    tuple
+        ``(shape, dtype)``; dtype ``None`` means a weak (Python) scalar.
+
+    Raises
+    ------
+    ShapeError
+        When the operands of an elementwise node cannot be broadcast together.
+    """
     hit = _leaf_info(expr)
     if hit is not None:
         return hit
@@ -257,18 +327,46 @@ def _new_info(expr, child_infos: tuple):
 
 
 def shape_of(expr) -> tuple:
+    """The shape of ``expr`` (see :func:`info`).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    tuple
+    """
     return info(expr)[0]
 
 
 def dtype_of(expr) -> Optional[np.dtype]:
+    """The dtype of ``expr``, None for a weak scalar (see :func:`info`).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    numpy.dtype or None
+    """
     return info(expr)[1]
 
 
 def is_tensor_free(expr) -> bool:
-    """True when ``expr`` holds no tensor leaf and no structural node (a number or a dim).
+    """Whether ``expr`` holds no tensor leaf and no structural node (a number or a dim).
 
     An iterative walk that stops at the first tensor (SymPy's ``preorder_traversal`` is a
     recursive generator, one frame per level, and walks a shared subtree once per use).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    bool
     """
     seen, stack = set(), [expr]
     while stack:
@@ -288,12 +386,33 @@ def subexpressions(exprs) -> list:
     A region is a DAG: SymPy's ``preorder_traversal``, ``has``, ``replace`` and ``xreplace``
     walk a shared subtree once per use, exponential in the depth of a chain such as
     ``y = sin(y)*0.5 + y``. Walks over whole programs go through here instead.
+
+    Parameters
+    ----------
+    exprs : iterable of sympy.Basic
+
+    Returns
+    -------
+    list
+        Each subexpression after its own subexpressions.
     """
     return list(post_order(exprs))
 
 
 def xreplace_dag(expr, rule: dict):
-    """``expr.xreplace(rule)``, rebuilding each distinct subexpression once (iterative)."""
+    """``expr.xreplace(rule)``, rebuilding each distinct subexpression once (iterative).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+    rule : dict
+        Subexpression to replacement; a replaced subexpression is not entered.
+
+    Returns
+    -------
+    sympy.Basic
+        ``expr`` itself when nothing changed.
+    """
     if not rule:
         return expr
 
@@ -305,5 +424,15 @@ def xreplace_dag(expr, rule: dict):
 
 
 def describe(expr) -> str:
+    """Shape and dtype of ``expr`` for a message: ``(N, 784) float64`` or ``() scalar``.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    str
+    """
     shape, dtype = info(expr)
     return f"{format_shape(shape)} {dtype if dtype is not None else 'scalar'}"

@@ -62,7 +62,26 @@ class _SymbolicOps:
 
 
 class Optimizer:
-    """Base class. Subclasses set ``hyper_names``, ``slot_names``, ``uses_step`` and ``rule``."""
+    """Base class. Subclasses set ``hyper_names``, ``slot_names``, ``uses_step`` and ``rule``.
+
+    Parameters
+    ----------
+    weight_decay : float
+        ``g += weight_decay * p`` after clipping (0: none).
+    clip_value : float, optional
+        Clip each gradient elementwise to ``[-clip_value, clip_value]``.
+    clip_norm : float, optional
+        Scale each parameter's gradient to an L2 norm of at most ``clip_norm``.
+    clip_global_norm : float, optional
+        Scale all gradients together to a joint L2 norm of at most ``clip_global_norm``.
+    **hyper
+        One value per name in ``hyper_names`` (``lr``, ...).
+
+    Raises
+    ------
+    ValueError
+        When a hyperparameter is not finite.
+    """
 
     hyper_names: tuple = ("lr",)
     slot_names: tuple = ()
@@ -92,8 +111,23 @@ class Optimizer:
         self._hyper_for[self._signature] = self._hyper
 
     def hyper_list_for(self, signature: str) -> list:
-        """The live hyperparameter list, for a step compiled for the update rule
-        ``signature``; TypeError when this optimizer's rule is another one."""
+        """The live hyperparameter list, for a step compiled for the update rule ``signature``.
+
+        Parameters
+        ----------
+        signature : str
+            The :meth:`config` the step was compiled for.
+
+        Returns
+        -------
+        list of float
+            The list the step reads at every call (it changes with ``opt.lr = ...``).
+
+        Raises
+        ------
+        TypeError
+            When this optimizer's rule is another one (the step must be rebuilt).
+        """
         if self.config() == signature:
             self._freeze()
             return self._hyper
@@ -146,6 +180,7 @@ class Optimizer:
 
     @property
     def hyper(self) -> dict:
+        """The hyperparameters by name, as they are now."""
         return dict(zip(self.hyper_names, self._hyper))
 
     def config(self) -> str:
@@ -163,7 +198,21 @@ class Optimizer:
 
     # -- the maths, written once ------------------------------------------------------
     def transform_grads(self, params: list, grads: list, ops) -> list:
-        """Clipping, then weight decay (PyTorch's order)."""
+        """Clipping, then weight decay (PyTorch's order).
+
+        Parameters
+        ----------
+        params, grads : list
+            The parameters and their gradients, in the same order (Tensors or arrays).
+        ops
+            The functions the maths needs (``sqrt``, ``minimum``, ``clip``, ``sum``) for
+            that kind of operand.
+
+        Returns
+        -------
+        list
+            The transformed gradients.
+        """
         if self.clip_value is not None:
             c = float(self.clip_value)
             grads = [ops.clip(g, -c, c) for g in grads]
@@ -185,21 +234,73 @@ class Optimizer:
         SGD returns ``lr``: the gradient is linear in the seed, so every gradient comes out
         already multiplied by the learning rate and the update is ``p -= g`` (the expert's
         trick, exact for any lr, which may still change between steps).
+
+        Parameters
+        ----------
+        h : dict
+            The hyperparameters by name.
+
+        Returns
+        -------
+        scalar or None
         """
         return None
 
     def rule(self, p, g, slots: dict, h: dict, t, ops):
-        """Return ``(new_p, {slot: new_value})`` from the current values (all of one param)."""
+        """The update rule, for one parameter.
+
+        Parameters
+        ----------
+        p, g
+            The parameter and its (transformed) gradient.
+        slots : dict
+            The parameter's optimizer state, by slot name.
+        h : dict
+            The hyperparameters by name.
+        t
+            The step number, counting from 1 (read by rules with ``uses_step``).
+        ops
+            The functions the maths needs, for the operands' kind (see
+            :meth:`transform_grads`).
+
+        Returns
+        -------
+        tuple
+            ``(new_p, {slot: new_value})``.
+        """
         raise NotImplementedError
 
     # -- eager use, for the tape-based loop ---------------------------------------------
     def init_slots(self, params: dict) -> dict:
+        """Zero optimizer state for numpy parameters.
+
+        Parameters
+        ----------
+        params : dict
+            Parameter name to array.
+
+        Returns
+        -------
+        dict
+            Parameter name to ``{slot name: zeros like the parameter}``.
+        """
         return {name: {s: np.zeros_like(v) for s in self.slot_names}
                 for name, v in params.items()}
 
     def apply_arrays(self, params: dict, grads: dict, slots: dict, t: int) -> None:
-        """Update numpy ``params`` and ``slots`` in place from ``grads`` (step number ``t``,
-        counting from 1)."""
+        """Update numpy ``params`` and ``slots`` in place from ``grads``.
+
+        Parameters
+        ----------
+        params : dict
+            Parameter name to array; updated in place.
+        grads : dict
+            Parameter name to gradient.
+        slots : dict
+            As :meth:`init_slots` makes them; updated in place.
+        t : int
+            The step number, counting from 1.
+        """
         names = list(params)
         gs = self.transform_grads([params[n] for n in names], [grads[n] for n in names],
                                   _ArrayOps)
@@ -229,12 +330,25 @@ def _add_all(terms):
 
 
 class SGD(Optimizer):
-    """Plain gradient descent: ``p <- p - lr * g`` (``torch.optim.SGD``, no momentum)."""
+    """Plain gradient descent: ``p <- p - lr * g`` (``torch.optim.SGD``, no momentum).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    **options
+        ``weight_decay``, ``clip_value``, ``clip_norm``, ``clip_global_norm`` (see
+        :class:`Optimizer`).
+    """
 
     def __init__(self, lr: float, **options):
         super().__init__(lr=lr, **options)
 
     def backward_seed(self, h: dict):
+        """``lr`` when there is no clipping and no weight decay, else None.
+
+        The gradient is linear in the seed, but clipping and weight decay are not.
+        """
         plain = (self.clip_value is None and self.clip_norm is None
                  and self.clip_global_norm is None and not self.weight_decay)
         return h["lr"] if plain else None
@@ -246,7 +360,20 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """SGD with momentum, as ``torch.optim.SGD(momentum=mu, dampening=0)``:
     ``buf <- mu * buf + g``; ``p <- p - lr * buf``, or with ``nesterov=True``
-    ``p <- p - lr * (g + mu * buf)``."""
+    ``p <- p - lr * (g + mu * buf)``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    momentum : float
+        ``mu``.
+    nesterov : bool
+        Nesterov momentum (compiled into the step).
+    **options
+        ``weight_decay``, ``clip_value``, ``clip_norm``, ``clip_global_norm`` (see
+        :class:`Optimizer`).
+    """
 
     hyper_names = ("lr", "momentum")
     slot_names = ("momentum_buffer",)
@@ -269,7 +396,20 @@ class Momentum(Optimizer):
 
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam``: ``m <- b1*m + (1-b1)*g``; ``v <- b2*v + (1-b2)*g*g``;
-    ``p <- p - lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``, t counting from 1."""
+    ``p <- p - lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``, t counting from 1.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    beta1, beta2 : float
+        The decay rates of the first and second moment estimates.
+    eps : float
+        Added to the denominator.
+    **options
+        ``weight_decay``, ``clip_value``, ``clip_norm``, ``clip_global_norm`` (see
+        :class:`Optimizer`).
+    """
 
     hyper_names = ("lr", "beta1", "beta2", "eps")
     slot_names = ("m", "v")
@@ -289,7 +429,20 @@ class Adam(Optimizer):
 
 class RMSProp(Optimizer):
     """RMSProp, as ``torch.optim.RMSprop`` (alpha = ``rho``, no momentum, not centered):
-    ``v <- rho*v + (1-rho)*g*g``; ``p <- p - lr * g / (sqrt(v) + eps)``."""
+    ``v <- rho*v + (1-rho)*g*g``; ``p <- p - lr * g / (sqrt(v) + eps)``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    rho : float
+        The decay rate of the squared-gradient average.
+    eps : float
+        Added to the denominator.
+    **options
+        ``weight_decay``, ``clip_value``, ``clip_norm``, ``clip_global_norm`` (see
+        :class:`Optimizer`).
+    """
 
     hyper_names = ("lr", "rho", "eps")
     slot_names = ("square_avg",)
@@ -304,7 +457,18 @@ class RMSProp(Optimizer):
 
 class AdaGrad(Optimizer):
     """AdaGrad, as ``torch.optim.Adagrad`` (no lr decay, zero initial accumulator):
-    ``s <- s + g*g``; ``p <- p - lr * g / (sqrt(s) + eps)``."""
+    ``s <- s + g*g``; ``p <- p - lr * g / (sqrt(s) + eps)``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    eps : float
+        Added to the denominator.
+    **options
+        ``weight_decay``, ``clip_value``, ``clip_norm``, ``clip_global_norm`` (see
+        :class:`Optimizer`).
+    """
 
     hyper_names = ("lr", "eps")
     slot_names = ("sum",)

@@ -41,11 +41,27 @@ class Dim(sympy.Symbol):
         return ((self.name,), {})
 
 
-DimLike = "int | Dim"
-
-
 def as_dim(d, where: str = "shape") -> "int | Dim":
-    """Turn a user's dimension (an int, a str naming a symbolic dim, or a Dim) into ours."""
+    """Turn a user's dimension (an int, a str naming a symbolic dim, or a Dim) into ours.
+
+    Parameters
+    ----------
+    d : int, str, Dim or sympy.Expr
+        The dimension; a str names a symbolic dimension, an integer SymPy expression over
+        dims (``N*784``) is kept as it is.
+    where : str
+        What the error message names as the source of the dimension.
+
+    Returns
+    -------
+    int or Dim
+        A non-negative int, or a symbolic dimension.
+
+    Raises
+    ------
+    ShapeError
+        For an empty name, a negative int, or anything that is not a dimension.
+    """
     if isinstance(d, Dim):
         return d
     if isinstance(d, str):
@@ -63,7 +79,25 @@ def as_dim(d, where: str = "shape") -> "int | Dim":
 
 
 def as_shape(shape, where: str = "shape") -> tuple:
-    """Normalize a user's shape (int, tuple, list) into a tuple of ints and Dims."""
+    """Normalize a user's shape (int, tuple, list) into a tuple of ints and Dims.
+
+    Parameters
+    ----------
+    shape : None, int, str, Dim or sequence of them
+        ``None`` is a scalar's shape ``()``; a single dimension is a 1-d shape.
+    where : str
+        What the error message names as the source of the shape.
+
+    Returns
+    -------
+    tuple
+        One :func:`as_dim` result per dimension.
+
+    Raises
+    ------
+    ShapeError
+        When a dimension is not one (see :func:`as_dim`).
+    """
     if shape is None:
         return ()
     if isinstance(shape, (int, str, Dim)) and not isinstance(shape, bool):
@@ -72,7 +106,17 @@ def as_shape(shape, where: str = "shape") -> tuple:
 
 
 def format_shape(shape: Sequence) -> str:
-    """Print a shape the way numpy does, with symbolic dims by name: ``(N, 784)``."""
+    """Print a shape the way numpy does, with symbolic dims by name: ``(N, 784)``.
+
+    Parameters
+    ----------
+    shape : sequence of int or Dim
+
+    Returns
+    -------
+    str
+        ``(3,)`` for one dimension, ``()`` for none.
+    """
     inner = ", ".join(str(d) for d in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
@@ -82,7 +126,26 @@ def _dims_equal(a, b) -> bool:
 
 
 def broadcast_shapes(*shapes: Sequence, op: str = "broadcast") -> tuple:
-    """numpy's broadcasting rule; a symbolic dim only matches itself or 1."""
+    """numpy's broadcasting rule; a symbolic dim only matches itself or 1.
+
+    Parameters
+    ----------
+    *shapes : sequence of int or Dim
+        The operands' shapes.
+    op : str
+        The operation the error message names.
+
+    Returns
+    -------
+    tuple
+        The broadcast shape.
+
+    Raises
+    ------
+    ShapeError
+        When two dimensions of an axis differ and neither is 1 (the message lists every
+        shape and the axis).
+    """
     ndim = max((len(s) for s in shapes), default=0)
     result = []
     for axis in range(ndim):
@@ -107,7 +170,26 @@ def broadcast_shapes(*shapes: Sequence, op: str = "broadcast") -> tuple:
 
 
 def normalize_axes(axis, ndim: int, op: str) -> tuple:
-    """Axis argument (None, int or tuple; negatives allowed) -> sorted tuple of ints."""
+    """Turn an axis argument into a sorted tuple of non-negative ints.
+
+    Parameters
+    ----------
+    axis : None, int or sequence of int
+        ``None`` means every axis; negative axes count from the end.
+    ndim : int
+        The operand's number of dimensions.
+    op : str
+        The operation the error message names.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ShapeError
+        For an axis that is not an int, is out of range, or is repeated.
+    """
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
@@ -124,7 +206,20 @@ def normalize_axes(axis, ndim: int, op: str) -> tuple:
 
 
 def reduced_shape(shape: Sequence, axes: Iterable[int], keepdims: bool) -> tuple:
-    """Shape after reducing over ``axes``."""
+    """Shape after reducing over ``axes``.
+
+    Parameters
+    ----------
+    shape : sequence of int or Dim
+    axes : iterable of int
+        Non-negative axes (see :func:`normalize_axes`).
+    keepdims : bool
+        Keep each reduced axis with length 1 instead of dropping it.
+
+    Returns
+    -------
+    tuple
+    """
     axes = set(axes)
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
@@ -132,7 +227,17 @@ def reduced_shape(shape: Sequence, axes: Iterable[int], keepdims: bool) -> tuple
 
 
 def shape_size(shape: Sequence):
-    """Number of elements (an int, or a SymPy product when dims are symbolic)."""
+    """Number of elements of an array of ``shape``.
+
+    Parameters
+    ----------
+    shape : sequence of int or Dim
+
+    Returns
+    -------
+    int or sympy.Expr
+        An int, or a SymPy product when dims are symbolic.
+    """
     size = sympy.Integer(1)
     for d in shape:
         size = size * d

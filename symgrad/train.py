@@ -18,14 +18,18 @@ Promises about a :class:`TrainState`:
 * ``state.params`` and ``state.slots`` are live mappings over the very arrays the step
   updates: reading gives the live array, writing copies the value in (shape and dtype
   checked, the parameter named in errors), and removing an entry raises.
-* A step holds the state's lock while it reads and writes it, so two threads stepping one
-  state are serialized (each step is whole; the step counter counts every step).
+* A step holds the state's lock (its one token) while it reads and writes it, so two
+  threads stepping one state are serialized (each step is whole; the step counter counts
+  every step).
 * ``pickle``, ``copy.deepcopy``, ``state.save(path)`` / ``TrainState.load(path, step)``
   round-trip the parameters, the optimizer slots, the step counter and the
   hyperparameters exactly; a checkpoint is a numpy ``.npz`` read with ``allow_pickle=False``.
 * The hyperparameters a step uses are those of ``step.optimizer`` at the time of the call:
   ``step.optimizer.lr = ...`` and replacing ``step.optimizer`` by an optimizer with the same
   update rule take effect at the next call; one with another update rule raises TypeError.
+  (The state's token holds the optimizer it follows and that optimizer's live list of
+  hyperparameters; a step compares the optimizer with ``step.optimizer`` and adopts a new
+  one: a function's attributes cannot announce their own replacement.)
 * 0-d float64 values are computed as Python floats (a W0 step is all call overhead) only
   when that gives numpy's results: a step whose scalar arithmetic divides or raises to a
   power (where Python raises ZeroDivisionError or returns a complex) computes with numpy
@@ -39,7 +43,6 @@ import copy
 import functools
 import json
 import os
-import re
 import tempfile
 import time
 import types
@@ -51,7 +54,7 @@ import sympy
 from .runtime import cache as C
 from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
                   grad, leaves_of)
-from .compiler.codegen import ModuleSpec, render, template_text, writable_origins
+from .compiler.codegen import ModuleSpec, Namer, render, template_text, writable_origins
 from .compiler.verify import verify_source
 from .expr import Tensor, as_tensor, check_repeated_params
 from .graph import rebuild
@@ -67,7 +70,7 @@ __all__ = ["train_step", "TrainStep", "TrainState"]
 CHECKPOINT_FORMAT = "symgrad-train-state"
 CHECKPOINT_VERSION = 1
 #: part of the cache key: bump when the code this module wraps around the step changes
-_STEP_LAYOUT = "train_step/5: state token, hyperparameters via step.optimizer, _F64"
+_STEP_LAYOUT = "train_step/6: the state token carries the hyperparameters"
 
 
 def _hyper_tensor(name: str) -> Tensor:
@@ -106,8 +109,10 @@ class TrainState:
     -----
     Stepping one state from several threads is safe: each call holds the state's lock,
     so steps run one after another (a one-token list popped and appended back: list.pop
-    and list.append are atomic, and cost a quarter of a threading.Lock). Parallel training
-    needs one state per thread.
+    and list.append are atomic, and cost a quarter of a threading.Lock). The token is the
+    tuple ``(optimizer, its hyperparameter list, step.__dict__)`` a step reads the
+    hyperparameters from, so holding the state and reading them is one ``pop``. Parallel
+    training needs one state per thread.
     """
 
     __slots__ = ("_names", "_shapes", "_dtypes", "_slot_names", "_param_list", "_slot_list",
@@ -125,10 +130,12 @@ class TrainState:
         self._slot_list = slots
         self._counter = [int(counter)]
         # mutual exclusion for the step and the views: whoever pops the one token holds the
-        # state (list.pop and list.append are atomic). A step costs about 50 ns for it, a
-        # threading.Lock about 4 times as much (measured; see _hold_state_lock)
-        self._token = [True]
-        self._bound = bound  # the step's attribute dict: its "optimizer" entry is read
+        # state (list.pop and list.append are atomic; a threading.Lock costs 4 times as
+        # much). The token is what a step reads besides the arrays, (optimizer, its live
+        # hyperparameter list, the step's attribute dict): popping it is the whole
+        # hyperparameter read. No optimizer yet: the first step adopts step.optimizer
+        self._token = [(None, None, bound)]
+        self._bound = bound  # the step's attribute dict: step.optimizer is its "optimizer"
         self._signature = signature  # the update rule the step was compiled for
         self._initial = initial if initial is not None else [a.copy() for a in params]
         self._params = _ArrayView(self, "parameter", self._names, params)
@@ -139,31 +146,41 @@ class TrainState:
             for i, n in enumerate(self._names)})
 
     # -- mutual exclusion ----------------------------------------------------------------
-    def _wait_turn(self) -> None:
+    def _wait_turn(self) -> tuple:
         """Take the token another thread holds, once it gives it back (the slow path of a
-        contended step: it yields the GIL until the token is free)."""
+        contended step: it yields the GIL until the token is free); return it."""
         while True:
             try:
-                self._token.pop()
-                return
+                return self._token.pop()
             except IndexError:
                 time.sleep(0)
 
+    def _take(self) -> tuple:
+        """Pop the token (waiting for it): the caller holds the state until it appends a
+        token back, exactly one, whatever happens."""
+        try:
+            return self._token.pop()
+        except IndexError:
+            return self._wait_turn()
+
     @contextlib.contextmanager
     def _turn(self):
-        try:
-            self._token.pop()
-        except IndexError:
-            self._wait_turn()
+        """Hold the state (as a step does), giving the token back unchanged."""
+        held = self._take()
         try:
             yield
         finally:
-            self._token.append(True)
+            self._token.append(held)
 
-    def _hyper_of(self, signature: str) -> list:
-        """The slow path of a step's hyperparameter read: ``step.optimizer`` was replaced
-        (same rule: adopt it; another rule or no optimizer: TypeError)."""
-        return _hyper_list(self._bound["optimizer"], signature)
+    def _hyper_of(self, held: tuple) -> tuple:
+        """The slow path of a step's hyperparameter read, called holding the token ``held``
+        when ``step.optimizer`` is not the optimizer the token names (the state's first
+        step, or the optimizer was replaced): the token that adopts it (same update rule),
+        or TypeError (another rule, or not an optimizer), which leaves the token as it was.
+        """
+        attrs = held[2]
+        opt = attrs["optimizer"]
+        return opt, _hyper_list(opt, self._signature), attrs
 
     # -- what it holds -----------------------------------------------------------------
     @property
@@ -209,7 +226,12 @@ class TrainState:
         ValueError when the step trains other parameters or with another update rule."""
         _check_compatible(step, self._specs(), self._signature, self._slot_names,
                           "bind", "this state")
-        self._bound = step.__dict__
+        held = self._take()
+        try:
+            self._bound = step.__dict__
+            held = (None, None, self._bound)  # the next step adopts step.optimizer
+        finally:
+            self._token.append(held)
         return self
 
     def _specs(self):
@@ -677,7 +699,14 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
 
     out_by_name = {o.name: o.symbol for o in program.outputs}
 
+    python_floats = _python_floats_are_exact(program, updates)
+
     def epilogue(printer, names):
+        # what the template writes around and before the body (templates/module.py.j2):
+        # the state token (which also carries the hyperparameters), and np.float64 scalars
+        printer.need_helper("state_token")
+        if not python_floats:
+            printer.need_helper("numpy_scalars")
         for i, p in enumerate(plist):
             names[grad_syms[i]] = names[out_by_name[f"grad_{p.name}"]]
         lines = []
@@ -695,67 +724,55 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
         return lines
 
     hyper_leaves = [h.expr for h in hyper.values()]
-    # the hyperparameters of whatever optimizer the step has now (see TrainState._bound)
-    hyper_source = f"_state._bound['optimizer']._hyper_for[{optimizer._signature!r}]"
-    python_floats = _python_floats_are_exact(program, updates)
     formulas = [f"loss = {formula(loss.expr)}",
                 f"update: {optimizer!r}, options {optimizer.config()}"]
     spec = ModuleSpec(title=f"train_step: {optimizer!r} over {', '.join(p.name for p in plist)}",
                       fn_name="train_step", inputs=chosen, result_kind="single", key=key,
                       version=__version__, formulas=tuple(formulas),
                       leading_params=("_state",),
+                      # "_hyper": the live list the template takes from the state token
                       unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
-                                (hyper_source, hyper_leaves)),
+                                ("_hyper", hyper_leaves)),
                       epilogue=epilogue, unbox_scalars=True, result_wrapper="float",
-                      reuse_buffers=inplace, verify=False)
+                      reuse_buffers=inplace, verify=python_floats)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
-    source = render(program, spec)
+    namer = Namer()
+    namer.taken.update(_TEMPLATE_LOCALS)  # never the name of a value of the program
+    source = render(program, spec, namer)
     if not python_floats:
-        source = _numpy_scalars(source)
-    # the hyperparameter read: one plain-dict lookup; a replaced optimizer takes the slow path
-    lines = source.split("\n")
-    i = next(k for k, line in enumerate(lines) if line.endswith(" = " + hyper_source))
-    pad = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
-    read = lines[i].strip()[:-len(hyper_source)]  # "lr, beta1, ... = " as the namer wrote it
-    lines[i:i + 1] = [f"{pad}try:", f"{pad}    {read}{hyper_source}",
-                      f"{pad}except (KeyError, AttributeError):",
-                      f"{pad}    {read}_state._hyper_of({optimizer._signature!r})"]
-    source = _hold_state_lock("\n".join(lines))
-    verify_source(source, "train_step", writable_origins(spec))  # the text that is written
+        source = _numpy_scalars(source, namer.names, list(chosen) + plist + slot_syms)
+        verify_source(source, "train_step", writable_origins(spec))  # the text that is written
     return source, spec.data
 
 
-def _hold_state_lock(source: str) -> str:
-    """Run the step's body, from its first read of the state to its return, holding the
-    state's turn token (see :meth:`TrainState._turn`). The input checks stay outside: they
-    touch no state."""
-    lines = source.split("\n")
-    start = next(i for i, line in enumerate(lines) if line.startswith("def train_step("))
-    first = next(i for i in range(start + 1, len(lines)) if "_state." in lines[i])
-    end = len(lines)
-    while end > first and not lines[end - 1].strip():
-        end -= 1  # the function is the module's last statement: up to its last line
-    body = ["    " + line if line.strip() else line for line in lines[first:end]]
-    held = ["    _turn = _state._token", "    try:", "        _turn.pop()",
-            "    except IndexError:", "        _state._wait_turn()", "    try:"] + body + [
-        "    finally:", "        _turn.append(True)"]
-    return "\n".join(lines[:first] + held + lines[end:])
+#: names the train step's code binds besides the program's values: the template's (the
+#: state token) and the epilogue's (the step counter)
+_TEMPLATE_LOCALS = frozenset({"_state", "_turn", "_held", "_opt", "_hyper", "_attrs",
+                              "_counter", "_t"})
 
 
-def _numpy_scalars(source: str) -> str:
+def _numpy_scalars(source: str, names: dict, leaves) -> str:
     """Unbox 0-d float64 values as numpy float64 scalars instead of Python floats: numpy's
     rules (inf/nan with a RuntimeWarning), at about 60 ns per operation instead of 15, and
-    far below 0-d arrays (each operation on one allocates)."""
+    far below 0-d arrays (each operation on one allocates).
+
+    The one rewrite of the rendered text left: the code generator writes the unboxing
+    statements (``x = float(x)`` among the input checks, ``p = float(_boxp)`` after the
+    unpacking) with ``float`` fixed, so exactly those statements, found by the names it gave
+    ``leaves``, get ``_F64`` (which the template defines, the "numpy_scalars" helper)."""
+    unboxing = set()
+    for leaf in leaves:
+        if leaf in names:
+            box = names.get(("box", leaf), names[leaf])
+            unboxing.add(f"{names[leaf]} = float({box})")
     lines = source.split("\n")
     for i, line in enumerate(lines):
-        m = re.fullmatch(r"(\s+)(\w+) = float\((\w+)\)", line)
-        if m:
-            lines[i] = f"{m.group(1)}{m.group(2)} = _F64({m.group(3)})"
-    at = lines.index("import numpy as np") + 1
-    return "\n".join(lines[:at] + ["_F64 = np.float64  # 0-d values follow numpy's rules"]
-                     + lines[at:])
+        statement = line.strip()
+        if statement in unboxing:
+            lines[i] = line.replace(" = float(", " = _F64(", 1)
+    return "\n".join(lines)
 
 
 #: functions the printer writes as numpy calls: their value is a numpy scalar

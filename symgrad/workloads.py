@@ -191,6 +191,11 @@ def w2_1(dtype: DTypeLike = "float64") -> dict:
     The gradient of the sum of the cost's elements, ``Y[1] * (Y[0] + Y[1])``, is
     ``d/dw0 = w1 x0 x1 = 6`` and ``d/dw1 = w0 x0 x1 + 2 w1 x1^2 = 28``.
 
+    Parameters
+    ----------
+    dtype : dtype-like
+        The arrays' dtype.
+
     Returns
     -------
     dict

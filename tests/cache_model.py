@@ -35,3 +35,16 @@ def correct(out, cval: float, scale: float = 3.5) -> bool:
     """``out`` (a call at ``X, W``) equals the reference to 1e-13 relative."""
     want = reference(cval, scale)
     return all(np.allclose(a, b, rtol=1e-13, atol=0) for a, b in zip(out, want))
+
+
+def unused_subdir(root, *taken: str) -> str:
+    """A two-hex subdirectory name under ``root`` that no entry (and none of ``taken``) uses.
+
+    Entry keys hash the package's source, so they change with every edit: a test that plants
+    a foreign directory must not pick a fixed name that a genuine entry may already hold.
+    """
+    for i in range(256):
+        name = f"{(0xab + i) % 256:02x}"
+        if name not in taken and not (root / name).exists():
+            return name
+    raise AssertionError(f"no free two-hex subdirectory under {root}")

@@ -87,6 +87,16 @@ class WritesInput(HandImpl):
         return super().step(batch)
 
 
+class Dies(HandImpl):
+    """Kills its own process at the first step, as a crash in C code would: no traceback,
+    no result (in-process it would take the run down, so it runs only isolated)."""
+
+    name = "dies"
+
+    def step(self, batch):
+        os._exit(3)
+
+
 class NotInstalled(Implementation):
     name = "notinstalled"
 
@@ -230,7 +240,7 @@ def test_cli_rejects_unknown_names(capsys):
 @pytest.fixture(scope="module")
 def misbehaving_report():
     cfg = Config(quick=True, only=["W1", "W4"], repeat=2, compile=False, memory=False,
-                 progress=False, impls=["hand", "symgrad", *EXTRA], extra_impls=EXTRA)
+                 progress=False, impls=["hand", "floats", "symgrad", *EXTRA], extra_impls=EXTRA)
     return run(cfg)
 
 
@@ -266,6 +276,16 @@ def test_failures_are_reported_not_raised(misbehaving_report):
         assert writes["status"] == "ERROR" and "read-only" in writes["error"]
     # only this project's own implementations decide the exit status
     assert failures(misbehaving_report) == []
+
+
+def test_python_floats_run_where_they_apply(misbehaving_report):
+    """The Python-float floor is checked like every implementation on W4 and left out of W1
+    (it has no W1 step): not an error there."""
+    w1, w4 = misbehaving_report["workloads"]
+    assert "floats" not in w1["results"]
+    e = w4["results"]["floats"]
+    assert e["status"] == "OK" and e["time"]["median_s"] > 0
+    assert max(e["check"][k] for k in ("curve_err", "loss_err", "param_err")) < 1e-12
 
 
 def _fake_runs(curve, params, error=None):
@@ -356,3 +376,184 @@ def test_runner_limits_threads_through_threadpoolctl_when_installed(monkeypatch)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     assert limit_blas_threads(1) is False
     assert blas_threads() == "1 (OPENBLAS_NUM_THREADS)"
+
+
+# ---------------------------------------------------------------------------------------------
+# The width x batch grid (W3sweep)
+# ---------------------------------------------------------------------------------------------
+
+def test_grid_is_every_width_and_batch_in_full_and_opt_in_when_quick():
+    from benchmarks.workloads import GRID, catalogue, select
+    for quick in (True, False):
+        cells = [wl for wl in catalogue(quick) if wl.group == GRID]
+        assert sorted((wl.sweep[1]["H"], wl.sweep[1]["B"]) for wl in cells) == [
+            (h, b) for h in (64, 256, 1024, 2048) for b in (1, 8, 64, 128)]
+        for wl in cells:  # MLP 784-H-H/2-10 at batch B
+            h, b = wl.sweep[1]["H"], wl.sweep[1]["B"]
+            assert wl.param_shapes["w1"] == (784, h) and wl.param_shapes["w2"] == (h, h // 2)
+            assert wl.name == f"{GRID} H={h} B={b}" and not wl.compile and not wl.memory
+        narrow = [wl for wl in cells if wl.sweep[1]["H"] == 64]  # cheap data: batch B
+        assert [wl.data()[1][0][0].shape for wl in narrow] == [(b, 784) for b in (1, 8, 64, 128)]
+        chosen = {wl.name for wl in select(catalogue(quick), None)}
+        assert any(wl.name in chosen for wl in cells) is not quick  # in --full only
+        assert {wl.name for wl in select(catalogue(quick), [GRID])} == {wl.name for wl in cells}
+
+
+@pytest.fixture(scope="module")
+def grid_report():
+    """The grid at toy sizes (H in 8, 16; B in 1, 4, 8), hand, symgrad and a crashing impl;
+    the widths and batches are module constants read when the catalogue is made."""
+    from benchmarks import workloads
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(workloads, "GRID_WIDTHS", (8, 16))
+        mp.setattr(workloads, "GRID_BATCHES", (1, 4, 8))
+        cfg = Config(quick=True, only=["W3sweep"], repeat=1, block_time=1e-4, compile=False,
+                     memory=False, progress=False, impls=["hand", "symgrad", "crashes"],
+                     extra_impls=EXTRA)
+        return run(cfg)
+
+
+def test_grid_table_has_every_cell(grid_report):
+    from benchmarks.report import grid_tables
+    tables = {title.split(":")[0]: (headers, rows) for title, headers, rows in
+              grid_tables(grid_report)}
+    assert list(tables) == ["hand", "symgrad/hand", "crashes/hand"]
+    for name, (headers, rows) in tables.items():
+        assert headers[1:] == ["1", "4", "8"]
+        assert [r[0] for r in rows] == [8, 16]
+        for row in rows:
+            assert len(row) == 4 and "-" not in row[1:], (name, row)
+    assert all(c.endswith(("µs", "ms", "ns")) for r in tables["hand"][1] for c in r[1:])
+    assert all(c.endswith("x") for r in tables["symgrad/hand"][1] for c in r[1:])
+    assert all(c == "ERROR" for r in tables["crashes/hand"][1] for c in r[1:])
+    text, md = render_text(grid_report), render_markdown(grid_report)
+    assert "Grid: W3 MLP 784-H-H/2-10 over hidden width H x batch B" in text
+    assert "## Sweep over width x batch (W3sweep)" in md and "Symgrad/hand: ratio" in md
+
+
+def test_grid_table_marks_a_cell_that_did_not_run(grid_report):
+    from benchmarks.report import grid_tables
+    partial = dict(grid_report, workloads=grid_report["workloads"][1:])  # no H=8, B=1
+    hand_rows = grid_tables(partial)[0][2]
+    assert hand_rows[0][1] == "-" and "-" not in hand_rows[1][1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# --isolated: every implementation in its own processes
+# ---------------------------------------------------------------------------------------------
+
+ISOLATED_EXTRA = {c.name: c for c in (Dies, NotInstalled)}
+
+
+@pytest.fixture(scope="module")
+def isolated_report():
+    """W4 isolated, one pass (a process costs ~1 s, mostly ``import symgrad``; the passes are
+    tested without processes below): the three floors, one implementation whose process
+    dies, one that is not installed (one that raises: the child's test below)."""
+    cfg = Config(quick=True, only=["W4"], repeat=2, block_time=1e-4, compile=False,
+                 memory=False, progress=False, isolated=True, passes=1, threads=1,
+                 impls=["hand", "floats", "symgrad", *ISOLATED_EXTRA],
+                 extra_impls=ISOLATED_EXTRA)
+    return run(cfg)
+
+
+def test_isolated_mode_times_every_implementation_in_its_own_processes(isolated_report):
+    (w,) = isolated_report["workloads"]
+    assert isolated_report["config"]["isolated"] and isolated_report["config"]["passes"] == 1
+    assert w["phase_s"]["correctness"] is None  # the checks ran in the timed processes
+    for name in ("hand", "floats", "symgrad"):
+        e = w["results"][name]
+        assert e["status"] == "OK", (name, e)  # checked against hand, from its process
+        assert len(e["loss_curve"]) == w["steps_checked"]
+        t = e["time"]
+        assert t["isolated"] and t["passes"] == t["repeats"] == 1 == len(t["per_rep_s"])
+        assert len(t["process_s"]) == 1 and len(t["per_pass_blocks_s"][0]) == 2
+        # the reported values are the per-pass medians of each process's blocks
+        assert t["per_rep_s"] == [float(np.median(b)) for b in t["per_pass_blocks_s"]]
+        assert t["median_s"] > 0 and e["ratio_to_hand"] > 0
+        assert t["blas_threads"].startswith("1 ")  # the child ran on one BLAS thread
+    assert w["results"]["hand"]["ratio_to_hand"] == 1.0
+    assert w["results"]["floats"]["check"]["param_err"] < 1e-12
+    assert "Python" in w["results"]["floats"]["time"]["version"]
+    text = render_text(isolated_report)
+    assert "isolated (1 passes of one process per implementation)" in text
+    assert "1 passes of one process per implementation" in render_markdown(isolated_report)
+
+
+def test_isolated_failures_are_reported_not_fatal(isolated_report):
+    (w,) = isolated_report["workloads"]
+    died = w["results"]["dies"]
+    assert died["status"] == "ERROR" and "exit status 3" in died["error"]
+    assert died["time"] is None and died["loss_curve"] is None
+    assert "notinstalled" in isolated_report["skipped"] and "notinstalled" not in w["results"]
+    assert failures(isolated_report) == []  # neither is this project's own
+
+
+def test_isolated_child_prints_one_structured_line(capsys, tmp_path):
+    """A child's whole answer is one marked JSON line, an error included; its correctness
+    run leaves the final parameters in the file it was given."""
+    from benchmarks.isolated import MARKER, adapter_spec, isolated_child
+    spec = {"workload": "W0", "quick": True, "optimizer": "sgd", "impl": "hand",
+            "adapter": adapter_spec(HandImpl), "params_file": str(tmp_path / "p.npz"),
+            "time": True, "repeat": 2, "block_time": 1e-4, "time_budget": None, "seed": 0,
+            "threads": None}
+    assert isolated_child(json.dumps(spec)) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(MARKER)
+    out = json.loads(line[len(MARKER):])
+    assert out["impl"] == "hand" and len(out["per_rep_s"]) == 2 and out["steps_per_block"] >= 1
+    assert out["check"]["error"] is None and len(out["check"]["curve"]) == 100
+    with np.load(tmp_path / "p.npz") as saved:
+        assert saved["A"].shape == () and abs(float(saved["A"]) - 10) < 0.5  # W0 trained
+    assert isolated_child(json.dumps(dict(spec, workload="W9"))) == 1
+    out = json.loads(capsys.readouterr().out[len(MARKER):])
+    assert out == {"error": out["error"]} and "W9" in out["error"]
+    # an implementation that raises (at its third step): both runs report it, structured
+    assert isolated_child(json.dumps(dict(spec, impl="crashes",
+                                          adapter=adapter_spec(Crashes)))) == 1
+    out = json.loads(capsys.readouterr().out[len(MARKER):])
+    assert "FloatingPointError: boom" in out["check"]["error"]
+    assert "FloatingPointError: boom" in out["error"] and "per_rep_s" not in out
+
+
+def test_isolated_passes_go_round_robin_and_take_the_median(monkeypatch, tmp_path):
+    """Three passes without processes (run_isolated replaced): pass p starts at the p-th
+    implementation, the first pass also checks (and checks hand, untimed, for symgrad), an
+    implementation that fails gets no more processes, the time is the median of the
+    per-pass medians."""
+    from benchmarks import isolated
+    calls = []
+    block_times = {"symgrad": [[3.0, 1.0, 2.0], [5.0, 4.0, 6.0], [1.0, 1.0, 9.0]],
+                   "tape": [[7.0, 7.0, 7.0]]}
+
+    def fake(wl, name, cls, cfg, params_file=None, timed=True):
+        calls.append((name, params_file is not None, timed))
+        if params_file:
+            np.savez(params_file, weights=np.full((2, 1), 0.5))
+        if name == "tape" and len(calls) > 3:
+            return {"error": "isolated process died (exit status -11) without a result"}
+        r = {"check": {"curve": [1.0, 0.5], "error": None}, "version": "v", "blas_threads": "1"}
+        if timed:
+            r.update(per_rep_s=block_times[name].pop(0), steps_per_block=10)
+        return r
+
+    monkeypatch.setattr(isolated, "run_isolated", fake)
+    cfg = Config(quick=True, passes=3, progress=False, isolated=True)
+    wl = find_workload("W4")
+    runs, stats, errors = isolated.measure_isolated(
+        wl, {n: HandImpl for n in ("hand", "symgrad", "tape")}, ["symgrad", "tape"], cfg,
+        isolated.Progress(1, enabled=False))
+    assert calls == [("hand", True, False), ("symgrad", True, True), ("tape", True, True),
+                     ("tape", False, True),  # pass 2 starts at the 2nd; tape fails there
+                     ("symgrad", False, True), ("symgrad", False, True)]
+    assert set(runs) == {"hand", "symgrad", "tape"}
+    assert runs["hand"]["params"]["weights"].shape == (2, 1)
+    assert errors == {"tape": "isolated process died (exit status -11) without a result"}
+    assert list(stats) == ["symgrad"]
+    assert stats["symgrad"]["per_rep_s"] == [2.0, 5.0, 1.0]
+    assert stats["symgrad"]["median_s"] == 2.0 and stats["symgrad"]["passes"] == 3
+
+
+def test_cli_passes_needs_isolated():
+    with pytest.raises(SystemExit):
+        cli.main(["--passes", "3"])

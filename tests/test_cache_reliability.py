@@ -36,11 +36,11 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.runtime import cache as C
+from symgrad.runtime import cache
 from symgrad.compiler import codegen
 from symgrad.__main__ import main as cli_main
 
-from cache_model import W, X, correct, model, reference
+from cache_model import W, X, correct, model, reference, unused_subdir
 
 STRESS = bool(os.environ.get("SYMGRAD_STRESS"))
 N_PROCESSES = 32 if STRESS else 16
@@ -84,10 +84,10 @@ def _concurrent_worker(index, n, rounds, barrier, queue, cache_dir):
     try:
         os.environ["SYMGRAD_CACHE_DIR"] = cache_dir
         # any CacheWarning (corrupt entry, ...) is a failure
-        warnings.simplefilter("error", C.CacheWarning)
-        C.MODULES.memo.clear()
+        warnings.simplefilter("error", cache.CacheWarning)
+        cache.MODULES.memo.clear()
         stored = []
-        real_store = C.MODULES.store
+        real_store = cache.MODULES.store
 
         def counting_store(key, source, arrays=None):
             if not stored:
@@ -98,7 +98,7 @@ def _concurrent_worker(index, n, rounds, barrier, queue, cache_dir):
             stored.append(key)
             return real_store(key, source, arrays)
 
-        C.MODULES.store = counting_store
+        cache.MODULES.store = counting_store
         results = []
         for r in range(rounds):
             seed = 1 + r
@@ -131,13 +131,13 @@ def _warm_up(tmp: Path) -> float:
             sg.compile(model(-1.0))
         finally:
             os.environ["SYMGRAD_CACHE_DIR"] = old
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     return time.perf_counter() - t0
 
 
 def test_concurrent_compiles_on_cold_cache(cache_env, tmp_path):
     ctx = _fork_context()
-    C.version_fingerprint()  # computed once, inherited: every process agrees on it
+    cache.version_fingerprint()  # computed once, inherited: every process agrees on it
     _warm_up(tmp_path / "warm")
     barrier = ctx.Barrier(N_PROCESSES)
     queue = ctx.Queue()
@@ -173,15 +173,15 @@ def test_concurrent_compiles_on_cold_cache(cache_env, tmp_path):
     files = entry_files(cache_env)
     assert sorted(p.stem for p in files) == sorted(keys)
     for p in files:
-        text, why = C.check_entry(p.stem, p.read_bytes())
+        text, why = cache.check_entry(p.stem, p.read_bytes())
         assert text is not None, f"{p}: {why}"
     assert temp_files(cache_env) == []
     # and a fresh lookup of each loads, no warning
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", C.CacheWarning)
+        warnings.simplefilter("error", cache.CacheWarning)
         for k in keys:
-            assert C.MODULES.lookup(k) is not None
+            assert cache.MODULES.lookup(k) is not None
     assert all(n >= 1 for n in writers.values())
     raced = sum(1 for n in writers.values() if n > 1)
     assert writers[rows[0][3]] == N_PROCESSES  # round 0's "same" key: all wrote it at once
@@ -201,7 +201,7 @@ def _doomed_writer(cval, kill_at, cache_dir):
     try:
         os.environ["SYMGRAD_CACHE_DIR"] = cache_dir
         os.environ["SYMGRAD_CACHE_TEST_KILL_AT"] = str(kill_at)
-        C.MODULES.memo.clear()
+        cache.MODULES.memo.clear()
         sg.compile(model(cval))  # SIGKILLs itself inside the write
     finally:
         os._exit(0)  # only if the hook did not fire
@@ -212,10 +212,10 @@ def test_killed_writers_never_leave_a_half_written_entry(cache_env, tmp_path):
     header, inside the source, one byte short, all of it but not renamed): what carries the
     entry's name is never a part, and the next compile rebuilds it without a warning."""
     ctx = _fork_context()
-    C.version_fingerprint()
+    cache.version_fingerprint()
     probe = sg.compile(model(-2.0))  # the real size of such an entry, on this machine
     size = probe.path.stat().st_size
-    offsets = [0, 1, 20, len(C.MAGIC) + 10, len(C.MAGIC) + C.TAG_LEN + 5, size // 2,
+    offsets = [0, 1, 20, len(cache.MAGIC) + 10, len(cache.MAGIC) + cache.TAG_LEN + 5, size // 2,
                size - 1, size, size + 100]
     for i, kill_at in enumerate(offsets):
         cval = 100.0 + i
@@ -228,25 +228,25 @@ def test_killed_writers_never_leave_a_half_written_entry(cache_env, tmp_path):
         mine = [t for t in temp_files(cache_env) if t.stat().st_size == min(kill_at, size)]
         assert mine, f"offset {kill_at}: no temp file of {min(kill_at, size)} bytes"
         for path in entry_files(cache_env):
-            text, why = C.check_entry(path.stem, path.read_bytes())
+            text, why = cache.check_entry(path.stem, path.read_bytes())
             assert text is not None, f"after a kill at byte {kill_at}: {path} is {why}"
     assert len(entry_files(cache_env)) == 1  # only the probe: no killed write was renamed
     assert len(temp_files(cache_env)) == len(offsets)
     print(f"\nkilled writers: {len(offsets)} SIGKILLs at bytes {offsets} of a {size}-byte "
           f"entry, 0 half-written entries")
     # every function the children were writing compiles right, with no corrupt-entry warning
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", C.CacheWarning)
+        warnings.simplefilter("error", cache.CacheWarning)
         for i in range(len(offsets)):
             assert correct(sg.compile(model(100.0 + i))(X, W), 100.0 + i)
         for path in entry_files(cache_env):
-            C.MODULES.memo.clear()
-            assert C.MODULES.lookup(path.stem) is not None
+            cache.MODULES.memo.clear()
+            assert cache.MODULES.lookup(path.stem) is not None
     # leftovers are only temp files; clear removes them too
     before = len(entry_files(cache_env))
     assert before == len(offsets) + 1
-    assert C.clear(cache_env) == before
+    assert cache.clear(cache_env) == before
     assert entry_files(cache_env) == [] and temp_files(cache_env) == []
 
 
@@ -254,15 +254,15 @@ def test_stale_temp_files_are_swept(cache_env, monkeypatch):
     f = sg.compile(model(1.0))
     stale = f.path.parent / f".{f.key[:16]}.dead.tmp"
     stale.write_bytes(b"# symgrad-entry half")
-    old = time.time() - 2 * C.STALE_TEMP_SECONDS
+    old = time.time() - 2 * cache.STALE_TEMP_SECONDS
     os.utime(stale, (old, old))
     fresh = f.path.parent / f".{f.key[:16]}.alive.tmp"
     fresh.write_bytes(b"being written")
     f.path.unlink()
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     sg.compile(model(1.0))  # rewrites the entry
     assert not stale.exists() and fresh.exists()
-    assert C.info(cache_env)["temp_files"] == 1
+    assert cache.info(cache_env)["temp_files"] == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,17 +317,17 @@ def test_corrupt_entry_is_detected_and_rebuilt(kind, cache_env):
     good = f.path.read_bytes()
     _corrupt(kind, f.path, other.path)
     assert f.path.read_bytes() != good
-    assert C.check_entry(f.key, f.path.read_bytes())[0] is None  # detected before running
-    C.MODULES.memo.clear()
-    with pytest.warns(C.CacheWarning, match="corrupt"):
+    assert cache.check_entry(f.key, f.path.read_bytes())[0] is None  # detected before running
+    cache.MODULES.memo.clear()
+    with pytest.warns(cache.CacheWarning, match="corrupt"):
         g = sg.compile(model(2.0))  # never an exception
     assert g.key == f.key
     assert correct(g(X, W), 2.0), "a stale or tampered module ran"
     assert g.path.read_bytes() == good  # rebuilt, and exactly the module it should be
     assert "4.5" not in g.source
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", C.CacheWarning)
+        warnings.simplefilter("error", cache.CacheWarning)
         assert correct(sg.compile(model(2.0))(X, W), 2.0)  # a clean hit afterwards
     assert correct(other(X, W), 7.0)
 
@@ -345,9 +345,9 @@ def test_hmac_header_is_right(cache_env):
     import hmac
     f = sg.compile(model(3.0))
     data = f.path.read_bytes()
-    assert data.startswith(C.MAGIC)
-    given = data[len(C.MAGIC):len(C.MAGIC) + 64]
-    rest = data[len(C.MAGIC) + 64:]
+    assert data.startswith(cache.MAGIC)
+    given = data[len(cache.MAGIC):len(cache.MAGIC) + 64]
+    rest = data[len(cache.MAGIC) + 64:]
     secret = (cache_env / ".symgrad-hmac-key").read_bytes()
     assert len(secret) == 32
     assert stat.S_IMODE((cache_env / ".symgrad-hmac-key").stat().st_mode) == 0o600
@@ -356,13 +356,13 @@ def test_hmac_header_is_right(cache_env):
     assert given.decode() == mac.hexdigest()
     fields = dict(p.split(b"=", 1) for p in rest.partition(b"\n")[0].split())
     assert fields[b"key"].decode() == f.key
-    assert C.check_entry(f.key, data)[0] == data.decode()
-    assert C.check_entry("f" * 64, data)[0] is None  # another key's name: refused
+    assert cache.check_entry(f.key, data)[0] == data.decode()
+    assert cache.check_entry("f" * 64, data)[0] is None  # another key's name: refused
     body = data.partition(b"\n")[2]
     old_style = (b"# symgrad-entry sha256=" + hashlib.sha256(body).hexdigest().encode()
                  + b" key=" + f.key.encode() + b"\n" + body)
-    assert C.check_entry(f.key, old_style)[0] is None
-    assert C.check_entry(f.key, data, secret=b"x" * 32)[0] is None  # another user's key
+    assert cache.check_entry(f.key, old_style)[0] is None
+    assert cache.check_entry(f.key, data, secret=b"x" * 32)[0] is None  # another user's key
 
 
 # ---------------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_changes_miss_and_nothing_changed_hits(cache_env, capsys, monkeypatch):
         if what.startswith("option"):
             assert "differs in: options" in err
     # nothing changed: a hit (from the disk, not only the memo)
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     g = sg.compile(base)
     err = capsys.readouterr().err
     assert g.key == f0.key and f"hit {f0.key}" in err and str(f0.path) in err
@@ -414,12 +414,12 @@ def test_changes_miss_and_nothing_changed_hits(cache_env, capsys, monkeypatch):
 def test_version_change_misses(which, cache_env, capsys, monkeypatch):
     base, _ = _variants()
     f0 = sg.compile(base)
-    real = C.version_fingerprint()
+    real = cache.version_fingerprint()
     changed = re.sub(rf"{which}=([^;]+)", rf"{which}=\g<1>.changed", real)
     assert changed != real
-    monkeypatch.setattr(C, "version_fingerprint", lambda: changed)
+    monkeypatch.setattr(cache, "version_fingerprint", lambda: changed)
     monkeypatch.setenv("SYMGRAD_CACHE_DEBUG", "1")
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     f1 = sg.compile(base)
     err = capsys.readouterr().err
     assert f1.key != f0.key
@@ -436,7 +436,7 @@ def test_template_change_misses(cache_env, capsys, monkeypatch, tmp_path):
     t.write_text(t.read_text().replace("Do not edit:", "Do not edit (edited template):", 1))
     monkeypatch.setattr(codegen, "template_dir", lambda: edited)  # templates are per folder
     monkeypatch.setenv("SYMGRAD_CACHE_DEBUG", "1")
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     f1 = sg.compile(base)
     err = capsys.readouterr().err
     assert f1.key != f0.key and f"miss {f1.key}" in err and "templates" in err
@@ -444,7 +444,8 @@ def test_template_change_misses(cache_env, capsys, monkeypatch, tmp_path):
 
 
 _FRESH_PROCESS = textwrap.dedent("""
-    import sys, numpy as np, symgrad as sg, symgrad.api as api, symgrad.runtime.cache as C
+    import sys, numpy as np, symgrad as sg, symgrad.api as api
+    from symgrad.runtime import cache
     if sys.argv[1] == "forbid":
         def boom(*a, **k):
             raise AssertionError("a cache hit must not differentiate or plan")
@@ -454,7 +455,7 @@ _FRESH_PROCESS = textwrap.dedent("""
     loss = sg.sum((x * w - sg.constant(np.full(3, 2.0))) ** 2) * 3.5
     f = sg.compile([loss, *sg.grad(loss, [w])])
     out = f(np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25, -0.75]))
-    print("KEY", f.key, C.version_fingerprint())
+    print("KEY", f.key, cache.version_fingerprint())
     print("OUT", repr(float(out[0])), repr(out[1].tolist()))
 """)
 
@@ -496,7 +497,7 @@ def test_same_outputs_same_key_after_the_gradient_was_forced(cache_env):
 
 def test_debug_log_is_silent_by_default(cache_env, capsys):
     sg.compile(model(4.0))
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     sg.compile(model(4.0))
     assert "symgrad cache" not in capsys.readouterr().err
 
@@ -578,7 +579,7 @@ def test_unwritable_cache_falls_back_to_memory_with_one_warning(kind, tmp_path, 
         warnings.simplefilter("always")
         fs = [sg.compile(model(float(v))) for v in (8.0, 9.0, 8.0)]
         results = [f(X, W) for f in fs]
-    cache_warnings = [w for w in caught if issubclass(w.category, C.CacheWarning)]
+    cache_warnings = [w for w in caught if issubclass(w.category, cache.CacheWarning)]
     assert len(cache_warnings) == 1, [str(w.message) for w in caught]
     assert "in memory only" in str(cache_warnings[0].message)
     assert str(d) in str(cache_warnings[0].message)
@@ -629,8 +630,9 @@ def test_cli_clear_touches_only_symgrad_files(cache_env, capsys):
     sg.compile(model(1.0))
     mine = cache_env / "README.txt"
     mine.write_text("not symgrad's")
-    (cache_env / "ab").mkdir()
-    other = cache_env / "ab" / "notes.py"
+    foreign = cache_env / unused_subdir(cache_env)
+    foreign.mkdir()
+    other = foreign / "notes.py"
     other.write_text("x = 1")
     cli_main(["cache", "clear"])
     assert "removed 1 entry" in capsys.readouterr().out

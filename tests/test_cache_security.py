@@ -45,12 +45,12 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.runtime import cache as C
+from symgrad.runtime import cache
 from symgrad.runtime import trust
 from symgrad.__main__ import main as cli_main
 from symgrad.runtime.safety import UnsafeModuleError, check_module_source
 
-from cache_model import W, X, correct, model
+from cache_model import W, X, correct, model, unused_subdir
 
 POSIX = os.name == "posix"
 IS_ROOT = POSIX and os.geteuid() == 0
@@ -84,8 +84,8 @@ def _old_format(key: str, source: str) -> bytes:
 
 def _forged_plain(key: str, source: str) -> bytes:
     """The new format, with the tag replaced by a plain SHA-256 of what follows it."""
-    rest = C._header_rest(key, source.encode(), []) + source.encode()
-    return C.MAGIC + hashlib.sha256(rest).hexdigest().encode() + rest
+    rest = cache._header_rest(key, source.encode(), []) + source.encode()
+    return cache.MAGIC + hashlib.sha256(rest).hexdigest().encode() + rest
 
 
 # ---------------------------------------------------------------------------------------
@@ -113,15 +113,15 @@ def as_nobody(fn, *args):
             os.setgid(NOBODY)
             os.setuid(NOBODY)
             assert os.geteuid() == NOBODY
-            C.MODULES.memo.clear()
-            C._WARNED.clear()
-            C.MODULES._warned_readonly = False
+            cache.MODULES.memo.clear()
+            cache._WARNED.clear()
+            cache.MODULES._warned_readonly = False
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 result = fn(*args)
             payload = {"ok": True, "result": result,
                        "warnings": [str(x.message) for x in caught
-                                    if issubclass(x.category, C.CacheWarning)]}
+                                    if issubclass(x.category, cache.CacheWarning)]}
             code = 0
         except BaseException:  # noqa: BLE001 - reported to the parent
             payload = {"ok": False, "error": traceback.format_exc()}
@@ -143,9 +143,9 @@ def as_nobody(fn, *args):
     return out
 
 
-def _victim_compile(cache: str, cval: float) -> dict:
-    """As the victim: compile model(cval) against ``cache``; was the result right?"""
-    os.environ["SYMGRAD_CACHE_DIR"] = cache
+def _victim_compile(cache_dir: str, cval: float) -> dict:
+    """As the victim: compile model(cval) against ``cache_dir``; was the result right?"""
+    os.environ["SYMGRAD_CACHE_DIR"] = cache_dir
     f = sg.compile(model(cval))
     return {"correct": bool(correct(f(X, W), cval)), "path": str(f.path) if f.path else None,
             "key": f.key}
@@ -169,17 +169,17 @@ def _key_of(cval: float):
 
 @needs_root
 def test_planted_subdirectory_of_another_user_never_runs(nobody_cache):
-    cache = nobody_cache / "cache"
+    cache_dir = nobody_cache / "cache"
     # the victim uses the cache once: the directory and the key exist
-    first = as_nobody(_victim_compile, str(cache), 1.0)["result"]
+    first = as_nobody(_victim_compile, str(cache_dir), 1.0)["result"]
     assert first["correct"] and first["path"]
-    secret = (cache / trust.KEY_NAME).read_bytes()  # the strongest attacker: knows the key
+    secret = (cache_dir / trust.KEY_NAME).read_bytes()  # the strongest attacker: knows the key
     key, source = _key_of(2.0)
     assert key[:2] != first["key"][:2]
-    planted_dir = cache / key[:2]
+    planted_dir = cache_dir / key[:2]
     planted_dir.mkdir(mode=0o755)  # root's, as if made while the root was 0777
-    (planted_dir / f"{key}.py").write_bytes(C._build_entry(secret, key, _edited(source), []))
-    out = as_nobody(_victim_compile, str(cache), 2.0)
+    (planted_dir / f"{key}.py").write_bytes(cache._build_entry(secret, key, _edited(source), []))
+    out = as_nobody(_victim_compile, str(cache_dir), 2.0)
     assert out["result"]["correct"], "the planted module ran"
     assert out["result"]["path"] is None  # kept in memory: the foreign directory is not used
     assert any(str(planted_dir) in m and "another user" in m for m in out["warnings"])
@@ -188,15 +188,15 @@ def test_planted_subdirectory_of_another_user_never_runs(nobody_cache):
 
 @needs_root
 def test_entry_owned_by_another_user_never_runs(nobody_cache):
-    cache = nobody_cache / "cache"
-    as_nobody(_victim_compile, str(cache), 2.0)
+    cache_dir = nobody_cache / "cache"
+    as_nobody(_victim_compile, str(cache_dir), 2.0)
     key, source = _key_of(2.0)
-    entry = cache / key[:2] / f"{key}.py"
-    secret = (cache / trust.KEY_NAME).read_bytes()
+    entry = cache_dir / key[:2] / f"{key}.py"
+    secret = (cache_dir / trust.KEY_NAME).read_bytes()
     entry.unlink()
-    entry.write_bytes(C._build_entry(secret, key, _edited(source), []))  # root's file
+    entry.write_bytes(cache._build_entry(secret, key, _edited(source), []))  # root's file
     os.chmod(entry, 0o644)
-    out = as_nobody(_victim_compile, str(cache), 2.0)
+    out = as_nobody(_victim_compile, str(cache_dir), 2.0)
     assert out["result"]["correct"], "the planted module ran"
     assert any(str(entry) in m and "another user" in m for m in out["warnings"])
     assert entry.stat().st_uid == NOBODY  # rebuilt by the victim: replaced, not edited
@@ -204,31 +204,31 @@ def test_entry_owned_by_another_user_never_runs(nobody_cache):
 
 @needs_root
 def test_0777_subdirectory_never_runs(nobody_cache):
-    cache = nobody_cache / "cache"
-    as_nobody(_victim_compile, str(cache), 2.0)
+    cache_dir = nobody_cache / "cache"
+    as_nobody(_victim_compile, str(cache_dir), 2.0)
     key, source = _key_of(2.0)
-    sub = cache / key[:2]
+    sub = cache_dir / key[:2]
     os.chmod(sub, 0o777)  # the victim's own subdirectory, opened up
-    secret = (cache / trust.KEY_NAME).read_bytes()
+    secret = (cache_dir / trust.KEY_NAME).read_bytes()
     entry = sub / f"{key}.py"
-    entry.write_bytes(C._build_entry(secret, key, _edited(source), []))
+    entry.write_bytes(cache._build_entry(secret, key, _edited(source), []))
     os.chown(entry, NOBODY, NOBODY)  # even an entry of the victim's, with a valid tag
-    out = as_nobody(_victim_compile, str(cache), 2.0)
+    out = as_nobody(_victim_compile, str(cache_dir), 2.0)
     assert out["result"]["correct"], "an entry in a 0777 subdirectory ran"
     assert any(str(sub) in m and "writable by group or others" in m for m in out["warnings"])
 
 
 @needs_root
 def test_edited_entry_with_recomputed_sha256_never_runs(nobody_cache):
-    cache = nobody_cache / "cache"
-    as_nobody(_victim_compile, str(cache), 2.0)
+    cache_dir = nobody_cache / "cache"
+    as_nobody(_victim_compile, str(cache_dir), 2.0)
     key, source = _key_of(2.0)
-    entry = cache / key[:2] / f"{key}.py"
+    entry = cache_dir / key[:2] / f"{key}.py"
     for forged, why in ((_old_format(key, _edited(source)), "no symgrad HMAC header"),
                         (_forged_plain(key, _edited(source)), "bad HMAC tag")):
         entry.write_bytes(forged)
         os.chown(entry, NOBODY, NOBODY)
-        out = as_nobody(_victim_compile, str(cache), 2.0)
+        out = as_nobody(_victim_compile, str(cache_dir), 2.0)
         assert out["result"]["correct"], "an edited entry with a recomputed hash ran"
         assert any(str(entry) in m and why in m for m in out["warnings"]), \
             out["warnings"]
@@ -266,7 +266,7 @@ def test_symlinked_root_swapped_between_check_and_use(nobody_cache):
     evil = nobody_cache / "evil"
     (evil / key[:2]).mkdir(parents=True)
     (evil / trust.KEY_NAME).write_bytes(secret)
-    (evil / key[:2] / f"{key}.py").write_bytes(C._build_entry(secret, key, _edited(source),
+    (evil / key[:2] / f"{key}.py").write_bytes(cache._build_entry(secret, key, _edited(source),
                                                               []))
     for p in [evil, evil / key[:2], evil / trust.KEY_NAME, evil / key[:2] / f"{key}.py"]:
         os.chown(p, NOBODY, NOBODY)
@@ -285,20 +285,20 @@ def test_symlinked_root_swapped_between_check_and_use(nobody_cache):
 
 @needs_root
 def test_subdirectory_replaced_by_a_symlink_never_runs(nobody_cache):
-    cache = nobody_cache / "cache"
-    as_nobody(_victim_compile, str(cache), 2.0)
+    cache_dir = nobody_cache / "cache"
+    as_nobody(_victim_compile, str(cache_dir), 2.0)
     key, source = _key_of(2.0)
-    secret = (cache / trust.KEY_NAME).read_bytes()
+    secret = (cache_dir / trust.KEY_NAME).read_bytes()
     evil = nobody_cache / "evil"
     evil.mkdir()
-    (evil / f"{key}.py").write_bytes(C._build_entry(secret, key, _edited(source), []))
+    (evil / f"{key}.py").write_bytes(cache._build_entry(secret, key, _edited(source), []))
     for p in (evil, evil / f"{key}.py"):
         os.chown(p, NOBODY, NOBODY)
-    sub = cache / key[:2]
+    sub = cache_dir / key[:2]
     shutil.rmtree(sub)
     os.symlink(evil, sub)
     os.lchown(sub, NOBODY, NOBODY)
-    out = as_nobody(_victim_compile, str(cache), 2.0)
+    out = as_nobody(_victim_compile, str(cache_dir), 2.0)
     assert out["result"]["correct"], "an entry behind a symlinked subdirectory ran"
     assert any(str(sub) in m and "symbolic link" in m for m in out["warnings"])
 
@@ -308,17 +308,17 @@ def test_entry_replaced_by_a_symlink_or_a_fifo_never_runs(cache_env):
     key, source = f.key, _source_of(f)
     secret = (cache_env / trust.KEY_NAME).read_bytes()
     elsewhere = cache_env.parent / "elsewhere.py"
-    elsewhere.write_bytes(C._build_entry(secret, key, _edited(source), []))
+    elsewhere.write_bytes(cache._build_entry(secret, key, _edited(source), []))
     f.path.unlink()
     os.symlink(elsewhere, f.path)
-    C.MODULES.memo.clear()
-    with pytest.warns(C.CacheWarning, match="symbolic link"):
+    cache.MODULES.memo.clear()
+    with pytest.warns(cache.CacheWarning, match="symbolic link"):
         assert correct(sg.compile(model(2.0))(X, W), 2.0)
     assert not f.path.is_symlink()  # replaced by a genuine entry
     f.path.unlink()
     os.mkfifo(f.path)  # an open without O_NONBLOCK would hang here
-    C.MODULES.memo.clear()
-    with pytest.warns(C.CacheWarning, match="not a regular file"):
+    cache.MODULES.memo.clear()
+    with pytest.warns(cache.CacheWarning, match="not a regular file"):
         assert correct(sg.compile(model(2.0))(X, W), 2.0)
 
 
@@ -376,21 +376,21 @@ def test_attack_chain_is_refused_with_or_without_a_valid_tag(what, cache_env, tm
     with pytest.raises(UnsafeModuleError):
         check_module_source(evil)
     with pytest.raises(UnsafeModuleError):
-        C.execute("0" * 64, evil, None)
+        cache.execute("0" * 64, evil, None)
     # 1. a recomputed plain SHA-256: the HMAC refuses it
     for forged, why in ((_old_format(key, evil), "no symgrad HMAC header"),
                         (_forged_plain(key, evil), "bad HMAC tag")):
         f.path.write_bytes(forged)
-        C.MODULES.memo.clear()
-        with pytest.warns(C.CacheWarning, match=why) as rec:
+        cache.MODULES.memo.clear()
+        with pytest.warns(cache.CacheWarning, match=why) as rec:
             g = sg.compile(model(2.0))
         assert any(str(f.path) in str(r.message) for r in rec)
         assert correct(g(X, W), 2.0) and not sentinel.exists()
     # 2. a valid HMAC (as if the key leaked): the allowlist still refuses it
     secret = (cache_env / trust.KEY_NAME).read_bytes()
-    f.path.write_bytes(C._build_entry(secret, key, evil, []))
-    C.MODULES.memo.clear()
-    with pytest.warns(C.CacheWarning, match="refused or failed to load .UnsafeModuleError"):
+    f.path.write_bytes(cache._build_entry(secret, key, evil, []))
+    cache.MODULES.memo.clear()
+    with pytest.warns(cache.CacheWarning, match="refused or failed to load .UnsafeModuleError"):
         g = sg.compile(model(2.0))
     assert correct(g(X, W), 2.0) and not sentinel.exists()
     assert CHAINS[what].split("\n")[0] not in g.source
@@ -443,7 +443,7 @@ def test_fuzzed_entry_never_runs(which, cache_env, monkeypatch):
     the genuine bytes ever run."""
     calls: list = []
     monkeypatch.setattr(np, CANARY, calls, raising=False)
-    monkeypatch.setattr(C, "check_module_source", lambda source: None)  # HMAC alone
+    monkeypatch.setattr(cache, "check_module_source", lambda source: None)  # HMAC alone
     canary = f"np.{CANARY}.append(1)\n"
     if which.startswith("module with arrays"):
         key, arrays = "fa" * 32, {"w": np.arange(4.0)}
@@ -452,12 +452,12 @@ def test_fuzzed_entry_never_runs(which, cache_env, monkeypatch):
     else:
         key, arrays = "fb" * 32, None
         source = _source_of(sg.compile(model(2.0))) + canary
-    C.MODULES.store(key, source, arrays=arrays)
+    cache.MODULES.store(key, source, arrays=arrays)
     path = cache_env / key[:2] / f"{key}.py"
     genuine = path.read_bytes()
     assert calls == [1]
-    C.MODULES.memo.clear()
-    assert C.MODULES.lookup(key) is not None  # control: the genuine entry loads, and runs
+    cache.MODULES.memo.clear()
+    assert cache.MODULES.lookup(key) is not None  # control: the genuine entry loads, and runs
     assert calls == [1, 1]
     rng = random.Random(10)
     mutants = _mutants(genuine, rng, which.endswith("every byte"), 400)
@@ -466,10 +466,10 @@ def test_fuzzed_entry_never_runs(which, cache_env, monkeypatch):
         warnings.simplefilter("always")
         for m in mutants:
             path.write_bytes(m)
-            C.MODULES.memo.clear()
-            assert C.MODULES.lookup(key) is None
+            cache.MODULES.memo.clear()
+            assert cache.MODULES.lookup(key) is None
     assert len(calls) == before, "a mutated entry executed"
-    named = [w for w in caught if issubclass(w.category, C.CacheWarning)
+    named = [w for w in caught if issubclass(w.category, cache.CacheWarning)
              and str(path) in str(w.message)]
     assert len(named) == len(mutants)
     print(f"\nfuzz ({which}): {len(mutants)} mutants of a {len(genuine)}-byte entry, "
@@ -484,7 +484,7 @@ def test_fuzzed_entry_never_runs(which, cache_env, monkeypatch):
 def _race_for_key(root_path, barrier, queue):
     try:
         barrier.wait(timeout=60)
-        root = trust.open_root(Path(root_path), True, C.CacheError)
+        root = trust.open_root(Path(root_path), True, cache.CacheError)
         with root:
             queue.put(trust.load_key(root, True, lambda m: None).hex())
     except BaseException:  # noqa: BLE001
@@ -538,14 +538,14 @@ def test_untrusted_key_trusts_nothing(how, cache_env, tmp_path):
         keyfile.unlink()
         keyfile.mkdir()
     # nothing on disk is trusted: the genuine entry is not even read
-    C.MODULES.memo.clear()
-    assert C.MODULES.lookup(f.key) is None
-    assert C.check_entry(f.key, f.path.read_bytes())[0] is None
+    cache.MODULES.memo.clear()
+    assert cache.MODULES.lookup(f.key) is None
+    assert cache.check_entry(f.key, f.path.read_bytes())[0] is None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         g = sg.compile(model(2.0))
     assert correct(g(X, W), 2.0)
-    messages = [str(w.message) for w in caught if issubclass(w.category, C.CacheWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, cache.CacheWarning)]
     if how == "a directory":  # cannot be replaced: memory only, one warning
         assert g.path is None and len(messages) == 1 and "in memory only" in messages[0]
         return
@@ -554,25 +554,25 @@ def test_untrusted_key_trusts_nothing(how, cache_env, tmp_path):
     new = keyfile.read_bytes()
     assert not keyfile.is_symlink() and len(new) == 32 and new != old
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
-    assert g.path == f.path and C.check_entry(f.key, f.path.read_bytes())[0] is not None
+    assert g.path == f.path and cache.check_entry(f.key, f.path.read_bytes())[0] is not None
     for m in messages:  # the key's bytes are never shown
         assert old.hex() not in m and new.hex() not in m
 
 
 @needs_root
 def test_key_of_another_user_or_unreadable_is_replaced(nobody_cache):
-    cache = nobody_cache / "cache"
-    as_nobody(_victim_compile, str(cache), 2.0)
-    keyfile = cache / trust.KEY_NAME
+    cache_dir = nobody_cache / "cache"
+    as_nobody(_victim_compile, str(cache_dir), 2.0)
+    keyfile = cache_dir / trust.KEY_NAME
     old = keyfile.read_bytes()
     os.chown(keyfile, 0, 0)  # now root's (as if planted)
     os.chmod(keyfile, 0o600)
-    out = as_nobody(_victim_compile, str(cache), 2.0)
+    out = as_nobody(_victim_compile, str(cache_dir), 2.0)
     assert out["result"]["correct"] and out["result"]["path"]
     assert any(str(keyfile) in m and "replaced by a new key" in m for m in out["warnings"])
     assert keyfile.stat().st_uid == NOBODY and keyfile.read_bytes() != old
     os.chmod(keyfile, 0o000)  # the victim's own key, unreadable to the victim
-    out = as_nobody(_victim_compile, str(cache), 2.0)
+    out = as_nobody(_victim_compile, str(cache_dir), 2.0)
     assert out["result"]["correct"]
     assert any(str(keyfile) in m and "cannot be read" in m and "replaced by a new key" in m
                for m in out["warnings"])
@@ -581,11 +581,11 @@ def test_key_of_another_user_or_unreadable_is_replaced(nobody_cache):
 def test_key_never_printed(cache_env, capsys, monkeypatch):
     monkeypatch.setenv("SYMGRAD_CACHE_DEBUG", "1")
     f = sg.compile(model(2.0))
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     sg.compile(model(2.0))
     f.path.write_bytes(f.path.read_bytes()[:-3])
-    C.MODULES.memo.clear()
-    with pytest.warns(C.CacheWarning):
+    cache.MODULES.memo.clear()
+    with pytest.warns(cache.CacheWarning):
         sg.compile(model(2.0))
     cli_main(["cache", "info"])
     cli_main(["cache", "clear"])
@@ -627,8 +627,9 @@ def _data_expected():
 
 
 _HIT_IN_A_NEW_PROCESS = textwrap.dedent("""
-    import sys, numpy as np, symgrad.runtime.cache as C
-    mod = C.MODULES.lookup(sys.argv[1])
+    import sys, numpy as np
+    from symgrad.runtime import cache
+    mod = cache.MODULES.lookup(sys.argv[1])
     assert mod is not None, "no hit"
     out = mod.namespace["compute"](np.array([0.5, -1.0, 2.0]))
     print("OUT", repr(out.tolist()), mod.arrays["w"].flags.writeable)
@@ -636,7 +637,7 @@ _HIT_IN_A_NEW_PROCESS = textwrap.dedent("""
 
 
 def test_arrays_survive_a_hit_in_a_new_process_and_tampering_is_refused(cache_env):
-    mod = C.MODULES.store(DATA_KEY, DATA_SOURCE, arrays={"w": DATA_W, "b": DATA_B})
+    mod = cache.MODULES.store(DATA_KEY, DATA_SOURCE, arrays={"w": DATA_W, "b": DATA_B})
     np.testing.assert_array_equal(mod.namespace["compute"](X), _data_expected())
     assert not mod.arrays["w"].flags.writeable and mod.namespace["_DATA"] is mod.arrays
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH",
@@ -652,9 +653,9 @@ def test_arrays_survive_a_hit_in_a_new_process_and_tampering_is_refused(cache_en
     data = bytearray(path.read_bytes())
     data[-3] ^= 0x40
     path.write_bytes(bytes(data))
-    C.MODULES.memo.clear()
-    with pytest.warns(C.CacheWarning, match="bad HMAC tag"):
-        assert C.MODULES.lookup(DATA_KEY) is None
+    cache.MODULES.memo.clear()
+    with pytest.warns(cache.CacheWarning, match="bad HMAC tag"):
+        assert cache.MODULES.lookup(DATA_KEY) is None
     r = subprocess.run([sys.executable, "-c", _HIT_IN_A_NEW_PROCESS, DATA_KEY],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0 and "no hit" in r.stderr
@@ -664,12 +665,12 @@ def test_arrays_in_memory_and_through_execute(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(blocker))
-    with pytest.warns(C.CacheWarning, match="in memory only"):
-        mod = C.MODULES.store(DATA_KEY, DATA_SOURCE, arrays={"w": DATA_W, "b": DATA_B})
+    with pytest.warns(cache.CacheWarning, match="in memory only"):
+        mod = cache.MODULES.store(DATA_KEY, DATA_SOURCE, arrays={"w": DATA_W, "b": DATA_B})
     assert mod.path is None
     np.testing.assert_array_equal(mod.namespace["compute"](X), _data_expected())
     assert not mod.namespace["_DATA"]["w"].flags.writeable
-    m2 = C.execute("db" * 32, DATA_SOURCE, None, arrays={"w": DATA_W, "b": DATA_B})
+    m2 = cache.execute("db" * 32, DATA_SOURCE, None, arrays={"w": DATA_W, "b": DATA_B})
     np.testing.assert_array_equal(m2.namespace["compute"](X), _data_expected())
     with pytest.raises(ValueError):
         m2.namespace["_DATA"]["b"][0] = 1.0  # read-only
@@ -677,10 +678,10 @@ def test_arrays_in_memory_and_through_execute(tmp_path, monkeypatch):
 
 def test_arrays_that_need_pickle_or_bad_names_are_refused(cache_env):
     with pytest.raises(TypeError, match="object"):
-        C.MODULES.store("dc" * 32, DATA_SOURCE, arrays={"w": np.array([{}, 1], dtype=object),
+        cache.MODULES.store("dc" * 32, DATA_SOURCE, arrays={"w": np.array([{}, 1], dtype=object),
                                                          "b": DATA_B})
     with pytest.raises(ValueError, match="identifier"):
-        C.MODULES.store("dc" * 32, DATA_SOURCE, arrays={"w b": DATA_W})
+        cache.MODULES.store("dc" * 32, DATA_SOURCE, arrays={"w b": DATA_W})
     assert not (cache_env / "dc").exists()
 
 
@@ -691,11 +692,12 @@ def test_arrays_that_need_pickle_or_bad_names_are_refused(cache_env):
 
 def test_clear_touches_only_what_it_verifies(cache_env, capsys):
     fs = [sg.compile(model(float(v))) for v in (1.0, 2.0)]
-    foreign_empty = cache_env / "ee"
+    foreign_empty = cache_env / unused_subdir(cache_env)
     foreign_empty.mkdir()  # an empty two-character directory that is not symgrad's
     unknown = fs[0].path.parent / ("0" * 64 + ".py")
     unknown.write_text("x = 1\n")  # named like an entry, but nothing proves it is ours
-    garbage_entry = cache_env / "cd" / ("cd" + "1" * 62 + ".py")
+    sub = unused_subdir(cache_env, foreign_empty.name)
+    garbage_entry = cache_env / sub / (sub + "1" * 62 + ".py")
     garbage_entry.parent.mkdir()
     garbage_entry.write_bytes(_old_format(garbage_entry.stem, "x = 1\n"))
     assert cli_main(["cache", "clear"]) == 0
@@ -708,19 +710,21 @@ def test_clear_touches_only_what_it_verifies(cache_env, capsys):
 
 @needs_root
 def test_clear_never_enters_foreign_directories(nobody_cache):
-    cache = nobody_cache / "cache"
-    as_nobody(_victim_compile, str(cache), 2.0)
-    foreign = cache / "ab"
+    cache_dir = nobody_cache / "cache"
+    as_nobody(_victim_compile, str(cache_dir), 2.0)
+    sub = unused_subdir(cache_dir)
+    foreign = cache_dir / sub
     foreign.mkdir(mode=0o777)
     os.chmod(foreign, 0o777)
-    (foreign / ("ab" * 32 + ".py")).write_text("x = 1\n")
+    planted = foreign / (sub * 32 + ".py")
+    planted.write_text("x = 1\n")
 
     def clear_as_victim(path):
-        return C.clear_report(Path(path))["removed"]
+        return cache.clear_report(Path(path))["removed"]
 
-    out = as_nobody(clear_as_victim, str(cache))
+    out = as_nobody(clear_as_victim, str(cache_dir))
     assert out["result"] == 1
-    assert (foreign / ("ab" * 32 + ".py")).exists()
+    assert planted.exists()
 
 
 def test_prune_by_age_and_size_lru(cache_env, capsys):
@@ -732,7 +736,7 @@ def test_prune_by_age_and_size_lru(cache_env, capsys):
     for f, age in zip(fs, ages):
         t = now - age * day
         os.utime(f.path, (t, t))
-    r = C.prune(cache_env, max_size=10 ** 9, max_age_days=30)
+    r = cache.prune(cache_env, max_size=10 ** 9, max_age_days=30)
     assert r["removed"] == 1 and not fs[0].path.exists() and r["freed"] == sizes[0]
     # over the size limit: least recently used first (fs[1], then fs[2])
     assert cli_main(["cache", "prune", "--max-size", str(sizes[3] + sizes[2]),
@@ -740,9 +744,9 @@ def test_prune_by_age_and_size_lru(cache_env, capsys):
     assert "removed 1 entry" in capsys.readouterr().out
     assert not fs[1].path.exists() and fs[2].path.exists() and fs[3].path.exists()
     # a hit counts as a use: fs[2] was used last, so fs[3] goes next
-    C.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     assert correct(sg.compile(model(3.0))(X, W), 3.0)
-    r = C.prune(cache_env, max_size=sizes[2], max_age_days=30)
+    r = cache.prune(cache_env, max_size=sizes[2], max_age_days=30)
     assert fs[2].path.exists() and not fs[3].path.exists()
 
 
@@ -750,12 +754,12 @@ def test_automatic_prune_runs_at_most_daily(cache_env, monkeypatch):
     old = sg.compile(model(1.0))
     t = os.stat(old.path).st_mtime - 60 * 86400
     os.utime(old.path, (t, t))
-    stamp = cache_env / C._PRUNE_STAMP
-    monkeypatch.setattr(C, "_LAST_AUTO_PRUNE", {})
+    stamp = cache_env / cache._PRUNE_STAMP
+    monkeypatch.setattr(cache, "_LAST_AUTO_PRUNE", {})
     os.utime(stamp, None)  # pruned today (by another process): nothing happens
     sg.compile(model(5.0))
     assert old.path.exists()
-    monkeypatch.setattr(C, "_LAST_AUTO_PRUNE", {})
+    monkeypatch.setattr(cache, "_LAST_AUTO_PRUNE", {})
     t2 = os.stat(stamp).st_mtime - 2 * 86400
     os.utime(stamp, (t2, t2))  # last prune two days ago: this store prunes
     sg.compile(model(6.0))
@@ -767,7 +771,7 @@ def test_info_names_each_function(cache_env, capsys):
     w = sg.param("w", shape=(3,))
     loss = sg.sum((x @ w) ** 2)
     sg.compile({"loss": loss, "grad_w": sg.grad(loss, [w])[0]}, name="my_fn")
-    C.MODULES.store(DATA_KEY, DATA_SOURCE, arrays={"w": DATA_W, "b": DATA_B})
+    cache.MODULES.store(DATA_KEY, DATA_SOURCE, arrays={"w": DATA_W, "b": DATA_B})
     assert cli_main(["cache", "info"]) == 0
     out = capsys.readouterr().out
     assert "my_fn: loss, grad_w" in out and "x: input (N, 3) float64" in out

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.runtime import cache as C
+from symgrad.runtime import cache
 
 #: every test gets a fresh private cache (conftest's ``cache_env``)
 pytestmark = pytest.mark.usefixtures("cache_env")
@@ -86,7 +86,7 @@ NON_FINITE = [
 def test_bad_call_is_a_clear_error(what, call, exc, patterns, cache_env):
     f = _model()
     before = _snapshot(cache_env)
-    memo = dict(C.MODULES.memo)
+    memo = dict(cache.MODULES.memo)
     x0, w0, y0 = X.copy(), W.copy(), Y.copy()
     with pytest.raises(exc) as err:
         call(f)
@@ -96,7 +96,7 @@ def test_bad_call_is_a_clear_error(what, call, exc, patterns, cache_env):
     # nothing left modified: inputs, disk, memo; the next good call is right
     assert np.array_equal(X, x0) and np.array_equal(W, w0) and np.array_equal(Y, y0)
     assert _snapshot(cache_env) == before
-    assert C.MODULES.memo == memo
+    assert cache.MODULES.memo == memo
     out = f(x=X, w=W, y=Y)
     loss, grad = _want()
     assert out["loss"] == pytest.approx(loss, rel=1e-14)

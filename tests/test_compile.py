@@ -81,6 +81,7 @@ def test_dict_output_returns_a_dict_with_the_same_keys():
     got = f(**_values())
     assert list(got) == ["loss", "grad w", "grad b"]
     loss_e, gw_e, gb_e = _hand(**_values())
+    assert float(got["loss"]) == pytest.approx(loss_e, rel=1e-14)
     np.testing.assert_allclose(got["grad w"], gw_e, rtol=1e-14)
     assert float(got["grad b"]) == pytest.approx(gb_e, rel=1e-14)
 

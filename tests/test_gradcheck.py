@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import tape as T
+from symgrad import tape
 
 RNG = np.random.default_rng(7)
 VALUES = {"x": RNG.standard_normal((5, 3)), "w": RNG.standard_normal((3, 2)),
@@ -21,7 +21,7 @@ def model():
 
 
 def tape_model(x, y, w, b):
-    return T.mean((T.tanh(x @ w + b) - y) ** 2 + T.softplus(x @ w))
+    return tape.mean((tape.tanh(x @ w + b) - y) ** 2 + tape.softplus(x @ w))
 
 
 def test_a_correct_loss_passes_against_differences_and_the_tape():
@@ -75,7 +75,7 @@ def test_a_slightly_wrong_gradient_fails_and_names_the_input():
 
 def test_a_disagreeing_tape_is_reported():
     def other(x, y, w, b):
-        return T.mean((T.tanh(x @ w + b) - y) ** 2)  # the softplus term is missing
+        return tape.mean((tape.tanh(x @ w + b) - y) ** 2)  # the softplus term is missing
 
     report = sg.check_grad(model(), VALUES, tape=other)
     assert not report.passed and report.rows["w"].passed  # differences agree with symgrad

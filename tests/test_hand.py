@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # ``benchmarks`` is not installed: import it from the tree
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.hand import (W0Step, W1Step, W3Step, W4Step,  # noqa: E402
-                             mlp_loss_and_grads)
+from benchmarks.hand import (W0FloatStep, W0Step, W1Step, W3Step,  # noqa: E402
+                             W4FloatStep, W4Step, mlp_loss_and_grads)
 from symgrad import workloads  # noqa: E402
 
 
@@ -102,6 +102,8 @@ CASES = {
     "W1": (W1Step, loss_w1, w1_case),
     "W3": (W3Step, loss_w3, w3_case),
     "W4": (W4Step, loss_w4, w4_case),
+    "W0 floats": (W0FloatStep, loss_w0, w0_case),
+    "W4 floats": (W4FloatStep, loss_w4, w4_case),
 }
 
 
@@ -213,6 +215,7 @@ class ReferenceOptimizer:
 
 def exact_grads(name, params, *batch):
     """Plain analytic gradients (themselves checked against finite differences below)."""
+    name = name.split()[0]  # "W0 floats" has W0's gradient
     if name == "W0":
         x, t = batch
         return {"A": np.asarray(2 * (x * params["A"] - t) * x)}
@@ -298,3 +301,88 @@ def test_w1_loss_falls_like_the_tutorial():
     assert all(b <= a + 1e-12 for a, b in zip(logs, logs[1:]))
     assert math.isclose(logs[0], 5.13, abs_tol=0.5)  # the default seed is chosen to be close
     assert logs[-1] < 0.45
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python-float steps: the same numbers as hand numpy, and no call inside the step
+# ---------------------------------------------------------------------------------------------
+
+def _w0_run():
+    d = workloads.w0()
+    return {"A": d["A"]}, [(float(d["x"][i]), float(d["target"])) for i in d["indices"]], 0.02
+
+
+def _w4_run():
+    d = workloads.w4()
+    other = workloads.w4(seed=7)  # alternate two batches: the float rows must follow
+    return {"weights": d["weights"]}, [(d["input"], d["target"]),
+                                       (other["input"], other["target"])] * 25, 0.002
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("numpy_cls, float_cls, run", [(W0Step, W0FloatStep, _w0_run),
+                                                       (W4Step, W4FloatStep, _w4_run)])
+def test_float_steps_agree_with_hand_numpy(numpy_cls, float_cls, run, optimizer):
+    """Over the whole reference run (W0: 100 steps, W4: 50), loss curve and final
+    parameters within 1e-12 of hand numpy (relative to the largest loss / the parameters)."""
+    params, batches, lr = run()
+    hand, floats = numpy_cls(params, lr, optimizer), float_cls(params, lr, optimizer)
+    want = np.array([hand.step(*b) for b in batches])
+    got = np.array([floats.step(*b) for b in batches])
+    assert all(isinstance(v, float) for v in got.tolist())
+    assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want))
+    for k, p in hand.params.items():
+        assert floats.params[k].shape == p.shape and floats.params[k].dtype == np.float64
+        assert np.max(np.abs(floats.params[k] - p)) <= 1e-12 * np.max(np.abs(p)), k
+    assert floats.t == hand.t == len(batches)
+    assert not np.allclose(floats.params[k], params[k])  # it trained
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("float_cls, run", [(W0FloatStep, _w0_run), (W4FloatStep, _w4_run)])
+def test_float_sgd_step_calls_no_function(float_cls, run, optimizer):
+    """The SGD step is straight-line float arithmetic: once the batch is read into floats,
+    a step calls no function at all (numpy's or any other), as the profiler sees it; the
+    other optimizers call their Python update only."""
+    params, batches, lr = run()
+    step = float_cls(params, lr, optimizer)
+    step.step(*batches[0])  # W4 reads the batch into floats here, once
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "c_call" and arg is not sys.setprofile:
+            calls.append(getattr(arg, "__qualname__", repr(arg)))
+        elif event == "call":
+            calls.append(frame.f_code.co_qualname)
+
+    sys.setprofile(profile)
+    try:
+        step.step(*batches[0])
+    finally:
+        sys.setprofile(None)
+    # and what the step computes on are Python floats (np.float64 is a float subclass:
+    # arithmetic on it would be numpy's, without a call the profiler sees)
+    state = [v for v in vars(step).values() if isinstance(v, float)]
+    state += [v for row in getattr(step, "_rows", ()) for v in row]
+    assert state and all(type(v) is float for v in state), state
+    name = float_cls.__name__
+    if optimizer == "sgd":
+        assert calls == [f"{name}._step_sgd"]
+    else:  # the general path: only Python functions of benchmarks.hand (and math.sqrt)
+        assert calls[0] == f"{name}._step_other"
+        assert not [c for c in calls if "ndarray" in c or c.startswith("np")], calls
+
+
+def test_float_steps_check_their_arguments():
+    with pytest.raises(ValueError, match="2x1"):
+        W4FloatStep({"weights": np.zeros((3, 1))}, 0.1)
+    with pytest.raises(KeyError, match="weights"):
+        W4FloatStep({"w": np.zeros((2, 1))}, 0.1)
+    with pytest.raises(ValueError, match="N x 2"):
+        W4FloatStep({"weights": np.zeros((2, 1))}, 0.1).step(np.zeros((5, 3)), np.zeros((5, 1)))
+    with pytest.raises(ValueError, match="scalar"):
+        W0FloatStep({"A": np.zeros(2)}, 0.1)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        W0FloatStep({"A": 1.0}, 0.1, "rmsprop")
+    with pytest.raises(TypeError, match="momentum"):
+        W4FloatStep({"weights": np.zeros((2, 1))}, 0.1, "sgd", momentum=0.9)

@@ -24,12 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symgrad as sg
-from symgrad.runtime import cache as C
+from symgrad.runtime import cache
 from symgrad.runtime.safety import UnsafeModuleError, check_module_source
 
 #: per example: K inputs + K params + 2K output keys
 K = 16
-NAMES_PER_EXAMPLE = 4 * K
 MIN_NAMES = 1000
 EXAMPLES = int(os.environ.get("SYMGRAD_NAME_EXAMPLES",
                               "300" if os.environ.get("SYMGRAD_STRESS") else "50"))
@@ -297,7 +296,7 @@ def test_allowlist_refuses_tampered_module(what, tmp_path):
     with pytest.raises(UnsafeModuleError):
         check_module_source(evil)
     with pytest.raises(UnsafeModuleError):
-        C.execute("0" * 64, evil, None)
+        cache.execute("0" * 64, evil, None)
     assert not sentinel.exists()
 
 
@@ -312,15 +311,15 @@ def test_tampered_entry_with_valid_checksum_is_refused_and_rebuilt(cache_env, tm
     for payload in [f"import os\nos.system('touch {sentinel}')\n",
                     f"eval(\"open('{sentinel}', 'w')\")\n",
                     f"np.save('{sentinel}', 1)\n"]:
-        path.write_text(C._entry_text(key, source + payload))
-        assert C.check_entry(key, path.read_bytes())[0] is not None  # checksum is "right"
-        C.MODULES.memo.clear()
-        with pytest.warns(C.CacheWarning, match="refused"):
+        path.write_text(cache._entry_text(key, source + payload))
+        assert cache.check_entry(key, path.read_bytes())[0] is not None  # checksum is "right"
+        cache.MODULES.memo.clear()
+        with pytest.warns(cache.CacheWarning, match="refused"):
             g = sg.compile(sg.sum(x * x))
         assert not sentinel.exists()
         assert g(np.array([1.0, 2.0, 3.0])) == 14.0
         assert "os.system" not in g.source and "eval(" not in g.source
-        assert C.check_entry(key, path.read_bytes())[0] == g.source
+        assert cache.check_entry(key, path.read_bytes())[0] == g.source
 
 
 @pytest.mark.parametrize("names", [("state", "self", "params"), ("state", "y", "w"),

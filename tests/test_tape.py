@@ -900,7 +900,7 @@ def test_tensor_attributes_and_comparisons():
     copy[0, 0] = 99.0
     assert t.value[0, 0] == 0.0
     w = tp.Variable(np.ones((2, 3)))
-    with tp.GradientTape() as tape:
+    with tp.GradientTape():
         mask = t > 2.0
         flipped = np.full((2, 3), 2.5) < t  # reflected: ndarray defers to Tensor.__gt__
         others = (t >= 3.0, t <= 3.0, t < w)

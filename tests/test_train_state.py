@@ -156,6 +156,80 @@ def test_replacing_step_optimizer_takes_effect_or_raises():
     assert s.step == 1  # the refused call changed nothing
 
 
+def test_every_change_of_step_optimizer_reaches_the_next_step():
+    """A state keeps the optimizer it follows and that optimizer's hyperparameter list
+    between steps: each way of changing them must show in the very next update."""
+    x, t, a = sg.input("x"), sg.input("target"), sg.param("A", shared=True)
+    step = sg.train_step((x * a - t) ** 2, sg.optim.SGD(0.02))
+    s = step.init({"A": 0.5})
+
+    def stepped_with(lr):  # one step; True when it used the learning rate lr
+        before = float(s.params["A"])
+        step(s, x=1.5, target=10.0)
+        want = before - lr * 2 * (1.5 * before - 10.0) * 1.5
+        return float(s.params["A"]) == pytest.approx(want, rel=1e-12)
+
+    first = step.optimizer
+    assert stepped_with(0.02)
+    first.lr = 0.1  # a schedule, after the state has stepped
+    assert stepped_with(0.1)
+    second = step.optimizer = sg.optim.SGD(0.3)  # replaced after the state has stepped
+    assert stepped_with(0.3)
+    second.lr = 0.05  # the new optimizer's own changes count ...
+    assert stepped_with(0.05)
+    first.lr = 0.7  # ... the old one's no longer do
+    assert stepped_with(0.05)
+    step.optimizer = first  # and back
+    assert stepped_with(0.7)
+    step.optimizer = sg.optim.Momentum(0.1, momentum=0.9)
+    before = float(s.params["A"])
+    with pytest.raises(TypeError, match="compiled for the update rule SGD"):
+        step(s, x=1.5, target=10.0)
+    assert float(s.params["A"]) == before and s.step == 0  # SGD counts no steps
+    first.lr = 0.2
+    step.optimizer = first  # a refused optimizer leaves the state able to adopt another
+    assert stepped_with(0.2)
+    copied = copy.deepcopy(s)  # a copy follows the step too
+    step.optimizer = sg.optim.SGD(0.4)
+    s = copied
+    assert stepped_with(0.4)
+
+
+def test_threads_stepping_while_the_optimizer_is_replaced_stay_serialized():
+    """Adopting a replaced optimizer happens inside a step, holding the state: steps stay
+    whole and counted while another thread swaps step.optimizer back and forth."""
+    step = sg.train_step(w1_loss(), sg.optim.Adam(1e-3))
+    shared, alone = init(step), init(step)
+    twins = [sg.optim.Adam(1e-3), sg.optim.Adam(1e-3)]  # same values: one result expected
+    start, done = threading.Barrier(3), threading.Event()
+
+    def work():
+        start.wait()
+        for _ in range(300):
+            step(shared, x=XB, y=YB)
+
+    def swap():
+        start.wait()
+        i = 0
+        while not done.is_set():
+            step.optimizer = twins[i % 2]
+            i += 1
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    swapper = threading.Thread(target=swap)
+    for th in threads + [swapper]:
+        th.start()
+    for th in threads:
+        th.join()
+    done.set()
+    swapper.join()
+    assert shared.step == 600
+    for _ in range(600):
+        step(alone, x=XB, y=YB)
+    np.testing.assert_array_equal(shared.params["w1"], alone.params["w1"])
+    np.testing.assert_array_equal(shared.slots["w2"]["m"], alone.slots["w2"]["m"])
+
+
 def test_optimizer_options_are_frozen_once_compiled():
     opt = sg.optim.Adam(0.05, weight_decay=0.0)
     opt.weight_decay = 0.1  # before any step: fine

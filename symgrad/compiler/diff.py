@@ -20,7 +20,7 @@ import sympy
 from sympy import DiracDelta, S
 
 from ..graph import post_order
-from ..nodes import TensorOp, TensorSymbol, info, is_tensor_free, shape_of, xreplace_dag
+from ..nodes import TensorOp, TensorSymbol, is_tensor_free, shape_of, xreplace_dag
 from ..ops import ensure_shape, sum_to_shape
 from .stable import rewrite
 
@@ -122,6 +122,26 @@ def gradients(targets: list, wrt: list, grad_ys: list | None = None) -> list:
 
     A source the targets do not depend on gets ``0``. The expressions may have a smaller
     shape than their source where they are constant along an axis; the caller broadcasts.
+
+    Parameters
+    ----------
+    targets : list of sympy.Expr
+        What to differentiate; a non-scalar target counts as the sum of its elements.
+    wrt : list of sympy.Expr
+        Leaves or structural nodes to differentiate with respect to.
+    grad_ys : list, optional
+        One cotangent per target (``None`` entries: ones), each of its target's shape.
+
+    Returns
+    -------
+    list of sympy.Expr
+        One gradient per entry of ``wrt``.
+
+    Raises
+    ------
+    GradientError
+        When a ``wrt`` entry is an elementwise expression, or a cotangent's shape differs
+        from its target's.
     """
     if grad_ys is None:
         grad_ys = [None] * len(targets)
@@ -156,7 +176,3 @@ def gradients(targets: list, wrt: list, grad_ys: list | None = None) -> list:
             for f, contrib in _region_vjp(node, adj, _children(node), relevant):
                 adjoints.setdefault(f, []).append(contrib)
     return [sympy.Add(*adjoints[w]) if w in adjoints else S.Zero for w in wrt]
-
-
-def value_shape(expr) -> tuple:
-    return info(expr)[0]

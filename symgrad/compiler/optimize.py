@@ -20,9 +20,8 @@ from typing import Optional
 import numpy as np
 import sympy
 
-from ..nodes import (TensorOp, TensorSymbol, dtype_of, info, shape_of, subexpressions,
-                    xreplace_dag)
-from ..ops import CustomGradient, Relu, Step
+from ..nodes import TensorOp, TensorSymbol, info, subexpressions, xreplace_dag
+from ..ops import Relu, Step
 from ..graph import post_order
 from .stable import rewrite
 
@@ -31,19 +30,30 @@ __all__ = ["Statement", "Program", "plan", "value_args"]
 
 @dataclass
 class Statement:
-    """``target = value``: an elementwise expression, or a structural node whose value
-    arguments are the (already reduced) expressions in ``args``."""
+    """One line of the program: ``target = value``.
+
+    Attributes
+    ----------
+    target : TensorSymbol
+        The temporary the statement assigns.
+    value : sympy.Expr or TensorOp
+        An elementwise expression, or a structural node.
+    args : list
+        For a structural node, its value arguments as (already reduced) expressions over
+        earlier targets; empty for an elementwise statement.
+    """
 
     target: TensorSymbol
     value: object  # an elementwise SymPy expression, or a TensorOp
     args: list = field(default_factory=list)
-    comment: str = ""
 
     @property
     def is_op(self) -> bool:
+        """Whether the statement computes a structural node (else an elementwise one)."""
         return isinstance(self.value, TensorOp)
 
     def reads(self) -> set:
+        """The tensor symbols (earlier targets and leaves) the statement reads."""
         exprs = self.args if self.is_op else [self.value]
         out = set()
         for e in exprs:
@@ -53,6 +63,18 @@ class Statement:
 
 @dataclass
 class Output:
+    """One output of the program.
+
+    Attributes
+    ----------
+    name : str
+        The output's name (its key in a dict of outputs).
+    symbol : TensorSymbol
+        The statement target (or leaf) holding its value.
+    shape : tuple
+    dtype : numpy.dtype or None
+    """
+
     name: str
     symbol: TensorSymbol  # the statement target holding it
     shape: tuple
@@ -61,13 +83,34 @@ class Output:
 
 @dataclass
 class Program:
+    """A straight-line program, what :func:`plan` produces and the code generator prints.
+
+    Attributes
+    ----------
+    statements : list of Statement
+        In dependency order.
+    outputs : list of Output
+    leaves : list of TensorSymbol
+        Every input, param, constant and hyper symbol the program reads.
+    """
+
     statements: list
     outputs: list  # of Output
     leaves: list  # every input/param/constant/hyper symbol read
 
 
 def value_args(node: TensorOp) -> tuple:
-    """Positions of ``node.args`` whose values the generated code must compute."""
+    """Positions of ``node.args`` whose values the generated code must compute.
+
+    Parameters
+    ----------
+    node : TensorOp
+
+    Returns
+    -------
+    tuple of int
+        The node's ``value_args`` where it defines them, else its ``operands``.
+    """
     return getattr(node, "value_args", None) or node.operands
 
 
@@ -142,7 +185,19 @@ class _Temps:
 
 
 def plan(outputs: list) -> Program:
-    """Plan ``outputs`` (a list of ``(name, expr, shape, dtype)``) into a :class:`Program`."""
+    """Plan output expressions into a straight-line :class:`Program`.
+
+    Parameters
+    ----------
+    outputs : list of tuple
+        ``(name, expr, shape, dtype)`` per output.
+
+    Returns
+    -------
+    Program
+        Stable rewrites applied, one statement per structural node, one ``cse`` over every
+        elementwise expression, statements in dependency order.
+    """
     temps = _Temps()
     roots = [rewrite(e) for _, e, _, _ in outputs]
     ops = _collect_ops(roots)
@@ -180,7 +235,7 @@ def plan(outputs: list) -> Program:
     for (node, k), r in zip(slots, reduced[:n_op_exprs]):
         op_args[node][k] = r
     for node in ops:
-        statements.append(Statement(op_temp[node], node, op_args[node], comment=node.op_name))
+        statements.append(Statement(op_temp[node], node, op_args[node]))
 
     outs, taken = [], set()  # a set: testing each output against all before it is O(n**2)
     for (name, _, shape, dtype), r in zip(outputs, reduced[n_op_exprs:]):
@@ -224,14 +279,3 @@ def _leaves(statements, outs) -> list:
         if o.symbol.role != "temp":
             found[o.symbol] = True
     return list(found)
-
-
-def free_dims(exprs) -> set:
-    from ..shapes import Dim
-    out = set()
-    for e in exprs:
-        out |= {s for s in e.free_symbols if isinstance(s, Dim)}
-    return out
-
-
-__all__ += ["free_dims", "shape_of", "dtype_of", "CustomGradient"]

@@ -161,7 +161,17 @@ def _rewrite_node(e, args):
 
 
 def rewrite(expr):
-    """Apply the stable rewrites everywhere in ``expr`` (bottom-up, to a fixed point)."""
+    """Apply the stable rewrites everywhere in ``expr`` (bottom-up, to a fixed point).
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+
+    Returns
+    -------
+    sympy.Expr
+        The rewritten expression (after at most four passes).
+    """
     for _ in range(4):
         new = _rewrite_once(expr)
         if new == expr:

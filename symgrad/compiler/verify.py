@@ -100,7 +100,23 @@ class _State:
 
 
 def verify_source(source: str, fn_name: str, writable=("temp",)) -> None:
-    """Parse ``source`` and verify its function ``fn_name`` (see :func:`verify_function`)."""
+    """Parse ``source`` and verify its function ``fn_name`` (see :func:`verify_function`).
+
+    Parameters
+    ----------
+    source : str
+        A generated module's source.
+    fn_name : str
+        The function to verify; the module's other functions count as helpers.
+    writable : iterable of str
+        Origins the function may write into (see :func:`verify_function`).
+
+    Raises
+    ------
+    VerificationError
+        When the function reads a buffer after overwriting it, writes into memory it does
+        not own, or is missing.
+    """
     tree = ast.parse(source)
     helpers = frozenset(node.name for node in tree.body if isinstance(node, ast.FunctionDef)
                         and node.name != fn_name)
@@ -113,10 +129,25 @@ def verify_source(source: str, fn_name: str, writable=("temp",)) -> None:
 
 def verify_function(fn: ast.FunctionDef, writable=("temp",), lines=(),
                     helpers=frozenset()) -> None:
-    """Check one generated function. ``writable``: origins the function may write into, among
-    ``"temp"`` (its own arrays), ``"param:<name>"`` (a parameter's memory) and ``"global"``;
-    ``helpers``: the module's own functions (they return new arrays, but
-    :data:`SHARED_CALLS`)."""
+    """Check that one generated function never reads a value whose memory is gone.
+
+    Parameters
+    ----------
+    fn : ast.FunctionDef
+    writable : iterable of str
+        Origins the function may write into, among ``"temp"`` (its own arrays),
+        ``"param:<name>"`` (a parameter's memory) and ``"global"``.
+    lines : sequence of str
+        The module's source lines, quoted in error messages.
+    helpers : iterable of str
+        The module's own functions: they return new arrays (except :data:`SHARED_CALLS`).
+
+    Raises
+    ------
+    VerificationError
+        Naming the name and both lines, when a read sees a buffer overwritten since the
+        name was bound, or a write goes into memory the function may not write.
+    """
     st = _State(writable=frozenset(writable), fn=fn.name, lines=list(lines),
                 helpers=frozenset(helpers) - SHARED_CALLS)
     for arg in fn.args.args:

@@ -58,7 +58,6 @@ import platform
 import re
 import stat
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -132,14 +131,38 @@ _PACKAGE_DIGEST = None
 
 
 def version_fingerprint() -> str:
+    """The versions a cache key depends on: symgrad (and a digest of its source), SymPy,
+    NumPy and Python.
+
+    Returns
+    -------
+    str
+        ``symgrad=...;sympy=...;numpy=...;python=...;impl=...``.
+    """
     return (f"symgrad={__version__}+{_package_digest()};sympy={sympy.__version__};"
             f"numpy={np.__version__};python={platform.python_version()};"
             f"impl={platform.python_implementation()}")
 
 
 def serialize(expr, memo: dict, out: list) -> int:
-    """Append a canonical, linear serialization of ``expr``'s DAG to ``out``; return the index
-    of its root. Iterative (no recursion limit); shared subtrees are written once."""
+    """Append a canonical, linear serialization of ``expr``'s DAG to ``out``.
+
+    Iterative (no recursion limit); shared subtrees are written once.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+    memo : dict
+        Node to index in ``out``, shared between calls so that a node written by an earlier
+        call is referred to, not written again; updated in place.
+    out : list of str
+        The serialization, one line per node; appended to.
+
+    Returns
+    -------
+    int
+        The index of ``expr``'s line in ``out``.
+    """
     # a node in memo (from an earlier call sharing it) is written already: refer to its index
     roots = () if expr in memo else (expr,)
     for node in post_order(roots, lambda n: [a for a in n.args if a not in memo]):
@@ -159,6 +182,21 @@ def _part_digest(data: bytes) -> str:
 
 
 def make_key(*parts: str) -> str:
+    """The cache key of a module: a SHA-256 over the parts, each terminated by a NUL.
+
+    The parts' digests are remembered (for a bounded number of keys) so that
+    ``SYMGRAD_CACHE_DEBUG`` can say which part of a missed key differs.
+
+    Parameters
+    ----------
+    *parts : str
+        Everything the module depends on (kind, expression, options, versions, templates).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     h = hashlib.sha256()
     described = []
     for p in parts:
@@ -391,10 +429,24 @@ def _current_key(create: bool = False) -> Optional[bytes]:
 
 
 def check_entry(key: str, data: bytes, secret: Optional[bytes] = None) -> tuple:
-    """``(text, None)`` for an authentic entry of ``key``, else ``(None, reason)``.
+    """Whether ``data`` is an authentic entry of ``key``.
 
-    ``text`` is the header line and the module source. ``secret`` defaults to the key of
-    the cache directory in force; without one nothing is authentic."""
+    Parameters
+    ----------
+    key : str
+        The entry's cache key (the tag is bound to it).
+    data : bytes
+        The entry file's bytes.
+    secret : bytes, optional
+        The HMAC key; by default the key of the cache directory in force (without one
+        nothing is authentic).
+
+    Returns
+    -------
+    tuple
+        ``(text, None)`` for an authentic entry (``text``: the header line and the module
+        source), else ``(None, reason)``.
+    """
     if secret is None:
         secret = _current_key()
     try:
@@ -418,7 +470,21 @@ def _entry_text(key: str, source: str) -> str:
 
 
 class LoadedModule:
-    """A generated module, executed: its namespace, source, path and arrays."""
+    """A generated module, executed: its namespace, source, path and arrays.
+
+    Parameters
+    ----------
+    key : str
+        The cache key.
+    source : str
+        The text that ran (header and module source).
+    path : Path or None
+        The entry on disk, None when the module lives in memory only.
+    namespace : dict
+        The module's globals after it ran.
+    arrays : dict, optional
+        The read-only arrays given to it as ``_DATA``.
+    """
 
     def __init__(self, key: str, source: str, path: Optional[Path], namespace: dict,
                  arrays: Optional[dict] = None):
@@ -466,8 +532,28 @@ def _run(key: str, text: str, path: Optional[Path], code,
 
 def execute(key: str, text: str, path: Optional[Path], arrays: Optional[dict] = None
             ) -> LoadedModule:
-    """Check a module's AST against the allowlist, then run it in a fresh namespace with
-    ``_DATA`` (read-only copies of ``arrays``) defined before its first line runs."""
+    """Check a module's AST against the allowlist, then run it in a fresh namespace.
+
+    Parameters
+    ----------
+    key : str
+        The cache key (names the module in tracebacks when there is no path).
+    text : str
+        The module's text.
+    path : Path or None
+        Where it is stored, for tracebacks.
+    arrays : dict, optional
+        Given to the module, as read-only copies, in ``_DATA`` before its first line runs.
+
+    Returns
+    -------
+    LoadedModule
+
+    Raises
+    ------
+    UnsafeModuleError
+        When the module's AST is outside the allowlist (nothing ran).
+    """
     data = _unpack_arrays(_pack_arrays(arrays)) if arrays else {}
     return _run(key, text, path, _checked_code(key, text, _filename(key, path)), data)
 
@@ -519,7 +605,6 @@ class ModuleCache:
 
     def __init__(self):
         self.memo: dict = {}
-        self._lock = threading.Lock()
         self._warned_readonly = False
 
     def directory(self) -> Optional[Path]:
@@ -528,10 +613,25 @@ class ModuleCache:
         root.close()
         return root.path
 
-    def path_for(self, key: str) -> Path:
-        return cache_dir() / key[:2] / f"{key}.py"
-
     def lookup(self, key: str) -> Optional[LoadedModule]:
+        """The module of ``key``: from this process's memo, else from an authentic entry.
+
+        An entry that does not verify is not run (a :class:`CacheWarning` names it).
+
+        Parameters
+        ----------
+        key : str
+
+        Returns
+        -------
+        LoadedModule or None
+            None on a miss.
+
+        Raises
+        ------
+        CacheError
+            When the cache directory is unsafe (see the module docstring).
+        """
         hit = self.memo.get(key)
         if hit is not None:
             _debug("hit %s (already loaded in this process)", key)
@@ -607,8 +707,30 @@ class ModuleCache:
                       f"was not run and is rebuilt", CacheWarning, stacklevel=4)
 
     def store(self, key: str, source: str, arrays: Optional[dict] = None) -> LoadedModule:
-        """Check, write (authenticated, atomically) and run a module; ``arrays`` (str ->
-        numpy array) are stored in the same entry and given to it as ``_DATA``."""
+        """Check, write (authenticated, atomically) and run a module.
+
+        An unwritable cache falls back to memory (one :class:`CacheWarning` per process).
+
+        Parameters
+        ----------
+        key : str
+        source : str
+            The module source.
+        arrays : dict, optional
+            Name to numpy array: stored in the same entry and given to the module as
+            ``_DATA``.
+
+        Returns
+        -------
+        LoadedModule
+
+        Raises
+        ------
+        UnsafeModuleError
+            When the source is outside the allowlist (nothing was written).
+        CacheError
+            When the cache directory is unsafe.
+        """
         blobs = _pack_arrays(arrays)
         data_ro = _unpack_arrays(blobs)
         # checked before anything touches the disk: a refused module is never written
@@ -688,10 +810,6 @@ _ENTRY_RE = re.compile(r"([0-9a-f]{64})\.py\Z")
 _TEMP_RE = re.compile(r"\.[0-9a-f]{16}\.[A-Za-z0-9_]+\.tmp\Z")
 
 
-def _is_key(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
 def _scan(root) -> dict:
     """What the root holds, by name and ``lstat`` only (nothing is read or followed):
     ``files`` (records with sub, name, key, kind 'entry'|'temp'|'other', stat) in trusted
@@ -758,8 +876,18 @@ def _read_verified(root, rec: dict, secret: Optional[bytes]):
 
 
 def describe(text: str) -> str:
-    """Which function an entry holds, from its verified header comments: the title line
-    (function and outputs) and the input spec."""
+    """Which function an entry holds, from its verified header comments.
+
+    Parameters
+    ----------
+    text : str
+        An authentic entry's text.
+
+    Returns
+    -------
+    str
+        The title line (function and outputs) and the input spec, printable, on one line.
+    """
     title, inputs, section = None, [], None
     for line in text.splitlines()[1:200]:
         if not line.startswith("#"):
@@ -793,9 +921,20 @@ def _key_state(root) -> tuple:
 
 
 def entries(directory: Optional[Path] = None) -> list:
-    """Every entry file: dicts with key, path, size (bytes), mtime, atime (last use), age
-    (s since last use), valid (authentic under the cache's key) and function (what it
-    computes and its inputs, from the verified header; None when not valid)."""
+    """Every entry file of the cache.
+
+    Parameters
+    ----------
+    directory : Path, optional
+        The cache directory; by default the one in force.
+
+    Returns
+    -------
+    list of dict
+        Per entry: key, path, size (bytes), mtime, atime (last use), age (seconds since
+        last use), valid (authentic under the cache's key), function (what it computes
+        and its inputs, from the verified header; None when not valid) and arrays.
+    """
     root = _open_root(directory, create=False)
     if root is None:
         return []
@@ -822,8 +961,20 @@ def _entries(root, scan: dict) -> list:
 
 
 def info(directory: Optional[Path] = None) -> dict:
-    """Directory, key state, entries, their total size, leftover temp files of killed
-    writers, files and subdirectories that are not symgrad's (left alone)."""
+    """What the cache holds, for ``python -m symgrad cache info``.
+
+    Parameters
+    ----------
+    directory : Path, optional
+        The cache directory; by default the one in force.
+
+    Returns
+    -------
+    dict
+        directory, exists, key (its state), entries (see :func:`entries`), total_size,
+        temp_files (left by killed writers), other_files and untrusted (files and
+        subdirectories that are not symgrad's, left alone).
+    """
     d = Path(directory) if directory is not None else cache_dir()
     root = _open_root(d, create=False)
     if root is None:
@@ -875,7 +1026,19 @@ def _rmdir_emptied(root, subs: set) -> None:
 
 
 def clear_report(directory: Optional[Path] = None) -> dict:
-    """Remove every authentic entry and symgrad temp file; report what was left and why."""
+    """Remove every authentic entry and symgrad temp file; report what was left and why.
+
+    Parameters
+    ----------
+    directory : Path, optional
+        The cache directory; by default the one in force.
+
+    Returns
+    -------
+    dict
+        removed and temp_files (counts), left (entries that do not verify) and untrusted
+        (subdirectories never entered, with the reason).
+    """
     root = _open_root(directory, create=False)
     report = {"removed": 0, "temp_files": 0, "left": [], "untrusted": []}
     if root is None:
@@ -903,11 +1066,22 @@ def clear_report(directory: Optional[Path] = None) -> dict:
 
 def clear(directory: Optional[Path] = None) -> int:
     """Remove every entry this cache can authenticate (name, header and tag) and symgrad's
-    temp files, then the subdirectories that this emptied; return how many entries went.
+    temp files, then the subdirectories that this emptied.
 
     Files it does not recognise, entries that do not verify under the key, and
     subdirectories that are symlinks, another user's or writable by others are left
-    alone."""
+    alone.
+
+    Parameters
+    ----------
+    directory : Path, optional
+        The cache directory; by default the one in force.
+
+    Returns
+    -------
+    int
+        How many entries were removed.
+    """
     return clear_report(directory)["removed"]
 
 
@@ -918,8 +1092,25 @@ def prune(directory: Optional[Path] = None, max_size: Optional[int] = None,
 
     Last use is the later of the entry's atime (set on every hit) and mtime. Only authentic
     entries are removed, and symgrad-named entries that do not verify once older than
-    ``max_age_days`` (they can never load again). ``keep`` names a key never evicted.
-    Returns ``{"removed", "freed", "kept", "size"}``."""
+    ``max_age_days`` (they can never load again).
+
+    Parameters
+    ----------
+    directory : Path, optional
+        The cache directory; by default the one in force.
+    max_size : int, optional
+        Bytes to keep at most (default 500 MB).
+    max_age_days : float, optional
+        Days of disuse before an entry is evicted (default 30).
+    keep : str, optional
+        A key never evicted (the one just used).
+
+    Returns
+    -------
+    dict
+        ``{"removed", "freed", "kept", "size"}``: entries removed, bytes freed, entries
+        kept and their size.
+    """
     root = _open_root(directory, create=False)
     if root is None:
         return {"removed": 0, "freed": 0, "kept": 0, "size": 0}

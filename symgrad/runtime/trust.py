@@ -67,8 +67,23 @@ def _uid() -> int:
 
 
 def check_stat(st: os.stat_result, what: str, directory: bool) -> None:
-    """Raise :class:`UntrustedPath` unless ``st`` is a directory (or regular file) owned by
-    the current user and not writable by group or others."""
+    """Check that ``st`` is a directory (or regular file) of ours that only we can write.
+
+    Parameters
+    ----------
+    st : os.stat_result
+        From ``fstat`` on an open descriptor (never from a path that could change).
+    what : str
+        The path as the error message names it.
+    directory : bool
+        Expect a directory (else a regular file).
+
+    Raises
+    ------
+    UntrustedPath
+        When it is of the wrong type, owned by another user, or writable by group or
+        others.
+    """
     if directory and not stat.S_ISDIR(st.st_mode):
         raise UntrustedPath(f"{what} is not a directory")
     if not directory and not stat.S_ISREG(st.st_mode):
@@ -103,12 +118,21 @@ def _open_nofollow(name: str, dir_fd: int, flags: int, what: str) -> int:
 
 
 class Root:
-    """An open, checked cache root: use :attr:`fd`; close it (or use ``with``)."""
+    """An open, checked cache root: use :attr:`fd`; close it (or use ``with``).
+
+    Parameters
+    ----------
+    path : Path
+        The root's path, for messages.
+    fd : int
+        An open descriptor of the checked directory (owned by the object).
+    """
 
     def __init__(self, path: Path, fd: int):
         self.path, self.fd = path, fd
 
     def close(self) -> None:
+        """Close the descriptor (once; later calls do nothing)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -123,8 +147,27 @@ class Root:
 def open_root(path: Path, create: bool, refuse: Callable[[str], Exception]) -> Optional[Root]:
     """Open the cache root (creating it 0700 when asked), check it on its descriptor.
 
-    Returns None when it does not exist and ``create`` is false. Raises ``refuse(reason)``
-    when it exists but is unsafe, ``OSError`` when it cannot be created or opened."""
+    Parameters
+    ----------
+    path : Path
+        The root (the one place a symlink is followed).
+    create : bool
+        Create it (and its parents) when missing.
+    refuse : callable
+        Makes the exception to raise, from the reason, when the root is unsafe.
+
+    Returns
+    -------
+    Root or None
+        None when it does not exist and ``create`` is false.
+
+    Raises
+    ------
+    Exception
+        ``refuse(reason)`` when it is writable by others or owned by another user.
+    OSError
+        When it cannot be created or opened.
+    """
     created = False
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,10 +203,30 @@ def open_root(path: Path, create: bool, refuse: Callable[[str], Exception]) -> O
 
 
 def open_subdir(root: Root, name: str, create: bool) -> int:
-    """A checked descriptor of ``root/name`` (created 0700 when missing and ``create``).
+    """A checked descriptor of ``root/name``.
 
-    Raises FileNotFoundError (missing), :class:`UntrustedPath` (symlink, not a directory,
-    another owner, writable by others) or another ``OSError``."""
+    Parameters
+    ----------
+    root : Root
+    name : str
+        The subdirectory's name (opened without following a link).
+    create : bool
+        Create it 0700 when missing.
+
+    Returns
+    -------
+    int
+        An open descriptor; the caller closes it.
+
+    Raises
+    ------
+    FileNotFoundError
+        When it is missing (and not created).
+    UntrustedPath
+        When it is a symlink, not a directory, another user's or writable by others.
+    OSError
+        When it cannot be opened for another reason.
+    """
     what = f"cache subdirectory {root.path / name}"
     made = False
     if create:
@@ -189,8 +252,30 @@ def open_subdir(root: Root, name: str, create: bool) -> int:
 
 
 def read_file(dir_fd: int, name: str, what: str) -> tuple:
-    """``(data, stat)`` of ``name`` in ``dir_fd``: opened without following links, checked
-    with ``fstat`` on the descriptor, then read from that same descriptor."""
+    """Read a file of ours: opened without following links, checked with ``fstat`` on the
+    descriptor, then read from that same descriptor.
+
+    Parameters
+    ----------
+    dir_fd : int
+        The checked directory holding it.
+    name : str
+    what : str
+        The path as error messages name it.
+
+    Returns
+    -------
+    tuple
+        ``(data, stat)``: the bytes and the ``fstat`` result they were checked with.
+
+    Raises
+    ------
+    UntrustedPath
+        When it is a link, not a regular file, another user's, writable by others or
+        implausibly large (over ``MAX_READ``).
+    OSError
+        When it is missing or cannot be read.
+    """
     # O_NONBLOCK: a FIFO planted under an entry's name must not hang the open
     fd = _open_nofollow(name, dir_fd, os.O_RDONLY | _O_NONBLOCK, what)
     try:
@@ -219,9 +304,26 @@ def _kill_at() -> Optional[int]:
 
 
 def write_atomically(dir_fd: int, name: str, data: bytes, tmp_prefix: str) -> None:
-    """Write ``data`` as ``name`` in ``dir_fd``: a private temp file (``O_EXCL``,
-    ``O_NOFOLLOW``, 0600), fsync, then ``rename``: readers see the old file or the new one,
-    never a part. A killed writer leaves at most the temp file."""
+    """Write ``data`` as ``name`` in ``dir_fd``, atomically.
+
+    A private temp file (``O_EXCL``, ``O_NOFOLLOW``, 0600), fsync, then ``rename``: readers
+    see the old file or the new one, never a part. A killed writer leaves at most the temp
+    file; any other failure removes it.
+
+    Parameters
+    ----------
+    dir_fd : int
+        The checked directory.
+    name : str
+    data : bytes
+    tmp_prefix : str
+        The temp file's name before its random part (lets housekeeping recognise it).
+
+    Raises
+    ------
+    OSError
+        When the write fails (the temp file is removed).
+    """
     tmp = f"{tmp_prefix}{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600,
                  dir_fd=dir_fd)
@@ -306,11 +408,28 @@ def _read_key(root: Root) -> bytes:
 
 
 def load_key(root: Root, create: bool, warn: Callable[[str], None]) -> Optional[bytes]:
-    """The root's key, or None: nothing on disk is trusted then.
+    """The root's HMAC key.
 
-    With ``create``, a missing key is created and an untrusted one (symlink, another owner,
-    readable by others, wrong size, unreadable) is replaced, with ``warn(message)``; when no
-    key can be had, ``OSError`` says why (the caller keeps modules in memory)."""
+    Parameters
+    ----------
+    root : Root
+    create : bool
+        Create a missing key, and replace an untrusted one (symlink, another owner,
+        readable by others, wrong size, unreadable), with ``warn(message)``.
+    warn : callable
+        Called with a message when an untrusted key is replaced.
+
+    Returns
+    -------
+    bytes or None
+        None without ``create`` when there is no trusted key: nothing on disk is trusted
+        then.
+
+    Raises
+    ------
+    OSError
+        With ``create``, when no key can be had (the caller keeps modules in memory).
+    """
     problem = None
     for _ in range(3):
         try:
@@ -341,7 +460,22 @@ def load_key(root: Root, create: bool, warn: Callable[[str], None]) -> Optional[
 
 
 def tag(secret: bytes, key: str, payload: bytes) -> bytes:
-    """HMAC-SHA256 (hex, as bytes) of ``payload`` for cache key ``key``."""
+    """The HMAC-SHA256 of an entry, bound to its cache key.
+
+    Parameters
+    ----------
+    secret : bytes
+        The root's key (see :func:`load_key`).
+    key : str
+        The entry's cache key.
+    payload : bytes
+        Everything in the entry after the tag.
+
+    Returns
+    -------
+    bytes
+        The tag in hex (ASCII).
+    """
     mac = hmac.new(secret, b"symgrad-entry-v2\x00", hashlib.sha256)
     mac.update(key.encode("ascii", "replace"))
     mac.update(b"\x00")
@@ -350,4 +484,17 @@ def tag(secret: bytes, key: str, payload: bytes) -> bytes:
 
 
 def tag_matches(secret: bytes, key: str, payload: bytes, given: bytes) -> bool:
+    """Whether ``given`` is the entry's tag, compared in constant time.
+
+    Parameters
+    ----------
+    secret, key, payload
+        As for :func:`tag`.
+    given : bytes
+        The tag read from the entry.
+
+    Returns
+    -------
+    bool
+    """
     return hmac.compare_digest(tag(secret, key, payload), given)

@@ -1,0 +1,60 @@
+"""The code a train step is made of: the template writes the state token and the
+hyperparameter read around the generated body (templates/module.py.j2), and defines
+``_F64`` only for a step that computes with numpy scalars (templates/helpers.py.j2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import symgrad as sg
+
+
+def _function(source: str) -> list:
+    """The lines of ``def train_step`` (or ``def compute``) to the end of the module."""
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(("def train_step(",
+                                                                         "def compute(")))
+    return lines[start:]
+
+
+def w0_loss():
+    x, t, a = sg.input("x"), sg.input("target"), sg.param("A", shared=True)
+    return (x * a - t) ** 2
+
+
+def test_the_body_runs_holding_the_token_that_carries_the_hyperparameters():
+    step = sg.train_step(w0_loss(), sg.optim.Adam(1e-3))
+    fn = _function(step.source)
+    body = [line.strip() for line in fn]
+    take = body.index("_held = _turn.pop()")
+    read = body.index("lr, beta1, beta2, eps = _hyper")
+    first_state_read = next(i for i, line in enumerate(body) if "_state._param_list" in line)
+    checks_end = max(i for i, line in enumerate(body) if "_check_inputs(" in line)
+    # the input checks run before the state is held; every read of it after
+    assert checks_end < take < first_state_read < read
+    assert body[-2:] == ["finally:", "_turn.append(_held)"]
+    assert sum("_turn.pop()" in line for line in body) == 1
+    # the step looks up no update-rule signature: the state knows the rule it follows
+    assert "Adam(wd=" not in "\n".join(fn)
+
+
+def test_compiled_functions_hold_no_state():
+    loss = w0_loss()
+    source = sg.compile(loss, inputs=["x", "target", "A"]).source
+    assert "_state" not in source and "_turn" not in source and "_F64" not in source
+
+
+def test_numpy_scalars_are_defined_by_the_template_only_where_used():
+    plain = sg.train_step(w0_loss(), sg.optim.SGD(0.1)).source
+    assert "_F64" not in plain
+    x, p = sg.input("x"), sg.param("p", shared=True)
+    step = sg.train_step(p / x, sg.optim.SGD(0.5))
+    divided = step.source
+    assert divided.count("_F64 = np.float64") == 1
+    assert divided.index("_F64 = np.float64") < divided.index("def train_step(")
+    # exactly the unboxing statements use it: inputs, then the parameter
+    unboxed = [line.strip() for line in _function(divided) if "_F64(" in line]
+    assert unboxed == ["x = _F64(x)", "p = _F64(_boxp)"]
+    s = step.init({"p": 1.0})
+    with np.errstate(divide="ignore"):
+        assert step(s, x=0.0) == np.inf  # numpy's rule, not ZeroDivisionError
