@@ -221,8 +221,8 @@ def _into_domain(B, a, domain):
 
 #: smooth elementwise ops of one operand taken from their records: every new one is drawn
 #: without an entry here (its reference, the tape's function and its domain suffice)
-RECORD_UNARY = sorted(n for n, r in RECORDS.items()
-                      if r.kind == "elementwise" and r.arity == 1 and n not in _WRITTEN_PUBLIC)
+RECORD_UNARY = sorted(n for n, r in RECORDS.items() if r.kind == "elementwise"
+                      and r.arity == 1 and r.smooth and n not in _WRITTEN_PUBLIC)
 for _name in RECORD_UNARY:
     OPS[_name] = (lambda B, a, n=_name, d=RECORDS[_name].domain:
                   getattr(B, n)(_into_domain(B, a, d)))

@@ -88,6 +88,11 @@ class OpRecord:
     identity : bool
         The node prints as its argument (``stop_gradient``): its result is an alias of the
         operand's buffer, never a buffer of its own.
+    arity : int
+        The number of tensor operands of an elementwise op.
+    smooth : bool
+        Differentiable everywhere in its test domain (the property test draws such ops
+        into random graphs and checks them by finite differences; ``floor`` is not).
     """
 
     name: str
@@ -104,6 +109,7 @@ class OpRecord:
     helpers: tuple = ()
     identity: bool = False
     arity: int = field(default=0, compare=False)
+    smooth: bool = True
 
     @property
     def doc(self) -> str:
@@ -208,7 +214,8 @@ def elementwise(name: str, node, summary: str, *, derivative: Callable | None = 
                 numpy: str = "", reference=None,
                 domain: str = "any", float_result: bool = True, inplace: bool | str = False,
                 helpers: tuple = (), operators: tuple = (), identity: bool = False,
-                build: Callable | None = None, arity: int = 1) -> Callable:
+                build: Callable | None = None, arity: int = 1,
+                smooth: bool = True) -> Callable:
     """Declare an elementwise op; return its public function ``sg.<name>``.
 
     Parameters
@@ -246,6 +253,8 @@ def elementwise(name: str, node, summary: str, *, derivative: Callable | None = 
         ``node`` (extra checks, constant arguments); its own docstring is used if it has one.
     arity : int
         The number of operands.
+    smooth : bool
+        False for ops with jumps or kinks in their domain (``floor``, ``mod``).
 
     Returns
     -------
@@ -275,7 +284,7 @@ def elementwise(name: str, node, summary: str, *, derivative: Callable | None = 
     _register(OpRecord(name, "elementwise", build, node=cls, numpy=numpy,
                        operators=tuple(operators), reference=reference or _numpy_callable(numpy),
                        domain=domain, inplace=inplace or None, helpers=tuple(helpers),
-                       identity=identity, arity=arity))
+                       identity=identity, arity=arity, smooth=smooth))
     return build
 
 
