@@ -33,6 +33,7 @@ CHILD = textwrap.dedent(r'''
     import numpy as np
     import symgrad as sg
     from symgrad import tape as tp
+    from symgrad.runtime import cache
 
     kind, n = sys.argv[1], int(sys.argv[2])
     rng = np.random.default_rng(0)
@@ -88,7 +89,7 @@ CHILD = textwrap.dedent(r'''
     f = sg.compile([loss] + grads)
     out = f(**values)
     # a cache hit in this process (the key and the load walk the same graph)
-    sg.runtime.cache.MODULES.memo.clear()
+    cache.MODULES.memo.clear()
     f2 = sg.compile([loss] + sg.grad(loss, [sym[p] for p in params]))
     out2 = f2(**values)
     printed = {"str": len(str(loss)), "repr": len(repr(loss)), "latex": len(sg.latex(loss)),
