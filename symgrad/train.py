@@ -51,7 +51,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 import sympy
 
-from .runtime import cache as C
+from .runtime import cache
 from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
                   grad, leaves_of)
 from .compiler.codegen import ModuleSpec, Namer, render, template_text, writable_origins
@@ -651,15 +651,15 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
 
     memo, ser = {}, []
     described = _fingerprint_tensor(loss, memo, ser)
-    key = C.make_key("train_step", _STEP_LAYOUT, C.version_fingerprint(), template_text(),
+    key = cache.make_key("train_step", _STEP_LAYOUT, cache.version_fingerprint(), template_text(),
                      optimizer.config(),
                      repr([(p.name, tuple(map(str, p.shape)), p.dtype_name) for p in plist]),
                      repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name)
                            for s in chosen]),
                      "\n".join(ser), described, f"inplace={bool(inplace)}")
-    mod = C.MODULES.lookup(key)
+    mod = cache.MODULES.lookup(key)
     if mod is None:
-        mod = C.MODULES.store(key, *_generate_step(loss, optimizer, plist, chosen, key,
+        mod = cache.MODULES.store(key, *_generate_step(loss, optimizer, plist, chosen, key,
                                                    bool(inplace)))
     compiled = CompiledFunction(mod, "train_step", chosen, "single", None, ["loss"], [loss],
                                 {"check_finite": False})

@@ -634,9 +634,4 @@ def _result_source(program, spec, names) -> str:
     return "{" + ", ".join(f"{o.name!r}: {v}" for o, v in zip(outs, values)) + "}"
 
 
-def describe_outputs(outputs) -> list:
-    """Formula lines for the header: ``name = formula``."""
-    return [f"{name} = {formula(expr)}" for name, expr in outputs]
-
-
-__all__ += ["describe_outputs", "TensorSymbol"]
+__all__ += ["TensorSymbol"]

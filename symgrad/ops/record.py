@@ -399,7 +399,8 @@ def _operator(fn, name: str):
             return fn(self, other)
         method = forward
     method.__name__ = name
-    method.__doc__ = f"``{OPERATOR_SPELLING[name.replace('__r', '__', 1)]}``: :func:`{fn.__name__}`."
+    spelling = OPERATOR_SPELLING[name.replace("__r", "__", 1)]
+    method.__doc__ = f"``{spelling}``: :func:`{fn.__name__}`."
     return method
 
 
