@@ -247,3 +247,35 @@ def test_quotient_gradient_in_a_vector_model_against_finite_differences():
     h = 1e-6
     fd = np.array([(f(xv, wv + h * e)[0] - f(xv, wv - h * e)[0]) / (2 * h) for e in np.eye(6)])
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-9)
+
+
+def _exact_dreciprocal(x: float) -> float:
+    """d/dx 1/(x*x + C), exactly: -2x / (x**2 + C)**2."""
+    X, c = mpmath.mpf(x), mpmath.mpf(C)
+    return float(-2 * X / (X * X + c) ** 2)
+
+
+@pytest.mark.parametrize("x", [1e-100, 1e-90, 1e-30, 1.0, 1e30, 1e100])
+def test_single_term_quotient_derivative_divides_step_by_step(x):
+    # -2x / D**2 is printed x*-2.0/D/D: D*D underflows to 0 at x = 1e-100 (D ~ 1e-200),
+    # where the quotient, about -2e300, is a float64
+    v = sg.input("x", ())
+    (g,) = sg.grad(1.0 / (v * v + C), [v])
+    f = sg.compile(g)
+    assert "**2" not in f.source.split("def compute")[1]  # no square of the denominator
+    for sign in (1.0, -1.0):
+        _close(f(np.float64(sign * x)), _exact_dreciprocal(sign * x), 1e-13)
+
+
+def test_products_of_denominators_print_as_successive_divisions():
+    # a/(b*c) as a/b/c: the same value at ordinary magnitudes, finite where b*c overflows
+    a, b, c = (sg.input(n, (3,)) for n in "abc")
+    f = sg.compile(a / (b * c))
+    av, bv, cv = np.array([1.0, -2.0, 3e-300]), np.array([1.5, 4.0, 1e200]), \
+        np.array([2.0, -0.5, 1e150])
+    with np.errstate(over="ignore"):
+        got = f(av, bv, cv)
+    np.testing.assert_allclose(got[:2], av[:2] / (bv[:2] * cv[:2]), rtol=1e-15)
+    assert got[2] == pytest.approx(3e-300 / 1e200 / 1e150, rel=1e-15) or got[2] == 0.0
+    big = f(np.full(3, 1e300), np.full(3, 1e200), np.full(3, 1e200))  # b*c = inf
+    assert np.all(np.isfinite(big)) and big[0] == pytest.approx(1e-100, rel=1e-15)

@@ -213,12 +213,14 @@ class NumpySourcePrinter(NumPyPrinter):
                 group = f"({group})"
             parts.append(group)
         text = "*".join(parts) if parts else "1"
-        if den_arrays:
-            d = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in den_arrays]
-            # a square of a name prints as a product (x*x): after "/" it needs parentheses
-            single = len(d) == 1 and not (den_arrays[0].is_Pow and den_arrays[0].exp == 2
-                                          and den_arrays[0].base.is_Symbol)
-            text += "/" + (d[0] if single else "(" + "*".join(d) + ")")
+        for f in den_arrays:
+            # one division per factor, a/b/c and a/d/d: the product b*c (or d*d) can under-
+            # or overflow where the quotient is finite (d/dx 1/(x*x + c) at x = 1e-100)
+            if f.is_Pow and f.exp == 2:  # (an expression used once is not a temporary)
+                base = self.parenthesize(f.base, PRECEDENCE["Mul"], strict=True)
+                text += f"/{base}/{base}"
+            else:
+                text += "/" + self.parenthesize(f, PRECEDENCE["Mul"], strict=True)
         return sign + text
 
     def _print_Add(self, e, order=None):
