@@ -113,6 +113,27 @@ SPEC = {
                 [(3, 4)], ANY) for ax in (None, 1)],
     "cumprod": [(lambda a, ax=ax: sg.cumprod(a, ax), lambda a, ax=ax: np.cumprod(a, axis=ax),
                  [(3, 4)], ANY) for ax in (None, 0, -1)],
+    "dot": [(sg.dot, np.dot, shapes, ANY)
+            for shapes in ([(3, 4), (4, 2)], [(4,), (4, 2)], [(3, 4), (4,)], [(4,), (4,)],
+                           [(), (2, 3)])],
+    "inner": [(sg.inner, np.inner, shapes, ANY)
+              for shapes in ([(4,), (4,)], [(3, 4), (2, 4)], [(2, 3, 4), (4,)])],
+    "outer": [(sg.outer, np.outer, shapes, ANY) for shapes in ([(3,), (4,)], [(2, 2), (3,)])],
+    "vdot": [(sg.vdot, np.vdot, shapes, ANY) for shapes in ([(5,), (5,)], [(2, 3), (3, 2)])],
+    "tensordot": [(lambda a, b, ax=ax: sg.tensordot(a, b, ax),
+                   lambda a, b, ax=ax: np.tensordot(a, b, ax), shapes, ANY)
+                  for ax, shapes in ((2, [(2, 3, 4), (3, 4, 2)]), (1, [(2, 3), (3, 4)]),
+                                     (0, [(2,), (3,)]),
+                                     (([0, -1], [1, 0]), [(4, 3, 2), (2, 4, 5)]))],
+    "einsum": [(lambda *ops, sub=sub: sg.einsum(sub, *ops),
+                lambda *ops, sub=sub: np.einsum(sub, *ops), shapes, ANY)
+               for sub, shapes in (("ij,jk->ik", [(3, 4), (4, 2)]),
+                                   ("ijm,jk->kj", [(2, 3, 2), (3, 4)]),
+                                   ("ij->ji", [(2, 3)]), ("ij->", [(2, 3)]),
+                                   ("bi,bj,ij->b", [(2, 3), (2, 4), (3, 4)]))],
+    "kron": [(sg.kron, np.kron, shapes, ANY) for shapes in ([(2, 3), (3, 2)], [(1, 2), (2, 1)])],
+    "cross": [(sg.cross, np.cross, shapes, ANY)
+              for shapes in ([(3,), (3,)], [(4, 3), (4, 3)], [(2, 1, 3), (4, 3)])],
     "transpose": [(lambda a: a.T, lambda a: a.T, [(3, 4)], ANY),
                   (lambda a: sg.transpose(a, (1, 2, 0)), lambda a: np.transpose(a, (1, 2, 0)),
                    [(2, 3, 4)], ANY)],

@@ -122,3 +122,31 @@ def test_reductions_name_the_op_in_errors():
         sg.average(x, 1, np.ones(2))
     with pytest.raises(sg.ShapeError, match="cumprod"):
         sg.cumprod(x, 2)
+
+
+def test_a_one_operand_einsum_output_is_not_a_view_of_the_input():
+    # np.einsum('ij->ji', v) is a view of v: the node does not claim a fresh result, so
+    # compile copies the output rather than hand the caller the input's memory
+    v = np.arange(6.0).reshape(2, 3)
+    x = sg.input("x", (2, 3), "float64")
+    out = sg.compile(sg.einsum("ij->ji", x), inputs=[x])(v)
+    np.testing.assert_array_equal(out, v.T)
+    assert not np.shares_memory(out, v)
+
+
+def test_products_name_the_op_and_shapes_in_errors():
+    a, b = sg.input("a", (2, 3, 4), "float64"), sg.input("b", (4, 2), "float64")
+    with pytest.raises(sg.ShapeError, match=r"dot: operands of shape \(2, 3, 4\)"):
+        sg.dot(a, b)
+    with pytest.raises(sg.ShapeError, match="einsum: subscripts must be"):
+        sg.einsum("ijk,kl", a, b)
+    with pytest.raises(sg.ShapeError, match="repeat a letter"):
+        sg.einsum("ii->i", b[:2])
+    with pytest.raises(sg.ShapeError, match="letter 'k'"):
+        sg.einsum("ijk,lk->ijl", a, b)
+    with pytest.raises(sg.ShapeError, match="tensordot: operands of shape"):
+        sg.tensordot(a, b, ([2], [1]))
+    with pytest.raises(sg.ShapeError, match="kron"):
+        sg.kron(a, b)
+    with pytest.raises(sg.ShapeError, match="cross"):
+        sg.cross(b, b)
