@@ -78,6 +78,62 @@ SPEC = {
             for ax in (None, 0, -1) for k in (False, True)],
     "cumsum": [(lambda a, ax=ax: sg.cumsum(a, ax), lambda a, ax=ax: np.cumsum(a, axis=ax),
                 [(3, 4)], ANY) for ax in (None, 0, -1)],
+    # --- reductions and products (issue 12) ---
+    "min": [(lambda a, ax=ax, k=k: sg.min(a, ax, k),
+             lambda a, ax=ax, k=k: np.min(a, axis=ax, keepdims=k), [(2, 3, 4)], ANY)
+            for ax in (None, 0, -1, (0, 2)) for k in (False, True)],
+    "amax": [(lambda a, ax=ax: sg.amax(a, ax), lambda a, ax=ax: np.amax(a, axis=ax),
+              [(3, 4)], ANY) for ax in (None, -1)],
+    "amin": [(lambda a, ax=ax: sg.amin(a, ax, True),
+              lambda a, ax=ax: np.amin(a, axis=ax, keepdims=True), [(3, 4)], ANY)
+             for ax in (None, 0)],
+    "prod": [(lambda a, ax=ax, k=k: sg.prod(a, ax, k),
+              lambda a, ax=ax, k=k: np.prod(a, axis=ax, keepdims=k), [(2, 3, 4)], ANY)
+             for ax in (None, 1, -1, (0, 2)) for k in (False, True)],
+    "var": [(lambda a, ax=ax, d=d, k=k: sg.var(a, ax, ddof=d, keepdims=k),
+             lambda a, ax=ax, d=d, k=k: np.var(a, axis=ax, ddof=d, keepdims=k),
+             [(2, 3, 4)], ANY)
+            for ax, d, k in ((None, 0, False), (0, 1, False), (-1, 0, True), ((0, 2), 2, True))],
+    "std": [(lambda a, ax=ax, d=d, k=k: a.std(ax, ddof=d, keepdims=k),
+             lambda a, ax=ax, d=d, k=k: np.std(a, axis=ax, ddof=d, keepdims=k),
+             [(2, 3, 4)], ANY)
+            for ax, d, k in ((None, 0, False), (1, 1, False), (-1, 0, True), ((0, 1), 1, True))],
+    "average": [(lambda a, ax=ax: sg.average(a, ax), lambda a, ax=ax: np.average(a, axis=ax),
+                 [(3, 4)], ANY) for ax in (None, 0)]
+    + [(lambda a, w: sg.average(a, -1, w), lambda a, w: np.average(a, -1, w),
+        [(3, 4), (4,)], POS),
+       (lambda a, w: sg.average(a, (0, 1), w, keepdims=True),
+        lambda a, w: np.average(a, (0, 1), w, keepdims=True), [(2, 3), (2, 3)], POS)],
+    # integer outputs: the forward through a mask, and no gradient through the indices
+    "argmax": [(lambda a, ax=ax: sg.where(sg.argmax(a, ax, True) >= 1, a, 2 * a),
+                lambda a, ax=ax: np.where(np.argmax(a, ax, keepdims=True) >= 1, a, 2 * a),
+                [(3, 4)], ANY) for ax in (None, 0, -1)],
+    "argmin": [(lambda a, ax=ax: sg.where(a.argmin(ax, True) >= 1, a, 2 * a),
+                lambda a, ax=ax: np.where(np.argmin(a, ax, keepdims=True) >= 1, a, 2 * a),
+                [(3, 4)], ANY) for ax in (None, 1)],
+    "cumprod": [(lambda a, ax=ax: sg.cumprod(a, ax), lambda a, ax=ax: np.cumprod(a, axis=ax),
+                 [(3, 4)], ANY) for ax in (None, 0, -1)],
+    "dot": [(sg.dot, np.dot, shapes, ANY)
+            for shapes in ([(3, 4), (4, 2)], [(4,), (4, 2)], [(3, 4), (4,)], [(4,), (4,)],
+                           [(), (2, 3)])],
+    "inner": [(sg.inner, np.inner, shapes, ANY)
+              for shapes in ([(4,), (4,)], [(3, 4), (2, 4)], [(2, 3, 4), (4,)])],
+    "outer": [(sg.outer, np.outer, shapes, ANY) for shapes in ([(3,), (4,)], [(2, 2), (3,)])],
+    "vdot": [(sg.vdot, np.vdot, shapes, ANY) for shapes in ([(5,), (5,)], [(2, 3), (3, 2)])],
+    "tensordot": [(lambda a, b, ax=ax: sg.tensordot(a, b, ax),
+                   lambda a, b, ax=ax: np.tensordot(a, b, ax), shapes, ANY)
+                  for ax, shapes in ((2, [(2, 3, 4), (3, 4, 2)]), (1, [(2, 3), (3, 4)]),
+                                     (0, [(2,), (3,)]),
+                                     (([0, -1], [1, 0]), [(4, 3, 2), (2, 4, 5)]))],
+    "einsum": [(lambda *ops, sub=sub: sg.einsum(sub, *ops),
+                lambda *ops, sub=sub: np.einsum(sub, *ops), shapes, ANY)
+               for sub, shapes in (("ij,jk->ik", [(3, 4), (4, 2)]),
+                                   ("ijm,jk->kj", [(2, 3, 2), (3, 4)]),
+                                   ("ij->ji", [(2, 3)]), ("ij->", [(2, 3)]),
+                                   ("bi,bj,ij->b", [(2, 3), (2, 4), (3, 4)]))],
+    "kron": [(sg.kron, np.kron, shapes, ANY) for shapes in ([(2, 3), (3, 2)], [(1, 2), (2, 1)])],
+    "cross": [(sg.cross, np.cross, shapes, ANY)
+              for shapes in ([(3,), (3,)], [(4, 3), (4, 3)], [(2, 1, 3), (4, 3)])],
     "transpose": [(lambda a: a.T, lambda a: a.T, [(3, 4)], ANY),
                   (lambda a: sg.transpose(a, (1, 2, 0)), lambda a: np.transpose(a, (1, 2, 0)),
                    [(2, 3, 4)], ANY)],

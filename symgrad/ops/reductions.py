@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, max, logsumexp, the L2 norm, and the masks their rules need."""
+"""Reductions: sum, mean, max, min, prod, var, std, logsumexp, the L2 norm, argmax, argmin,
+cumulative sums and products, and the masks their rules need."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from .record import public
 from .shape import Reshape, ensure_shape, reshape
 from .static import flag, ints, tuple_axes
 
-__all__ = ["ReduceSum", "ReduceMax", "ArgmaxMask", "LogSumExp", "Norm", "Reduction"]
+__all__ = ["ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ArgmaxMask", "ArgMax", "ArgMin",
+           "CumProd", "LogSumExp", "Norm", "Reduction"]
 
 
 def _expand_reduced(g, in_shape, axes, keepdims):
@@ -226,6 +228,156 @@ class CumSum(TensorOp):
         return f"cumsum({ops[0]}, axis={int(self.args[1])}{reverse})"
 
 
+class ReduceMin(Reduction):
+    """Min over axes; with ties the whole gradient goes to one element (the first), as max:
+    the first minimum of ``x`` is the first maximum of ``-x`` (:class:`ArgmaxMask`)."""
+
+    op_name = "min"
+    method = "min"
+
+    def vjp(self, g):
+        x = self.args[0]
+        gx = _expand_reduced(g, shape_of(x), self.axes, self.keepdims)
+        return [ArgmaxMask(-x, self.axes) * gx]
+
+
+class ReduceProd(Reduction):
+    """Product over axes. Its gradient is the product of the other elements, exact with
+    zeros: ``y / x`` away from zeros (``p`` the product of the nonzero elements, ``c`` the
+    count of zeros of the slice), ``p`` at the zero of a slice with one zero, 0 elsewhere.
+    ``p / x`` rounds once more than the product of the others, and overflows where ``p``
+    does although the product of the others may not."""
+
+    op_name = "prod"
+    numpy_calls = ("np.prod",)
+
+    def vjp(self, g):
+        x = self.args[0]
+        shape = shape_of(x)
+        gx = _expand_reduced(g, shape, self.axes, self.keepdims)
+        zero = sympy.Eq(x, 0)
+        nonzero = Where(zero, sympy.S.One, x)
+        p = ReduceProd(nonzero, self.axes, True)
+        count = ReduceSum(Where(zero, sympy.S.One, sympy.S.Zero), self.axes, True)
+        others = Where(sympy.Eq(count, 0), p / nonzero,
+                       Where(zero, Where(sympy.Eq(count, 1), p, sympy.S.Zero), sympy.S.Zero))
+        return [gx * others]
+
+    def print_numpy(self, p, ops):
+        axis = _axis_source(p, self.axes, len(shape_of(self.args[0])))
+        kw = "" if axis is None else f", axis={axis}"
+        if self.keepdims:
+            kw += ", keepdims=True"
+        return f"np.prod({ops[0]}{kw})"
+
+
+class ArgReduce(TensorOp):
+    """Base of argmax and argmin along one axis (``axes`` empty: the flattened operand):
+    integer indices, no gradient."""
+
+    operands = (0,)
+    fresh_result = True
+    function = ""
+
+    def __new__(cls, x, axes, keepdims=False):
+        return TensorOp.__new__(cls, x, ints(axes), flag(keepdims))
+
+    @classmethod
+    def infer(cls, x, axes, keepdims):
+        shape, _ = info(x)
+        axes = tuple_axes(axes)
+        for a in axes:
+            if not 0 <= a < len(shape):
+                raise ShapeError(f"{cls.op_name}: axis {a} out of range for shape "
+                                 f"{format_shape(shape)}")
+        if not axes:  # the flattened operand
+            out = (1,) * len(shape) if keepdims else ()
+        else:
+            out = reduced_shape(shape, axes, bool(keepdims))
+        return out, np.dtype(np.intp)
+
+    def vjp(self, g):
+        return [None]
+
+    def print_numpy(self, p, ops):
+        axes = tuple_axes(self.args[1])
+        axis = "None" if not axes else str(axes[0])
+        keep = ", keepdims=True" if bool(self.args[2]) else ""
+        return f"{self.function}({ops[0]}, axis={axis}{keep})"
+
+    def formula(self, ops):
+        axes = tuple_axes(self.args[1])
+        extra = f", axis={axes[0]}" if axes else ""
+        return f"{self.op_name}({ops[0]}{extra})"
+
+
+class ArgMax(ArgReduce):
+    """Index of the first maximum (numpy's ``argmax``)."""
+
+    op_name = "argmax"
+    function = "np.argmax"
+    numpy_calls = ("np.argmax",)
+
+
+class ArgMin(ArgReduce):
+    """Index of the first minimum (numpy's ``argmin``)."""
+
+    op_name = "argmin"
+    function = "np.argmin"
+    numpy_calls = ("np.argmin",)
+
+
+class CumProd(TensorOp):
+    """Cumulative product along one axis.
+
+    Its gradient is exact with zeros (PyTorch's method): with ``k`` the first zero of a
+    slice, ``dx_i = revcumsum(g * y)_i / x_i`` before ``k`` (every later output holds x_k =
+    0), ``dx_k = prod(x[:k]) * sum_{j >= k} g_j prod(x[k+1:j+1])`` and 0 after ``k``
+    (every product through them holds x_k). Written with symgrad nodes, so it
+    differentiates again.
+    """
+
+    op_name = "cumprod"
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.cumprod",)
+
+    def __new__(cls, x, axis):
+        return TensorOp.__new__(cls, x, sympy.Integer(axis))
+
+    @classmethod
+    def infer(cls, x, axis):
+        shape, dtype = info(x)
+        if not 0 <= int(axis) < len(shape):
+            raise ShapeError(f"cumprod: axis {int(axis)} out of range for shape "
+                             f"{format_shape(shape)}")
+        if dtype == np.dtype(bool):
+            dtype = np.dtype(np.int64)
+        return shape, dtype
+
+    def vjp(self, g):
+        x, axis = self.args[0], int(self.args[1])
+        one, zero = sympy.S.One, sympy.S.Zero
+        g = ensure_shape(g, self.shape)
+        is_zero = sympy.Eq(x, 0)
+        zeros_upto = CumSum(Where(is_zero, one, zero), axis)     # zeros at or before i
+        zeros_before = zeros_upto - Where(is_zero, one, zero)    # zeros strictly before i
+        before = sympy.Eq(zeros_upto, 0)                         # i before the first zero
+        first = sympy.Eq(zeros_before, 0)                        # ... or at it (if x_i = 0)
+        g_before = Where(before, CumSum(g * self, axis, True) / Where(before, x, one), zero)
+        head = CumProd(Where(before, x, one), axis)              # prod(x[:k]) at k
+        tail = CumProd(Where(first, one, x), axis)               # prod(x[k+1:j+1]) at j >= k
+        total = ReduceSum(Where(before, zero, g * tail), (axis,), True)
+        g_first = Where(is_zero, Where(first, head * total, zero), zero)
+        return [g_before + g_first]
+
+    def print_numpy(self, p, ops):
+        return f"np.cumprod({ops[0]}, axis={int(self.args[1])})"
+
+    def formula(self, ops):
+        return f"cumprod({ops[0]}, axis={int(self.args[1])})"
+
+
 # ---------------------------------------------------------------------------------------
 # The public functions
 # ---------------------------------------------------------------------------------------
@@ -371,6 +523,293 @@ def cumsum(x, axis=None):
         t, axis = (t if t.ndim == 1 else reshape(t, (-1,))), 0
     (axis,) = normalize_axes(axis, t.ndim, "cumsum")
     return tensors.structural_node(CumSum, t, axis)
+
+
+@public("structural", node=ReduceMin, numpy="np.min", methods=("min",), reference=np.min)
+def min(x, axis=None, keepdims=False):
+    """Minimum over ``axis`` (numpy's ``min``); at ties the whole gradient goes to the first
+    minimal element in C order.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+    """
+    return _reduce(ReduceMin, x, axis, keepdims)
+
+
+@public("composite", numpy="np.amax", reference=np.amax)
+def amax(x, axis=None, keepdims=False):
+    """Maximum over ``axis``: numpy's ``amax``, an alias of :func:`max`.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+    """
+    return max(x, axis, keepdims)
+
+
+@public("composite", numpy="np.amin", reference=np.amin)
+def amin(x, axis=None, keepdims=False):
+    """Minimum over ``axis``: numpy's ``amin``, an alias of :func:`min`.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+    """
+    return min(x, axis, keepdims)
+
+
+@public("structural", node=ReduceProd, numpy="np.prod", methods=("prod",), reference=np.prod)
+def prod(x, axis=None, keepdims=False):
+    """Product over ``axis`` (numpy's ``prod``).
+
+    Its gradient is the product of the other elements, exact with zeros: at the zero of a
+    slice with one zero it is the product of the rest, and 0 everywhere in a slice with two.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+    """
+    return _reduce(ReduceProd, x, axis, keepdims)
+
+
+def _count(t, axes):
+    count = sympy.Integer(1)
+    for a in axes:
+        count = count * t.shape[a]
+    return count
+
+
+@public("composite", numpy="np.var", methods=("var",), reference=np.var)
+def var(x, axis=None, *, ddof=0, keepdims=False):
+    """Variance over ``axis`` (numpy's ``var``), in the two-pass form
+    ``sum((x - mean(x))**2) / (N - ddof)``: no cancellation, unlike ``E[x^2] - E[x]^2``.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    ddof : int
+        Delta degrees of freedom: the divisor is ``N - ddof``, ``N`` the number of
+        elements reduced (1 for the unbiased estimate).
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        If ``N - ddof <= 0`` for a known ``N`` (numpy returns inf or nan there, with a
+        warning).
+    """
+    t = tensors.as_tensor(x)
+    axes = normalize_axes(axis, t.ndim, "var")
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)):
+        raise TypeError(f"var: ddof must be an int, got {ddof!r}")
+    divisor = _count(t, axes) - int(ddof)
+    if divisor.is_number and divisor <= 0:
+        raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for "
+                         f"{_count(t, axes)} elements (operand of shape {t.shape}, axis={axis})")
+    deviation = t - mean(t, axes, keepdims=True)
+    return sum(square(deviation), axes, keepdims) / tensors.Tensor(divisor, (), None)
+
+
+@public("composite", numpy="np.std", methods=("std",), reference=np.std)
+def std(x, axis=None, *, ddof=0, keepdims=False):
+    """Standard deviation over ``axis`` (numpy's ``std``): ``sqrt(var(x, axis, ddof))``.
+
+    Where the variance is exactly 0 the gradient is 0 (PyTorch's ``std_backward`` masks
+    it there; the derivative of the square root is infinite at 0).
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    ddof : int
+        Delta degrees of freedom: the divisor is ``N - ddof``.
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        If ``N - ddof <= 0`` for a known ``N``.
+    """
+    from .elementwise import sqrt, where
+    v = var(x, axis, ddof=ddof, keepdims=keepdims)
+    positive = v > 0
+    # the double where: sqrt never sees 0, so its derivative never becomes inf * 0 = nan
+    return where(positive, sqrt(where(positive, v, 1.0)), 0.0)
+
+
+@public("composite", numpy="np.average", reference=np.average)
+def average(x, axis=None, weights=None, *, keepdims=False):
+    """Weighted average over ``axis`` (numpy's ``average``): ``sum(x * w) / sum(w)``.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int, tuple of int or None
+        The axes to reduce (negative ones count from the end); None: all of them.
+    weights : Tensor or array_like, optional
+        Of ``x``'s shape, or 1-D of the length of ``x.shape[axis]`` when ``axis`` is one
+        int; None: the plain mean. They get a gradient too.
+    keepdims : bool
+        Keep the reduced axes, with length 1.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ShapeError
+        If the weights' shape is neither.
+    """
+    t = tensors.as_tensor(x)
+    if weights is None:
+        return mean(t, axis, keepdims)
+    w = tensors.as_tensor(weights)
+    axes = normalize_axes(axis, t.ndim, "average")
+    if w.shape != t.shape:
+        if not (isinstance(axis, (int, np.integer)) and w.ndim == 1
+                and w.shape[0] == t.shape[axes[0]]):
+            raise ShapeError(f"average: weights of shape {format_shape(w.shape)} fit neither "
+                             f"the operand's shape {format_shape(t.shape)} nor its axis {axis}")
+        # along its axis; sum(w) then has length-1 axes that broadcast against sum(x * w)
+        w = reshape(w, tuple(t.shape[a] if a == axes[0] else 1 for a in range(t.ndim)))
+    return sum(t * w, axes, keepdims) / sum(w, axes, keepdims)
+
+
+def _arg_reduce(cls, x, axis, keepdims):
+    t = tensors.as_tensor(x)
+    if axis is None:
+        axes = ()
+    elif isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise ShapeError(f"{cls.op_name}: axis must be an int or None, got {axis!r}")
+    else:
+        axes = normalize_axes(int(axis), t.ndim, cls.op_name)
+    if t.ndim == 0:
+        raise ShapeError(f"{cls.op_name}: the operand is 0-d; give it at least one axis")
+    return tensors.structural_node(cls, t, axes, keepdims)
+
+
+@public("structural", node=ArgMax, numpy="np.argmax", methods=("argmax",), reference=np.argmax)
+def argmax(x, axis=None, keepdims=False):
+    """Index of the first maximum along ``axis`` (numpy's ``argmax``): an integer tensor,
+    with no gradient.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int or None
+        The axis (negative counts from the end); None: the flattened operand.
+    keepdims : bool
+        Keep the reduced axis (all axes for None), with length 1.
+
+    Returns
+    -------
+    Tensor
+        Of dtype intp.
+    """
+    return _arg_reduce(ArgMax, x, axis, keepdims)
+
+
+@public("structural", node=ArgMin, numpy="np.argmin", methods=("argmin",), reference=np.argmin)
+def argmin(x, axis=None, keepdims=False):
+    """Index of the first minimum along ``axis`` (numpy's ``argmin``): an integer tensor,
+    with no gradient.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int or None
+        The axis (negative counts from the end); None: the flattened operand.
+    keepdims : bool
+        Keep the reduced axis (all axes for None), with length 1.
+
+    Returns
+    -------
+    Tensor
+        Of dtype intp.
+    """
+    return _arg_reduce(ArgMin, x, axis, keepdims)
+
+
+@public("structural", node=CumProd, numpy="np.cumprod", methods=("cumprod",),
+        reference=np.cumprod)
+def cumprod(x, axis=None):
+    """Cumulative product along ``axis`` (numpy's ``cumprod``); its gradient is exact with
+    zeros.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    axis : int or None
+        The axis to multiply along (negative counts from the end); None: the flattened
+        operand.
+
+    Returns
+    -------
+    Tensor
+        ``x``'s shape (1-D for ``axis=None``).
+    """
+    t = tensors.as_tensor(x)
+    if axis is None:
+        t, axis = (t if t.ndim == 1 else reshape(t, (-1,))), 0
+    (axis,) = normalize_axes(axis, t.ndim, "cumprod")
+    return tensors.structural_node(CumProd, t, axis)
 
 
 @public("composite", reference=lambda x: np.sum(x * x) / 2)

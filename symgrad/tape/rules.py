@@ -496,6 +496,351 @@ def _l2_loss_vjp(g, y, x):
 # Structural rules: transpose, reshape, indexing
 # --------------------------------------------------------------------------------------------
 
+# --- reductions and products (issue 12) ---
+
+def _moved_last(x, axes):
+    """``x`` with ``axes`` moved last and flattened into one; and the permutation used."""
+    kept = [ax for ax in range(x.ndim) if ax not in axes]
+    perm = kept + list(axes)
+    moved = np.transpose(x, perm)
+    return moved.reshape(moved.shape[:len(kept)] + (-1,)), moved.shape, perm
+
+
+def _min_forward(x, axes, keepdims):
+    return np.min(x, axis=axes, keepdims=keepdims)
+
+
+def _min_vjp(g, y, x, axes, keepdims):
+    # the whole adjoint to the first minimum in C order among the reduced axes
+    flat, moved_shape, perm = _moved_last(x, axes)
+    first = np.argmin(flat, axis=-1)
+    out = np.zeros(flat.shape, dtype=g.dtype)
+    np.put_along_axis(out, first[..., None], g.reshape(flat.shape[:-1])[..., None], axis=-1)
+    return (np.transpose(out.reshape(moved_shape), np.argsort(perm)),)
+
+
+def _prod_forward(x, axes, keepdims):
+    return np.prod(x, axis=axes, keepdims=keepdims)
+
+
+def _prod_vjp(g, y, x, axes, keepdims):
+    # the product of the others, exact with zeros: (product of those before) * (product of
+    # those after), from exclusive cumulative products from both ends of each flattened slice
+    flat, moved_shape, perm = _moved_last(x, axes)
+    ones = np.ones(flat.shape[:-1] + (1,), dtype=flat.dtype)
+    before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    others = np.transpose((before * after).reshape(moved_shape), np.argsort(perm))
+    return (_restore_axes(g, axes, keepdims) * others,)
+
+
+def _var_prepare(op, x, axis, ddof, keepdims):
+    axes = _normalize_axes(op, axis, x.shape)
+    n = math.prod(x.shape[ax] for ax in axes)
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)):
+        raise TypeError(f"{op}: ddof must be an int, got {ddof!r}")
+    if n - ddof <= 0:
+        raise ValueError(f"{op}: ddof={ddof} leaves no degrees of freedom for {n} elements "
+                         f"(operand of shape {x.shape})")
+    return axes, int(ddof), keepdims
+
+
+def _var_forward(x, axes, ddof, keepdims):
+    return np.var(x, axis=axes, ddof=ddof, keepdims=keepdims)
+
+
+def _var_vjp(g, y, x, axes, ddof, keepdims):
+    # d/dx_i sum_j (x_j - m)^2 / (n - ddof) = 2 (x_i - m) / (n - ddof): the terms through m
+    # sum to 0
+    n = math.prod(x.shape[ax] for ax in axes)
+    deviation = x - np.mean(x, axis=axes, keepdims=True)
+    return (_restore_axes(g, axes, keepdims) * deviation * (2 / (n - ddof)),)
+
+
+def _std_forward(x, axes, ddof, keepdims):
+    return np.std(x, axis=axes, ddof=ddof, keepdims=keepdims)
+
+
+def _std_vjp(g, y, x, axes, ddof, keepdims):
+    # d std = d var / (2 std), taken as 0 where std = 0 (PyTorch's std_backward)
+    n = math.prod(x.shape[ax] for ax in axes)
+    s = _restore_axes(y, axes, keepdims)
+    deviation = x - np.mean(x, axis=axes, keepdims=True)
+    scale = np.where(s > 0, 1 / ((n - ddof) * np.where(s > 0, s, 1)), 0)
+    return (_restore_axes(g, axes, keepdims) * deviation * scale,)
+
+
+def _average_prepare(op, x, axis, weights, keepdims):
+    axes = _normalize_axes(op, axis, x.shape)
+    if weights is None:
+        return axes, None, keepdims
+    w = np.asarray(_value_of(weights))
+    if w.shape != x.shape:
+        if not (isinstance(axis, (int, np.integer)) and w.ndim == 1
+                and w.shape[0] == x.shape[axes[0]]):
+            raise ValueError(f"{op}: weights of shape {w.shape} fit neither the operand's "
+                             f"shape {x.shape} nor its axis {axis}")
+        w = w.reshape([x.shape[ax] if ax == axes[0] else 1 for ax in range(x.ndim)])
+    return axes, np.broadcast_to(w, x.shape), keepdims
+
+
+def _average_forward(x, axes, w, keepdims):
+    if w is None:
+        return np.mean(x, axis=axes, keepdims=keepdims)
+    return np.sum(x * w, axis=axes, keepdims=keepdims) / np.sum(w, axis=axes, keepdims=keepdims)
+
+
+def _average_vjp(g, y, x, axes, w, keepdims):
+    # linear in x: each element weighs w / sum(w) (1 / n unweighted); no gradient for w
+    if w is None:
+        n = math.prod(x.shape[ax] for ax in axes)
+        return (np.broadcast_to(_restore_axes(g, axes, keepdims) / n, x.shape),)
+    return (_restore_axes(g, axes, keepdims) * w / np.sum(w, axis=axes, keepdims=True),)
+
+
+def _arg_prepare(op, x, axis, keepdims):
+    if x.ndim == 0 or x.size == 0:
+        raise ValueError(f"{op}: needs a non-empty operand of at least 1 dim, got shape "
+                         f"{x.shape}")
+    return (None if axis is None else _normalize_axis(op, axis, x.shape)), bool(keepdims)
+
+
+def _argmax_forward(x, axis, keepdims):
+    return np.argmax(x, axis=axis, keepdims=keepdims)
+
+
+def _argmin_forward(x, axis, keepdims):
+    return np.argmin(x, axis=axis, keepdims=keepdims)
+
+
+def _no_gradient_vjp(g, y, x, axis, keepdims):
+    return (None,)  # integer indices: piecewise constant, no gradient
+
+
+def _cumprod_forward(x, axis):
+    return np.cumprod(x, axis=axis)
+
+
+def _cumprod_vjp(g, y, x, axis):
+    # dx_i = sum_{j >= i} g_j prod_{k <= j, k != i} x_k, exact with zeros: for each i, the
+    # cumulative product of the slice with x_i replaced by 1 (an n x n table per slice)
+    if axis is None:
+        return (_cumprod_vjp(g, y, x.reshape(-1), 0)[0].reshape(x.shape),)
+    xs, gs = np.moveaxis(x, axis, -1), np.moveaxis(g, axis, -1)
+    n = xs.shape[-1]
+    table = np.repeat(xs[..., None, :], n, axis=-2)  # [..., i, k] = x_k
+    table[..., np.arange(n), np.arange(n)] = 1
+    later = np.triu(np.ones((n, n), dtype=bool))  # [i, j]: j >= i
+    grad = np.sum(np.where(later, np.cumprod(table, axis=-1) * gs[..., None, :], 0), axis=-1)
+    return (np.moveaxis(grad, -1, axis).astype(g.dtype, copy=False),)
+
+
+def _tensordot_prepare(op, a, b, axes):
+    if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
+        if not 0 <= axes <= min(a.ndim, b.ndim):
+            raise ValueError(f"{op}: cannot contract {axes} axes of operands of shape "
+                             f"{a.shape} and {b.shape}")
+        ca, cb = list(range(a.ndim - axes, a.ndim)), list(range(axes))
+    else:
+        ca, cb = ([x] if isinstance(x, (int, np.integer)) else list(x) for x in axes)
+        if len(ca) != len(cb):
+            raise ValueError(f"{op}: axes {axes} pair {len(ca)} with {len(cb)} axes")
+        ca = [_normalize_axis(op, ax, a.shape) for ax in ca]
+        cb = [_normalize_axis(op, ax, b.shape) for ax in cb]
+    for i, j in zip(ca, cb):
+        if a.shape[i] != b.shape[j]:
+            raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape} do not align "
+                             f"on axes {i} and {j}")
+    return (tuple(ca), tuple(cb)),
+
+
+def _tensordot_forward(a, b, axes):
+    return np.tensordot(a, b, axes=axes)
+
+
+def _tensordot_vjp(g, y, a, b, axes):
+    # the output's axes are a's free axes then b's; contract g with the other operand over
+    # the other's free axes, then put the axes back in the operand's order
+    ca, cb = axes
+    fa = [ax for ax in range(a.ndim) if ax not in ca]
+    fb = [ax for ax in range(b.ndim) if ax not in cb]
+    na = len(fa)
+    # tensordot leaves the remaining axes of an operand in its own order: ga ends with b's
+    # contracted axes in increasing order (each stands for its partner in a), gb starts
+    # with a's
+    ga = np.tensordot(g, b, axes=(list(range(na, g.ndim)), fb))
+    gb = np.tensordot(a, g, axes=(fa, list(range(na))))
+    ga_axes = fa + [ca[cb.index(j)] for j in sorted(cb)]
+    gb_axes = [cb[ca.index(i)] for i in sorted(ca)] + fb
+    return np.transpose(ga, np.argsort(ga_axes)), np.transpose(gb, np.argsort(gb_axes))
+
+
+def _dot_prepare(op, a, b):
+    if a.ndim > 2 or b.ndim > 2:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape}: only 0-d, 1-d "
+                         f"and 2-d operands (use tensordot or matmul)")
+    if a.ndim and b.ndim and a.shape[-1] != b.shape[0]:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape} do not align")
+    return ()
+
+
+def _dot_vjp(g, y, a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        return _multiply_vjp(g, y, a, b)
+    # contract g with the other operand over everything that is not the contracted axis
+    ga = np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)), list(range(1, b.ndim))))
+    gb = np.tensordot(a, g, axes=(list(range(a.ndim - 1)), list(range(a.ndim - 1))))
+    return ga.reshape(a.shape), gb.reshape(b.shape)
+
+
+def _inner_prepare(op, a, b):
+    if a.ndim and b.ndim and a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape} do not align "
+                         f"on their last axes")
+    return ()
+
+
+def _inner_vjp(g, y, a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        return _multiply_vjp(g, y, a, b)
+    na = a.ndim - 1  # y[i..., j...] = sum_k a[i..., k] b[j..., k]
+    ga = np.tensordot(g, b, axes=(list(range(na, g.ndim)), list(range(b.ndim - 1))))
+    gb = np.tensordot(g, a, axes=(list(range(na)), list(range(na))))
+    return ga, gb
+
+
+def _outer_vjp(g, y, a, b):
+    g2 = g.reshape(a.size, b.size)
+    return (g2 @ b.reshape(-1)).reshape(a.shape), (a.reshape(-1) @ g2).reshape(b.shape)
+
+
+def _vdot_prepare(op, a, b):
+    if a.size != b.size:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape} differ in size")
+    return ()
+
+
+def _vdot_forward(a, b):
+    return np.asarray(np.vdot(a, b))
+
+
+def _vdot_vjp(g, y, a, b):
+    return g * b.reshape(a.shape), g * a.reshape(b.shape)
+
+
+def _einsum_prepare(op, *args):
+    *operands, subscripts = args
+    if not isinstance(subscripts, str) or "->" not in subscripts or "." in subscripts:
+        raise ValueError(f"{op}: subscripts must be a string with an explicit '->' and no "
+                         f"ellipsis, got {subscripts!r}")
+    ins, out = subscripts.replace(" ", "").split("->")
+    ins = ins.split(",")
+    if len(ins) != len(operands):
+        raise ValueError(f"{op}: {subscripts!r} names {len(ins)} operands, got "
+                         f"{len(operands)}")
+    for s, x in zip(ins, operands):
+        if len(s) != x.ndim or len(set(s)) != len(s):
+            raise ValueError(f"{op}: subscripts {s!r} do not fit an operand of shape {x.shape} "
+                             f"(one distinct letter per axis)")
+    return ((ins, out),)
+
+
+def _einsum2_forward(a, b, spec):
+    ins, out = spec
+    return np.asarray(np.einsum(f"{','.join(ins)}->{out}", a, b))
+
+
+def _einsum_grads(g, operands, spec):
+    # d/dX_i: g contracted with the other operands onto X_i's letters; letters that only
+    # X_i has (summed away in the forward) come back by broadcasting
+    ins, out = spec
+    grads = []
+    for i, x in enumerate(operands):
+        others = [s for j, s in enumerate(ins) if j != i]
+        have = set(out).union(*others)
+        kept = "".join(c for c in ins[i] if c in have)
+        gi = np.einsum(f"{','.join([out] + others)}->{kept}", g,
+                       *[o for j, o in enumerate(operands) if j != i])
+        gi = np.expand_dims(gi, [k for k, c in enumerate(ins[i]) if c not in have])
+        grads.append(np.broadcast_to(gi, x.shape).astype(g.dtype))
+    return tuple(grads)
+
+
+def _einsum2_vjp(g, y, a, b, spec):
+    return _einsum_grads(g, (a, b), spec)
+
+
+def _kron_prepare(op, a, b):
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape}: 2-d only")
+    return ()
+
+
+def _kron_vjp(g, y, a, b):
+    # y[i p + k, j q + l] = a[i, j] b[k, l]
+    (m, n), (p, q) = a.shape, b.shape
+    g4 = g.reshape(m, p, n, q)
+    return np.einsum("ikjl,kl->ij", g4, b), np.einsum("ikjl,ij->kl", g4, a)
+
+
+def _cross_prepare(op, a, b):
+    if not a.ndim or not b.ndim or a.shape[-1] != 3 or b.shape[-1] != 3:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape}: 3-vectors along "
+                         f"the last axis only")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: operands of shape {a.shape} and {b.shape} do not "
+                         f"broadcast") from None
+    return ()
+
+
+def _cross_vjp(g, y, a, b):
+    # <g, a x b> = <b x g, a> = <g x a, b>
+    return unbroadcast(np.cross(b, g), a.shape), unbroadcast(np.cross(g, a), b.shape)
+
+
+_VAR_DOC = """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or tuple of int or None
+    ddof : int
+        Delta degrees of freedom.
+    keepdims : bool
+
+    Returns
+    -------
+    Tensor
+    """
+
+_ARG_DOC = """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int, optional
+    keepdims : bool
+
+    Returns
+    -------
+    Tensor
+        Integer indices.
+    """
+
+_PAIR_DOC = """
+
+    Parameters
+    ----------
+    a, b : TensorLike
+
+    Returns
+    -------
+    Tensor
+    """
+
+
 def _transpose_prepare(op, x, axes):
     if axes is None:
         return (tuple(reversed(range(x.ndim))),)
@@ -770,6 +1115,85 @@ _TABLE: tuple[OpRule, ...] = (
     Tensor
         A scalar.
     """),
+    # --- reductions and products (issue 12) ---
+    _reduction("min", _min_forward, _min_vjp,
+               "Minimum over ``axis``; at ties the first minimal element in C order gets "
+               "the gradient.", prepare=_max_prepare),
+    _reduction("amax", _max_forward, _max_vjp, "numpy's ``amax``: :func:`max`.",
+               prepare=_max_prepare),
+    _reduction("amin", _min_forward, _min_vjp, "numpy's ``amin``: :func:`min`.",
+               prepare=_max_prepare),
+    _reduction("prod", _prod_forward, _prod_vjp,
+               "Product over ``axis``; the gradient is the product of the others (exact "
+               "with zeros)."),
+    OpRule("var", _var_forward, _var_vjp,
+           "Variance over ``axis`` with divisor ``N - ddof``." + _VAR_DOC,
+           params=(("axis", None), ("ddof", 0), ("keepdims", False)), prepare=_var_prepare),
+    OpRule("std", _std_forward, _std_vjp,
+           "Standard deviation over ``axis`` with divisor ``N - ddof``; its gradient is 0 "
+           "where it is 0." + _VAR_DOC,
+           params=(("axis", None), ("ddof", 0), ("keepdims", False)), prepare=_var_prepare),
+    OpRule("average", _average_forward, _average_vjp,
+           "Weighted average over ``axis`` (numpy's ``average``)." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or tuple of int or None
+    weights : array_like, optional
+        Of ``x``'s shape, or 1-D along an int ``axis``; read as values (no gradient).
+    keepdims : bool""" + _RETURNS,
+           params=(("axis", None), ("weights", None), ("keepdims", False)),
+           prepare=_average_prepare),
+    OpRule("argmax", _argmax_forward, _no_gradient_vjp,
+           "Index of the first maximum along ``axis`` (None: flattened); no gradient."
+           + _ARG_DOC, params=(("axis", None), ("keepdims", False)), prepare=_arg_prepare),
+    OpRule("argmin", _argmin_forward, _no_gradient_vjp,
+           "Index of the first minimum along ``axis`` (None: flattened); no gradient."
+           + _ARG_DOC, params=(("axis", None), ("keepdims", False)), prepare=_arg_prepare),
+    OpRule("cumprod", _cumprod_forward, _cumprod_vjp,
+           "Cumulative product along ``axis`` (None: flattened); exact gradient with zeros."
+           + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int, optional""" + _RETURNS, params=(("axis", None),), prepare=_cumsum_prepare),
+    OpRule("dot", np.dot, _dot_vjp,
+           "numpy's ``dot`` for 0-d, 1-d and 2-d operands." + _PAIR_DOC,
+           inputs=("a", "b"), prepare=_dot_prepare),
+    OpRule("inner", np.inner, _inner_vjp,
+           "numpy's ``inner``: the sum over the last axes." + _PAIR_DOC,
+           inputs=("a", "b"), prepare=_inner_prepare),
+    OpRule("outer", np.outer, _outer_vjp,
+           "numpy's ``outer`` of the flattened operands." + _PAIR_DOC, inputs=("a", "b")),
+    OpRule("vdot", _vdot_forward, _vdot_vjp,
+           "numpy's ``vdot``: the dot product of the flattened operands." + _PAIR_DOC,
+           inputs=("a", "b"), prepare=_vdot_prepare),
+    OpRule("tensordot", _tensordot_forward, _tensordot_vjp,
+           "numpy's ``tensordot``." + """
+
+    Parameters
+    ----------
+    a, b : TensorLike
+    axes : int or pair of sequences of int
+        The last ``axes`` of ``a`` with the first of ``b``, or the axes to pair.""" + _RETURNS,
+           inputs=("a", "b"), params=(("axes", 2),), prepare=_tensordot_prepare),
+    OpRule("einsum", _einsum2_forward, _einsum2_vjp,
+           "numpy's ``einsum`` of two operands, with an explicit ``'->'``." + """
+
+    Parameters
+    ----------
+    subscripts : str
+        As ``'ij,jk->ik'``: one distinct letter per axis, no ellipsis.
+    a, b : TensorLike""" + _RETURNS,
+           inputs=("a", "b"), params=(("subscripts", REQUIRED),), prepare=_einsum_prepare,
+           order=("subscripts", "a", "b")),
+    OpRule("kron", np.kron, _kron_vjp, "numpy's ``kron`` of two 2-d operands." + _PAIR_DOC,
+           inputs=("a", "b"), prepare=_kron_prepare),
+    OpRule("cross", np.cross, _cross_vjp,
+           "numpy's ``cross`` of 3-vectors along the last axis, broadcasting." + _PAIR_DOC,
+           inputs=("a", "b"), prepare=_cross_prepare),
     # structural
     OpRule("transpose", _transpose_forward, _transpose_vjp,
            "Permute axes (default: reverse them)." + """
