@@ -114,6 +114,12 @@ class _Entry:
                 translated[self.pairs[name]] = value
             elif not _is_default(value, params[name].default):
                 self._refuse(name, value)
+        numpy_names = {v: k for k, v in self.pairs.items()}
+        for p in self.target.parameters.values():
+            if p.default is _EMPTY and p.kind not in _VAR and p.name not in translated:
+                raise TypeError(f"{self.name}: symgrad needs the argument "
+                                f"{numpy_names.get(p.name, p.name)!r} (numpy's form without it "
+                                f"is not supported){self._supported()}")
         return self._call(self.target, (), translated)
 
     def _call(self, target, args, kwargs):
