@@ -33,7 +33,6 @@ import inspect as _inspect
 import re as _re
 import sys as _sys
 import types as _types
-import warnings as _warnings
 
 import numpy as _np
 
@@ -62,7 +61,7 @@ class _Entry:
     """One numpy callable symgrad implements: its numpy spelling, the function it calls and
     numpy's signature (translated to the function's on each call)."""
 
-    __slots__ = ("name", "function", "numpy_signature", "target", "pairs")
+    __slots__ = ("name", "function", "numpy_signature", "target", "pairs", "direct")
 
     def __init__(self, name: str, function, numpy_obj):
         self.name = name
@@ -73,6 +72,7 @@ class _Entry:
             self.numpy_signature = None
         self.target = _inspect.signature(function)
         self.pairs = self._pair()
+        self.direct = self._direct()
 
     def _pair(self) -> dict:
         """numpy's parameter name -> the function's: the same name, else the same position
@@ -87,12 +87,34 @@ class _Entry:
         for i, p in enumerate(source):  # in numpy's order (error messages list them)
             if p.name in names:
                 pairs[p.name] = p.name
-            elif i < len(target) and target[i].kind not in _VAR \
+            elif i < len(target) and p.kind != _inspect.Parameter.KEYWORD_ONLY \
+                    and target[i].kind != _inspect.Parameter.VAR_KEYWORD \
                     and target[i].name not in named:
                 pairs[p.name] = target[i].name
         return pairs
 
+    def _direct(self) -> int:
+        """How many positional arguments pass through as they are (a ufunc's operands):
+        numpy's positional-only parameters, each the function's parameter of that place,
+        all of the function's required ones; 0 when none do."""
+        if self.numpy_signature is None:
+            return 0
+        source = [p for p in self.numpy_signature.parameters.values()
+                  if p.kind == _inspect.Parameter.POSITIONAL_ONLY]
+        target = list(self.target.parameters.values())
+        required = [p for p in target if p.default is _EMPTY and p.kind not in _VAR]
+        if not source or len(required) != len(source) or len(target) < len(source):
+            return 0
+        for p, q in zip(source, target):
+            if self.pairs.get(p.name) != q.name or q.kind not in (
+                    _inspect.Parameter.POSITIONAL_ONLY,
+                    _inspect.Parameter.POSITIONAL_OR_KEYWORD):
+                return 0
+        return len(source)
+
     def __call__(self, args, kwargs):
+        if self.direct and not kwargs and len(args) == self.direct:  # np.exp(t), ndarray + t: the hot path
+            return self.function(*args)
         if self.numpy_signature is None:
             return self._call(self.target, args, kwargs)
         try:
@@ -120,7 +142,23 @@ class _Entry:
                 raise TypeError(f"{self.name}: symgrad needs the argument "
                                 f"{numpy_names.get(p.name, p.name)!r} (numpy's form without it "
                                 f"is not supported){self._supported()}")
-        return self._call(self.target, (), translated)
+        return self._call(self.target, *self._arguments(translated))
+
+    def _arguments(self, translated: dict):
+        """``(args, kwargs)`` for the function: by name, except a sequence numpy takes as
+        one argument (``np.concatenate(arrays)``) that the function takes as ``*tensors``."""
+        params = list(self.target.parameters.values())
+        star = [i for i, p in enumerate(params) if p.kind == _inspect.Parameter.VAR_POSITIONAL]
+        if not star or params[star[0]].name not in translated:
+            return (), translated
+        translated = dict(translated)
+        args = []
+        for p in params[:star[0]]:
+            if p.name not in translated:
+                break
+            args.append(translated.pop(p.name))
+        args.extend(translated.pop(params[star[0]].name))
+        return tuple(args), translated
 
     def _call(self, target, args, kwargs):
         try:
@@ -190,8 +228,10 @@ def _numpy_name(obj) -> str:
 
 def _alias_of(name: str, obj):
     """The numpy function ``obj`` (``np.<name>``) says it is an alias of, or None."""
-    match = _re.search(rf"`{_re.escape(name)}` is an alias of `~numpy\.(\w+)`",
-                       getattr(obj, "__doc__", None) or "")
+    doc = getattr(obj, "__doc__", None) or ""
+    if f"`{name}` is an alias of" not in doc:  # the common case, without a regex
+        return None
+    match = _re.search(rf"`{_re.escape(name)}` is an alias of `~numpy\.(\w+)`", doc)
     return getattr(_np, match.group(1), None) if match else None
 
 
@@ -200,25 +240,18 @@ def _aliases(known) -> dict:
     name (``np.absolute`` is ``np.abs``), or a function whose docstring says it is an alias
     (``amax``: "`amax` is an alias of `~numpy.max`")."""
     found = {}
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")
-        for name in dir(_np):
-            if name.startswith("_"):
-                continue
-            try:
-                obj = getattr(_np, name)
-            except Exception:  # noqa: BLE001  (an attribute numpy refuses to give)
-                continue
-            if not callable(obj) or isinstance(obj, type):
-                continue
-            try:
-                if obj in known:
-                    found[name] = obj
-                    continue
-            except TypeError:  # unhashable
-                continue
-            if _alias_of(name, obj) in known:
+    # numpy's namespace as loaded (getattr would import its lazy submodules)
+    for name, obj in list(vars(_np).items()):
+        if name.startswith("_") or not callable(obj) or isinstance(obj, type):
+            continue
+        try:
+            if obj in known:
                 found[name] = obj
+                continue
+        except TypeError:  # unhashable
+            continue
+        if _alias_of(name, obj) in known:
+            found[name] = obj
     return found
 
 

@@ -205,22 +205,46 @@ def test_the_table_is_built_from_the_records():
     assert table[np.absolute] is RECORDS["abs"]  # np.abs is np.absolute
 
 
-def test_a_new_record_is_dispatched_without_edits(monkeypatch):
-    # an op declared later (np.fmax here, a stand-in) is found by its record alone
+def _not_yet_an_op(*names):
+    """A numpy function no record names (another branch may add ops): a stand-in's name."""
+    table = numpy_callables()
+    return next(n for n in names if getattr(np, n) not in table)
+
+
+@pytest.mark.parametrize("star", [False, True], ids=["tensors", "*tensors"])
+def test_a_new_record_is_dispatched_without_edits(monkeypatch, star):
+    # an op declared later is found by its record alone: a binary elementwise one, and one
+    # taking a sequence (as np.concatenate does), whether its function takes ``tensors`` or
+    # ``*tensors``
     from symgrad.ops.record import OpRecord
 
-    def fmax(a, b):
+    binary = _not_yet_an_op("logaddexp2", "hypot", "nextafter")
+    sequence = _not_yet_an_op("column_stack", "dstack", "vstack")
+
+    def binary_op(a, b):
         return sg.maximum(a, b)
 
-    t = sg.input("t", (3,))
-    with pytest.raises(TypeError, match="np.fmax is not supported"):
-        np.fmax(t, 0.0)
-    monkeypatch.setitem(RECORDS, "fmax_stand_in", OpRecord("fmax_stand_in", "composite", fmax,
-                                                           numpy="np.fmax"))
-    assert np.fmax(t, 0.0).expr == sg.maximum(t, 0.0).expr
-    monkeypatch.delitem(RECORDS, "fmax_stand_in")
-    with pytest.raises(TypeError, match="np.fmax is not supported"):
-        np.fmax(t, 0.0)
+    if star:
+        def sequence_op(*tensors, axis=0):
+            return sg.sum(tensors[0], axis) + sg.sum(tensors[1], axis)
+    else:
+        def sequence_op(tensors, axis=0):
+            return sg.sum(tensors[0], axis) + sg.sum(tensors[1], axis)
+
+    t, u = sg.input("t", (3,)), sg.input("u", (3,))
+    with pytest.raises(TypeError, match=f"np.{binary} is not supported"):
+        getattr(np, binary)(t, 0.0)
+    with pytest.raises(TypeError, match=f"np.{sequence} is not supported"):
+        getattr(np, sequence)([t, u])
+    monkeypatch.setitem(RECORDS, "binary_stand_in", OpRecord(
+        "binary_stand_in", "composite", binary_op, numpy=f"np.{binary}"))
+    monkeypatch.setitem(RECORDS, "sequence_stand_in", OpRecord(
+        "sequence_stand_in", "composite", sequence_op, numpy=f"np.{sequence}"))
+    assert getattr(np, binary)(t, 0.0).expr == sg.maximum(t, 0.0).expr
+    assert getattr(np, sequence)((t, u)).expr == (sg.sum(t, 0) + sg.sum(u, 0)).expr
+    monkeypatch.delitem(RECORDS, "binary_stand_in")
+    with pytest.raises(TypeError, match=f"np.{binary} is not supported"):
+        getattr(np, binary)(t, 0.0)
 
 
 # ---------------------------------------------------------------------------------------
