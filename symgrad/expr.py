@@ -51,7 +51,19 @@ class Tensor:
 
     __slots__ = ("_expr", "_thunk", "shape", "dtype", "depth", "recipe", "tree",
                  "__weakref__")
-    __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray @ Tensor works
+
+    # numpy's functions and ufuncs on a Tensor build symgrad ops (``np.tanh(x @ w)``,
+    # ``np.sum(t, axis=0)``, ``ndarray + t``), found by the op records' numpy names; an
+    # unsupported one raises a TypeError naming it (see :mod:`symgrad.numpy`)
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``np.<ufunc>(..., tensor, ...)``: the symgrad op whose record names the ufunc."""
+        from .numpy import array_ufunc
+        return array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        """``np.<function>(tensor, ...)``: the symgrad op whose record names the function."""
+        from .numpy import array_function
+        return array_function(func, types, args, kwargs)
 
     def __init__(self, expr, shape, dtype, depth: int = 0, thunk: Callable = None,
                  recipe=None, tree: int = 1):

@@ -424,3 +424,31 @@ def install_tensor_methods(tensor_class: type) -> None:
             name, member = (entry, _method(record.function, entry)) if isinstance(entry, str) \
                 else entry
             setattr(tensor_class, name, member)
+
+
+def numpy_callables() -> dict:
+    """numpy's function for each record that names one, mapped to the record.
+
+    ``np.tanh`` (the ufunc) maps to the record of ``tanh``, ``np.linalg.norm`` to that of
+    ``norm``: a record's ``numpy=`` name, looked up in numpy, is its key. What
+    ``np.<fn>(tensor)`` and :mod:`symgrad.numpy` dispatch on, so a new op with a numpy name
+    is reached from numpy without another edit.
+
+    Returns
+    -------
+    dict
+        numpy callable -> :class:`OpRecord`, in the records' order; names numpy does not
+        have (an older numpy) are left out.
+    """
+    import numpy as np
+    table = {}
+    for record in RECORDS.values():
+        root, *path = record.numpy.split(".")
+        if root != "np" or not path or not all(part.isidentifier() for part in path):
+            continue
+        obj = np
+        for part in path:
+            obj = getattr(obj, part, None)
+        if callable(obj):
+            table.setdefault(obj, record)
+    return table
