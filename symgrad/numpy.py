@@ -122,27 +122,40 @@ class _Entry:
         except TypeError as e:
             raise TypeError(f"{self.name}: {e}") from None
         params = self.numpy_signature.parameters
-        translated = {}
+        translated, passed = {}, ()
         for name, value in bound.arguments.items():
             kind = params[name].kind
             if kind == _inspect.Parameter.VAR_KEYWORD:
                 for key, item in value.items():
                     self._refuse(key, item)
             elif kind == _inspect.Parameter.VAR_POSITIONAL:
-                if value:
+                if value and not self._takes_positionally(len(value)):
                     raise TypeError(f"{self.name}: symgrad does not support the extra "
                                     f"positional arguments {value!r}{self._supported()}")
+                passed = tuple(value)  # np.einsum(subscripts, *operands): as they come
             elif name in self.pairs:
                 translated[self.pairs[name]] = value
             elif not _is_default(value, params[name].default):
                 self._refuse(name, value)
         numpy_names = {v: k for k, v in self.pairs.items()}
+        filled = {p.name for p in list(self.target.parameters.values())[:len(passed)]}
         for p in self.target.parameters.values():
-            if p.default is _EMPTY and p.kind not in _VAR and p.name not in translated:
+            if p.default is _EMPTY and p.kind not in _VAR and p.name not in translated \
+                    and p.name not in filled:
                 raise TypeError(f"{self.name}: symgrad needs the argument "
                                 f"{numpy_names.get(p.name, p.name)!r} (numpy's form without it "
                                 f"is not supported){self._supported()}")
-        return self._call(self.target, *self._arguments(translated))
+        args, kwargs = self._arguments(translated)
+        return self._call(self.target, passed + args, kwargs)
+
+    def _takes_positionally(self, n: int) -> bool:
+        """Whether the function takes ``n`` positional arguments (numpy's ``*operands``)."""
+        params = list(self.target.parameters.values())
+        if any(p.kind == _inspect.Parameter.VAR_POSITIONAL for p in params):
+            return True
+        positional = [p for p in params if p.kind in (_inspect.Parameter.POSITIONAL_ONLY,
+                                                      _inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        return n <= len(positional)
 
     def _arguments(self, translated: dict):
         """``(args, kwargs)`` for the function: by name, except a sequence numpy takes as
