@@ -622,8 +622,10 @@ fmod = elementwise("fmod", None, "Elementwise remainder with the sign of the div
                    numpy="np.fmod", arity=2, float_result=False, domain="positive")
 copysign = elementwise("copysign", None, "Elementwise ``|a|`` with the sign of ``b`` "
                        "(numpy's ``copysign``); no gradient flows to ``b``.",
-                       derivative=lambda a, b: (sympy.sign(a) * sympy.sign(b), S.Zero),
+                       # copysign(1, b), not sign(b): at b = +0.0 the result is |a|
+                       derivative=lambda a, b: (sympy.sign(a) * Copysign(S.One, b), S.Zero),
                        numpy="np.copysign", arity=2)
+Copysign = RECORDS["copysign"].node
 FloatPower = lift("float_power", lambda a, b: (b * a**(b - 1), a**b * sympy.log(a)),
                   "np.float_power", 2)
 float_power = elementwise("float_power", FloatPower, "", numpy="np.float_power", arity=2,

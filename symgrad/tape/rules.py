@@ -502,8 +502,9 @@ def _fmod_vjp(g, y, a, b):
 
 
 def _copysign_vjp(g, y, a, b):
-    # |a| sign(b): d/da = sign(a) sign(b); the sign of b is piecewise constant
-    return unbroadcast(g * np.sign(a) * np.sign(b), a.shape), _zero_like(b, g)
+    # |a| with b's sign bit: d/da = sign(a) copysign(1, b) (b = +0.0 counts as positive);
+    # the sign of b is piecewise constant
+    return unbroadcast(g * np.sign(a) * np.copysign(1, b), a.shape), _zero_like(b, g)
 
 
 def _float_power_vjp(g, y, a, b):
