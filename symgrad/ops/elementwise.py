@@ -363,6 +363,12 @@ class Mask(Step):
     def _eval_derivative(self, s):
         return S.Zero  # piecewise constant; SymPy cannot differentiate the Boolean inside
 
+    def _eval_power(self, exponent):
+        # 0/1 values: m**n is m (a product of one mask with itself stays a mask, never a
+        # bool array squared, which numpy would keep bool and then refuse to negate)
+        if exponent.is_Integer and exponent.is_positive:
+            return self
+
     def numpy_form(self, p, cond):
         return cond  # a comparison prints parenthesized: ``(x > 0)``
 
@@ -382,6 +388,8 @@ class Logical(Step):
 
     def _eval_derivative(self, s):
         return S.Zero
+
+    _eval_power = Mask._eval_power
 
     def numpy_form(self, p, *args):
         return f"{self.numpy}({', '.join(args)})"
