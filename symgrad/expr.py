@@ -118,6 +118,22 @@ class Tensor:
     def __ge__(self, o): return _compare(">=", sympy.GreaterThan, self, o)
     def __lt__(self, o): return _compare("<", sympy.StrictLessThan, self, o)
     def __le__(self, o): return _compare("<=", sympy.LessThan, self, o)
+    # ``==`` stays identity (Tensors are dict keys): sg.equal(a, b) compares elementwise
+
+    def __invert__(self):
+        """``~m``: logical not of a boolean tensor (numpy's ``~`` on a bool array)."""
+        if self.dtype != np.dtype(bool):
+            raise TypeError(f"~: only a boolean tensor (a comparison) can be inverted, got "
+                            f"dtype {self.dtype}")
+        from .ops.elementwise import logical_not
+        return logical_not(self)
+
+    def __and__(self, o): return _logical("logical_and", self, o)
+    def __rand__(self, o): return _logical("logical_and", o, self)
+    def __or__(self, o): return _logical("logical_or", self, o)
+    def __ror__(self, o): return _logical("logical_or", o, self)
+    def __xor__(self, o): return _logical("logical_xor", self, o)
+    def __rxor__(self, o): return _logical("logical_xor", o, self)
 
     def __len__(self):
         if not self.shape:
@@ -306,8 +322,10 @@ def result_dtype(tensors, float_result=False):
     dtype = np.result_type(*dtypes)
     if dtype == np.bool_:
         dtype = np.dtype(np.int64)
-    if float_result and dtype.kind in "biu":
-        dtype = np.dtype(np.float64)
+    weak_float = builtins.any(t.dtype is None and isinstance(t.expr, sympy.Float)
+                              for t in tensors)
+    if (float_result or weak_float) and dtype.kind in "biu":
+        dtype = np.dtype(np.float64)  # as numpy: a bool or int array times 2.5 is float64
     return dtype
 
 
@@ -324,20 +342,48 @@ def _wrap(expr, shape, dtype, depth, tree=1) -> Tensor:
     return Tensor(expr, shape, dtype, depth, tree=tree)
 
 
-def elementwise_node(op: str, fn, *operands, float_result=True, dtype=None) -> Tensor:
+def _is_truth(expr) -> bool:
+    """A SymPy truth value (a comparison, a logical op), which arithmetic cannot take."""
+    return isinstance(expr, sympy.logic.boolalg.Boolean) and not isinstance(expr, sympy.Expr)
+
+
+def _operand(expr, truth: bool):
+    """``expr`` as an operand: a truth value in arithmetic becomes a 0/1 mask (no gradient;
+    numpy computes the bool array itself), a mask where a truth value is wanted (a where
+    condition) becomes the truth value again."""
+    from .ops.elementwise import Mask  # the ops import this module
+    if truth:
+        return expr.args[0] if isinstance(expr, Mask) else expr
+    return Mask(expr) if _is_truth(expr) else expr
+
+
+def elementwise_node(op: str, fn, *operands, float_result=True, dtype=None,
+                     truth_args=()) -> Tensor:
     """The Tensor of ``fn(*operand exprs)``, an elementwise op: the operands broadcast
-    (an error names ``op``), the dtype is numpy's (a float when ``float_result``)."""
+    (an error names ``op``), the dtype is numpy's (a float when ``float_result``).
+    Operands at the positions ``truth_args`` are truth values (where's condition, the
+    logical ops' operands); a comparison elsewhere is a 0/1 mask (``(x > 0) * x``)."""
     ts = [as_tensor(o) for o in operands]
     shape = broadcast_shapes(*(t.shape for t in ts), op=op)
     if dtype is None:
         dtype = result_dtype(ts, float_result)
-    expr = fn(*(t.expr for t in ts))
+    expr = fn(*(_operand(t.expr, i in truth_args) for i, t in enumerate(ts)))
     depth = 1 + builtins.max((t.depth for t in ts), default=0)
     return _wrap(expr, shape, dtype, depth, 1 + builtins.sum(t.tree for t in ts))
 
 
 def _compare(op, fn, a, b):
     return elementwise_node(f"compare {op}", fn, a, b, dtype=np.dtype(bool))
+
+
+def _logical(name, a, b):
+    """``a & b``, ``a | b``, ``a ^ b`` of boolean tensors (numpy's, on bool arrays)."""
+    ta, tb = as_tensor(a), as_tensor(b)
+    if ta.dtype != np.dtype(bool) or tb.dtype != np.dtype(bool):
+        raise TypeError(f"{name}: &, | and ^ take boolean tensors (comparisons), got dtypes "
+                        f"{ta.dtype} and {tb.dtype}")
+    from .ops import elementwise
+    return getattr(elementwise, name)(ta, tb)
 
 
 def structural_node(cls, x, *static) -> Tensor:

@@ -345,9 +345,13 @@ def array_ufunc(ufunc, method, inputs, kwargs):
             f"{name}.{method} is not supported on symgrad Tensors (only calling {name}(...) "
             f"is); see {SUPPORTED_DOC} for the functions symgrad implements, e.g. np.sum, "
             f"np.max and np.cumsum for reductions")
+    if ufunc.__name__ in _IDENTITY and len(inputs) == 2 and not kwargs \
+            and any(isinstance(v, _np.ndarray) for v in inputs):
+        # ``ndarray == tensor`` arrives here as np.equal(ndarray, tensor): it keeps Python's
+        # identity meaning (``tensor in [array, tensor]`` must not build a mask); with a
+        # number or another Tensor, np.equal builds the mask, as sg.equal does
+        return (inputs[0] is inputs[1]) != _IDENTITY[ufunc.__name__]
     if entry is None:
-        if ufunc.__name__ in _IDENTITY and len(inputs) == 2 and not kwargs:
-            return (inputs[0] is inputs[1]) != _IDENTITY[ufunc.__name__]
         raise _unsupported(name)
     return entry(inputs, kwargs)
 

@@ -183,6 +183,23 @@ OPS: dict[str, Callable] = {
     "minimum": lambda B, a, b, c: B.minimum(a, b + c),
     "where": lambda B, a, b, sel, t: B.where(B.gt(a if sel == 0 else b, t), a, b),
     "sigmoid_xent": lambda B, a, b: B.sigmoid_cross_entropy(a, b),
+    "hypot": lambda B, a, b: B.hypot(a, B.square(b) + 0.5),
+    "arctan2": lambda B, a, b: B.arctan2(a, B.square(b) + 0.5),
+    "logaddexp": lambda B, a, b: B.logaddexp(a, b),
+    "logaddexp2": lambda B, a, b: B.logaddexp2(a, b),
+    "fmax": lambda B, a, b, c: B.fmax(a, b + c),
+    "fmin": lambda B, a, b, c: B.fmin(a, b + c),
+    "mod": lambda B, a, b: B.mod(a, B.square(b) + 0.5),
+    "remainder": lambda B, a, b: B.remainder(a, B.square(b) + 0.5),
+    "fmod": lambda B, a, b: B.fmod(a, B.square(b) + 0.5),
+    "copysign": lambda B, a, b: B.copysign(a, b),
+    "float_power": lambda B, a, b: B.float_power(B.square(a) + 0.5, b),
+    "true_divide": lambda B, a, b: B.true_divide(a, B.square(b) + 1.0),
+    "heaviside": lambda B, a, b: B.heaviside(a, b) * b,
+    # comparisons and logical ops as 0/1 masks in arithmetic (offset t away from the kink)
+    "compare": lambda B, a, b, fn, t: getattr(B, fn)(a, b + t) * a,
+    "logical": lambda B, a, b, fn, t: (B.logical_not(B.gt(a, t)) if fn == "logical_not" else
+                                       getattr(B, fn)(B.gt(a, t), B.gt(b, t))) * b,
     "stop_gradient": lambda B, a, b: B.stop_gradient(a) * b,
     "matmul": lambda B, a, b: B.matmul(a, b),
     # reductions and structure
@@ -207,13 +224,16 @@ _WRITTEN = {"neg": "negative", "sub": "subtract", "mul": "multiply", "div": "div
             "pow": "power", "pow_const": "power", "pow_int": "power", "scalar": "multiply",
             "sigmoid_xent": "sigmoid_cross_entropy", "softmax_xent": "softmax_cross_entropy",
             "custom_cube": "custom_gradient"}
-_WRITTEN_PUBLIC = {_WRITTEN.get(op, op) for op in OPS} | {"one_hot"}
+#: drawn by the "compare" and "logical" steps
+COMPARISONS = ["greater", "greater_equal", "less", "less_equal", "equal", "not_equal"]
+LOGICAL = ["logical_and", "logical_or", "logical_xor", "logical_not"]
+_WRITTEN_PUBLIC = {_WRITTEN.get(op, op) for op in OPS} | {"one_hot", *COMPARISONS, *LOGICAL}
 
 
-def _into_domain(B, a, domain):
+def _into_domain(B, a, domain, name=""):
     """``a`` mapped into an op's test domain (see ``symgrad.ops.record.DOMAINS``)."""
     if domain == "positive":
-        return B.square(a) + 0.5
+        return B.square(a) + (1.5 if name == "arccosh" else 0.5)  # arccosh: x >= 1 only
     if domain == "unit":
         return B.tanh(a) * 0.9
     return a
@@ -225,13 +245,27 @@ RECORD_UNARY = sorted(n for n, r in RECORDS.items() if r.kind == "elementwise"
                       and r.arity == 1 and r.smooth and n not in _WRITTEN_PUBLIC)
 for _name in RECORD_UNARY:
     OPS[_name] = (lambda B, a, n=_name, d=RECORDS[_name].domain:
-                  getattr(B, n)(_into_domain(B, a, d)))
+                  getattr(B, n)(_into_domain(B, a, d, n)))
+
+
+def _piecewise_constant(name) -> bool:
+    """A record whose derivative is 0 (floor, round, ...): numpy marks its value as a branch
+    (a finite difference across one of its jumps is skipped, like one across a kink)."""
+    import sympy
+    x = sympy.Symbol("x", real=True)
+    node = RECORDS[name].node
+    return node is not None and sympy.diff(node(x), x) == 0
+
+
+PIECEWISE_CONSTANT = {n for n in RECORD_UNARY if _piecewise_constant(n)}
 
 UNARY = ["tanh", "neg", "exp", "log", "sqrt", "sin", "cos", "sigmoid", "softplus",
          "log_sigmoid", "square", "relu", "abs", "sign", "clip", "pow_const", "pow_int",
          "custom_cube", "scalar", *RECORD_UNARY]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "sigmoid_xent",
-          "stop_gradient", "matmul"]
+          "stop_gradient", "matmul", "hypot", "arctan2", "logaddexp", "logaddexp2", "fmax",
+          "fmin", "mod", "remainder", "fmod", "copysign", "float_power", "true_divide",
+          "heaviside", "compare", "logical"]
 #: structural ops and reductions, by the least rank of their operand
 STRUCTURAL = {0: ["sum", "reshape", "broadcast_to", "l2_loss"],
               1: ["mean", "max", "logsumexp", "norm", "index", "softmax", "log_softmax",
@@ -244,7 +278,9 @@ COVERED_PUBLIC_OPS = {
     "log_sigmoid", "maximum", "minimum", "where", "clip", "sum", "mean", "max", "transpose",
     "reshape", "index", "broadcast_to", "one_hot", "softmax", "log_softmax", "logsumexp",
     "softmax_cross_entropy", "sigmoid_cross_entropy", "l2_loss", "norm", "stop_gradient",
-    "custom_gradient", *RECORD_UNARY}
+    "custom_gradient", *RECORD_UNARY, "hypot", "arctan2", "logaddexp", "logaddexp2", "fmax",
+    "fmin", "mod", "remainder", "fmod", "copysign", "float_power", "true_divide", "heaviside",
+    *COMPARISONS, *LOGICAL}
 
 
 def run(program: Program, B, leaf_value: Callable[[Leaf], Any]):
@@ -415,9 +451,41 @@ class NumpyBackend:
     def const(arr):
         return arr
 
+    def fmax(self, a, b):
+        self._mark(np.sign(a - b))
+        return np.fmax(a, b)
+
+    def fmin(self, a, b):
+        self._mark(np.sign(a - b))
+        return np.fmin(a, b)
+
+    def mod(self, a, b):
+        self._mark(np.floor(a / b))  # its jumps
+        return np.mod(a, b)
+
+    remainder = mod
+
+    def fmod(self, a, b):
+        self._mark(np.trunc(a / b))
+        return np.fmod(a, b)
+
+    def copysign(self, a, b):
+        self._mark(np.sign(a) * 3 + np.sign(b))
+        return np.copysign(a, b)
+
+    def heaviside(self, a, b):
+        self._mark(np.sign(a))
+        return np.heaviside(a, b)
+
     def __getattr__(self, name):
         # an op drawn from its record: the record's numpy reference
-        if name in RECORD_UNARY:
+        if name in PIECEWISE_CONSTANT or name in COMPARISONS or name in LOGICAL:
+            def marked(*args, f=RECORDS[name].reference):
+                out = f(*args)
+                self._mark(out)  # a jump of a rounding op, a flip of a comparison
+                return out
+            return marked
+        if name in RECORD_UNARY or name in RECORDS:
             return RECORDS[name].reference
         raise AttributeError(name)
 
@@ -444,7 +512,9 @@ def _namespace(module, **extra):
              "square", "relu", "abs", "sign", "maximum", "minimum", "where", "sum", "mean",
              "max", "logsumexp", "norm", "l2_loss", "transpose", "reshape", "matmul",
              "softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy",
-             "stop_gradient", "clip", "broadcast_to", *RECORD_UNARY]
+             "stop_gradient", "clip", "broadcast_to", *RECORD_UNARY, "hypot", "arctan2",
+             "logaddexp", "logaddexp2", "fmax", "fmin", "mod", "remainder", "fmod", "copysign",
+             "float_power", "true_divide", "heaviside", *COMPARISONS, *LOGICAL]
     ns = {n: getattr(module, n) for n in names if hasattr(module, n)}
     ns.update(extra)
     missing = set(names) - set(ns)
@@ -676,7 +746,15 @@ def gen_op(b: _Builder, op: str, a: int) -> bool:
         p = _pick_partner(b, a)
         args = [a, p] if b.coin() else [p, a]
         va, vb = b.vals[args[0]], b.vals[args[1]]
-        if op in ("maximum", "minimum"):
+        if op == "compare":
+            fn = b.pick(COMPARISONS)
+            cands = _offsets(np.broadcast_to(va - vb, np.broadcast_shapes(va.shape, vb.shape)))
+            return b.try_step(op, args, fn=fn, t=cands[b.int(0, len(cands) - 1)])
+        if op == "logical":
+            fn = b.pick(LOGICAL)
+            cands = _offsets(np.concatenate([va.ravel(), vb.ravel()]))
+            return b.try_step(op, args, fn=fn, t=cands[b.int(0, len(cands) - 1)])
+        if op in ("maximum", "minimum", "fmax", "fmin"):
             cands = _offsets(np.broadcast_to(va - vb, np.broadcast_shapes(va.shape, vb.shape)))
             return b.try_step(op, args, c=cands[b.int(0, len(cands) - 1)])
         if op == "where":

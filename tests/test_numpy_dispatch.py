@@ -198,8 +198,14 @@ def test_every_record_with_a_numpy_name_is_reached_from_numpy():
 
 def test_the_table_is_built_from_the_records():
     table = numpy_callables()
-    named = {r.name for r in RECORDS.values() if r.numpy.startswith("np.")}
-    assert {r.name for r in table.values()} == named
+    named = [r for r in RECORDS.values() if r.numpy.startswith("np.")]
+    # every record's numpy function dispatches (np.true_divide is np.divide, np.remainder
+    # is np.mod: one entry serves both records)
+    import operator
+    for r in named:
+        function = operator.attrgetter(r.numpy[3:])(np)
+        assert function in table, r.name
+    assert {r.name for r in table.values()} <= {r.name for r in named}
     assert table[np.tanh] is RECORDS["tanh"]
     assert table[np.linalg.norm] is RECORDS["norm"]
     assert table[np.absolute] is RECORDS["abs"]  # np.abs is np.absolute
@@ -332,7 +338,9 @@ def test_ndarray_op_tensor_builds_what_the_reflected_operator_did(op, dtype):
     t = sg.input("t", (4, 4), dtype)
     got = write(arr, t)
     want = getattr(t, reflected)(arr)
-    assert got.expr == want.expr and (got.shape, got.dtype) == (want.shape, want.dtype)
+    # a comparison may come out mirrored (const < t for t > const): the same mask
+    same = got.expr == want.expr or got.expr == want.expr.reversed
+    assert same and (got.shape, got.dtype) == (want.shape, want.dtype)
     value = rng.uniform(0.5, 1.5, size=(4, 4)).astype(dtype)
     np.testing.assert_allclose(sg.compile(got)(value), write(arr, value), rtol=1e-6)
 

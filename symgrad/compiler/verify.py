@@ -49,6 +49,9 @@ FRESH_NP = frozenset({
     "ceil", "rint", "round", "float32", "float64", "eye", "arange", "tensordot", "cumsum",
     "cumprod", "concatenate", "stack", "sort", "take", "take_along_axis", "exp2", "cbrt",
     "linalg",
+    # issue 12's elementwise ops (ufuncs, and nan_to_num/fix/sinc, which copy)
+    "trunc", "fix", "sinc", "nan_to_num", "fmod", "mod", "remainder", "copysign",
+    "float_power", "positive", "fabs", "deg2rad", "rad2deg", "logical_xor",
 })
 
 #: methods whose result is a new array (without ``out=``)

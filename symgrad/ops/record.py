@@ -43,7 +43,7 @@ DOMAINS = ("any", "positive", "unit")
 OPERATOR_SPELLING = {
     "__add__": "a + b", "__sub__": "a - b", "__mul__": "a * b", "__truediv__": "a / b",
     "__pow__": "a ** b", "__neg__": "-x", "__matmul__": "a @ b", "__getitem__": "x[index]",
-    "__abs__": "abs(x)",
+    "__abs__": "abs(x)", "__mod__": "a % b",
 }
 
 

@@ -363,6 +363,169 @@ def _where_vjp(g, y, a, b, cond):
 # matmul: vjp(g, y, a, b)
 # --------------------------------------------------------------------------------------------
 
+# --- ops-elem: issue 12 elementwise ops ---
+
+def _zero_like(x, g):
+    return np.zeros(np.shape(x), dtype=g.dtype)
+
+
+def _no_gradient_unary(g, y, x):
+    return (_zero_like(x, g),)  # piecewise constant (floor, round, ...): gradient 0
+
+
+def _no_gradient_binary(g, y, a, b):
+    return _zero_like(a, g), _zero_like(b, g)
+
+
+def _tan_vjp(g, y, x):
+    return (g * (1 + y * y),)  # d tan = 1 + tan^2
+
+
+def _arcsin_vjp(g, y, x):
+    return (g / np.sqrt(1 - x * x),)
+
+
+def _arccos_vjp(g, y, x):
+    return (-g / np.sqrt(1 - x * x),)
+
+
+def _arctan_vjp(g, y, x):
+    return (g / (1 + x * x),)
+
+
+def _sinh_vjp(g, y, x):
+    return (g * np.cosh(x),)
+
+
+def _cosh_vjp(g, y, x):
+    return (g * np.sinh(x),)
+
+
+def _arcsinh_vjp(g, y, x):
+    return (g / np.sqrt(x * x + 1),)
+
+
+def _arccosh_vjp(g, y, x):
+    return (g / np.sqrt(x * x - 1),)
+
+
+def _arctanh_vjp(g, y, x):
+    return (g / (1 - x * x),)
+
+
+def _expm1_vjp(g, y, x):
+    return (g * (y + 1),)  # d(e^x - 1) = e^x
+
+
+def _log2_vjp(g, y, x):
+    return (g / (x * math.log(2)),)
+
+
+def _log10_vjp(g, y, x):
+    return (g / (x * math.log(10)),)
+
+
+def _exp2_vjp(g, y, x):
+    return (g * y * math.log(2),)
+
+
+def _reciprocal_forward(x):
+    return 1 / x  # a true division: np.reciprocal truncates integers
+
+
+def _reciprocal_vjp(g, y, x):
+    return (-g * y * y,)  # d(1/x) = -1/x^2
+
+
+def _cbrt_vjp(g, y, x):
+    return (g / (3 * y * y),)
+
+
+def _deg2rad_vjp(g, y, x):
+    return (g * (math.pi / 180),)
+
+
+def _rad2deg_vjp(g, y, x):
+    return (g * (180 / math.pi),)
+
+
+def _round_forward(x):
+    return np.round(x)
+
+
+def _sinc_vjp(g, y, x):
+    # d/dx sin(pi x)/(pi x) = (cos(pi x) - sinc(x)) / x; its limit at 0 is 0
+    nonzero = x != 0
+    safe = np.where(nonzero, x, 1)
+    return (g * np.where(nonzero, (np.cos(np.pi * x) - y) / safe, 0),)
+
+
+def _nan_to_num_vjp(g, y, x):
+    return (g * np.isfinite(x),)  # identity where finite; replaced values are constants
+
+
+def _positive_vjp(g, y, x):
+    return (g,)
+
+
+def _fabs_vjp(g, y, x):
+    return (g * np.sign(x),)  # 0 at 0, like abs
+
+
+def _hypot_vjp(g, y, a, b):
+    return unbroadcast(g * a / y, a.shape), unbroadcast(g * b / y, b.shape)
+
+
+def _arctan2_vjp(g, y, a, b):
+    # angle of (b, a): d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2)
+    r2 = a * a + b * b
+    return unbroadcast(g * b / r2, a.shape), unbroadcast(-g * a / r2, b.shape)
+
+
+def _logaddexp_vjp(g, y, a, b):
+    # d/da log(e^a + e^b) = e^(a - y), never overflowing since y >= a
+    return unbroadcast(g * np.exp(a - y), a.shape), unbroadcast(g * np.exp(b - y), b.shape)
+
+
+def _logaddexp2_vjp(g, y, a, b):
+    return unbroadcast(g * np.exp2(a - y), a.shape), unbroadcast(g * np.exp2(b - y), b.shape)
+
+
+def _mod_vjp(g, y, a, b):
+    # a mod b = a - b floor(a/b): d/da = 1, d/db = -floor(a/b) (floor piecewise constant)
+    return unbroadcast(g, a.shape), unbroadcast(-g * np.floor(a / b), b.shape)
+
+
+def _fmod_vjp(g, y, a, b):
+    # fmod(a, b) = a - b trunc(a/b)
+    return unbroadcast(g, a.shape), unbroadcast(-g * np.trunc(a / b), b.shape)
+
+
+def _copysign_vjp(g, y, a, b):
+    # |a| with b's sign bit: d/da = sign(a) copysign(1, b) (b = +0.0 counts as positive);
+    # the sign of b is piecewise constant
+    return unbroadcast(g * np.sign(a) * np.copysign(1, b), a.shape), _zero_like(b, g)
+
+
+def _float_power_vjp(g, y, a, b):
+    ga = g * b * np.float_power(a, b - 1)
+    positive = a > 0
+    gb = g * np.where(positive, y * np.log(np.where(positive, a, 1)), 0)
+    return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+
+def _no_gradient_comparison(g, y, a, b):
+    return None, None
+
+
+def _no_gradient_logical_not(g, y, x):
+    return (None,)
+
+
+def _logical_not_forward(x):
+    return np.logical_not(x)
+
+
 def _matmul_prepare(op, a, b):
     sa, sb = a.shape, b.shape
     if not sa or not sb:
@@ -1065,6 +1228,70 @@ _TABLE: tuple[OpRule, ...] = (
     lo, hi : float
         Constant bounds.""" + _RETURNS, params=(("lo", REQUIRED), ("hi", REQUIRED)),
            prepare=_clip_prepare),
+    # --- ops-elem: issue 12 elementwise ops ---
+    _unary("tan", np.tan, _tan_vjp, "Elementwise tangent."),
+    _unary("arcsin", np.arcsin, _arcsin_vjp, "Elementwise inverse sine."),
+    _unary("arccos", np.arccos, _arccos_vjp, "Elementwise inverse cosine."),
+    _unary("arctan", np.arctan, _arctan_vjp, "Elementwise inverse tangent."),
+    _unary("sinh", np.sinh, _sinh_vjp, "Elementwise hyperbolic sine."),
+    _unary("cosh", np.cosh, _cosh_vjp, "Elementwise hyperbolic cosine."),
+    _unary("arcsinh", np.arcsinh, _arcsinh_vjp, "Elementwise inverse hyperbolic sine."),
+    _unary("arccosh", np.arccosh, _arccosh_vjp, "Elementwise inverse hyperbolic cosine."),
+    _unary("arctanh", np.arctanh, _arctanh_vjp, "Elementwise inverse hyperbolic tangent."),
+    _unary("expm1", np.expm1, _expm1_vjp, "Elementwise exp(x) - 1."),
+    _unary("log2", np.log2, _log2_vjp, "Elementwise base-2 logarithm."),
+    _unary("log10", np.log10, _log10_vjp, "Elementwise base-10 logarithm."),
+    _unary("exp2", np.exp2, _exp2_vjp, "Elementwise 2**x."),
+    _unary("reciprocal", _reciprocal_forward, _reciprocal_vjp, "Elementwise 1/x."),
+    _unary("cbrt", np.cbrt, _cbrt_vjp, "Elementwise real cube root."),
+    _unary("deg2rad", np.deg2rad, _deg2rad_vjp, "Elementwise degrees to radians."),
+    _unary("rad2deg", np.rad2deg, _rad2deg_vjp, "Elementwise radians to degrees."),
+    _unary("floor", np.floor, _no_gradient_unary, "Elementwise floor; gradient 0."),
+    _unary("ceil", np.ceil, _no_gradient_unary, "Elementwise ceiling; gradient 0."),
+    _unary("trunc", np.trunc, _no_gradient_unary, "Elementwise truncation; gradient 0."),
+    _unary("fix", np.fix, _no_gradient_unary, "Elementwise rounding toward 0; gradient 0."),
+    _unary("round", _round_forward, _no_gradient_unary,
+           "Elementwise rounding, halves to even; gradient 0."),
+    _unary("rint", np.rint, _no_gradient_unary,
+           "Elementwise rounding, halves to even; gradient 0."),
+    _unary("sinc", np.sinc, _sinc_vjp, "Elementwise sin(pi x)/(pi x), 1 at 0."),
+    _unary("nan_to_num", np.nan_to_num, _nan_to_num_vjp,
+           "Elementwise nan to 0 and infinities to the largest finite numbers."),
+    _unary("positive", np.positive, _positive_vjp, "Elementwise +x."),
+    _unary("fabs", np.fabs, _fabs_vjp, "Elementwise |x| of floats; d|x|(0) = 0."),
+    _binary("hypot", np.hypot, _hypot_vjp, "Elementwise sqrt(a**2 + b**2)."),
+    _binary("arctan2", np.arctan2, _arctan2_vjp, "Elementwise angle of the point (b, a)."),
+    _binary("logaddexp", np.logaddexp, _logaddexp_vjp, "Elementwise log(exp(a) + exp(b))."),
+    _binary("logaddexp2", np.logaddexp2, _logaddexp2_vjp,
+            "Elementwise log2(2**a + 2**b)."),
+    _binary("fmax", np.fmax, _maximum_vjp,
+            "Elementwise maximum ignoring nan; ties split the gradient."),
+    _binary("fmin", np.fmin, _minimum_vjp,
+            "Elementwise minimum ignoring nan; ties split the gradient."),
+    _binary("mod", np.mod, _mod_vjp, "Elementwise remainder with the sign of b."),
+    _binary("remainder", np.remainder, _mod_vjp, "Elementwise remainder with the sign of b."),
+    _binary("fmod", np.fmod, _fmod_vjp, "Elementwise remainder with the sign of a."),
+    _binary("copysign", np.copysign, _copysign_vjp,
+            "Elementwise |a| with the sign of b; no gradient to b."),
+    _binary("float_power", np.float_power, _float_power_vjp, "Elementwise a ** b in float64."),
+    _binary("true_divide", np.true_divide, _divide_vjp, "Elementwise a / b."),
+    _binary("heaviside", np.heaviside, _no_gradient_binary,
+            "Elementwise step: 0 below 0, b at 0, 1 above; gradient 0."),
+    _binary("greater", np.greater, _no_gradient_comparison, "Elementwise a > b (bool)."),
+    _binary("greater_equal", np.greater_equal, _no_gradient_comparison,
+            "Elementwise a >= b (bool)."),
+    _binary("less", np.less, _no_gradient_comparison, "Elementwise a < b (bool)."),
+    _binary("less_equal", np.less_equal, _no_gradient_comparison,
+            "Elementwise a <= b (bool)."),
+    _binary("equal", np.equal, _no_gradient_comparison, "Elementwise a == b (bool)."),
+    _binary("not_equal", np.not_equal, _no_gradient_comparison, "Elementwise a != b (bool)."),
+    _binary("logical_and", np.logical_and, _no_gradient_comparison,
+            "Elementwise a and b (bool)."),
+    _binary("logical_or", np.logical_or, _no_gradient_comparison, "Elementwise a or b (bool)."),
+    _binary("logical_xor", np.logical_xor, _no_gradient_comparison,
+            "Elementwise a xor b (bool)."),
+    _unary("logical_not", _logical_not_forward, _no_gradient_logical_not,
+           "Elementwise not x (bool)."),
     # matmul
     OpRule("matmul", np.matmul, _matmul_vjp,
            "Matrix product with numpy's rules (vectors promoted, batch axes broadcast)." + """
