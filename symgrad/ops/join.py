@@ -5,7 +5,6 @@ what is written with it (``stack``, ``vstack``, ``hstack``, ``column_stack``, ``
 from __future__ import annotations
 
 import numpy as np
-import sympy
 from sympy import Integer, Tuple
 
 from .. import expr as tensors
