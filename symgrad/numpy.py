@@ -126,8 +126,11 @@ class _Entry:
         for name, value in bound.arguments.items():
             kind = params[name].kind
             if kind == _inspect.Parameter.VAR_KEYWORD:
-                for key, item in value.items():
-                    self._refuse(key, item)
+                for key, item in value.items():  # np.pad(..., constant_values=1.5)
+                    if key in self.target.parameters:
+                        translated[key] = item
+                    else:
+                        self._refuse(key, item)
             elif kind == _inspect.Parameter.VAR_POSITIONAL:
                 if value and not self._takes_positionally(len(value)):
                     raise TypeError(f"{self.name}: symgrad does not support the extra "

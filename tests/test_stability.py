@@ -254,3 +254,18 @@ def test_summary():
     print("\n".join(lines))
     assert total > 1000
     assert all(e <= RTOL[d] for (c, d), (n, e, _) in REPORT.items())
+
+
+def test_hand_written_logsumexp_under_a_structural_node_compiles_and_is_exact():
+    # log(sum(exp(x - m))) + m under a reshape: the rewrite to logsumexp happens inside the
+    # reshape's operand, and the new node must be planned like any other (it was rebuilt by
+    # cse over a temporary of shape () and raised ShapeError)
+    x = sg.input("x", (3, 4))
+    m = x.max(axis=None, keepdims=True)
+    y = sg.reshape(sg.log(sg.exp(x - m).sum(axis=None, keepdims=True)) + m, ())
+    f = sg.compile([y, sg.grad(y, [x])[0]])
+    v = np.arange(12.0).reshape(3, 4) * 100.0  # exp(1100) overflows without the shift
+    value, grad = f(v)
+    assert value == pytest.approx(1100.0 + np.log(np.exp(v - 1100.0).sum()), rel=1e-15)
+    e = np.exp(v - v.max())
+    np.testing.assert_allclose(grad, e / e.sum(), rtol=1e-12, atol=1e-300)

@@ -23,7 +23,7 @@ import sympy
 from ..nodes import TensorOp, TensorSymbol, info, subexpressions, xreplace_dag
 from ..ops import Relu, Step
 from ..graph import post_order
-from .stable import rewrite
+from .stable import rewrite, rewrite_program
 
 __all__ = ["Statement", "Program", "plan", "value_args"]
 
@@ -199,7 +199,7 @@ def plan(outputs: list) -> Program:
         elementwise expression, statements in dependency order.
     """
     temps = _Temps()
-    roots = [rewrite(e) for _, e, _, _ in outputs]
+    roots = [rewrite_program(e) for _, e, _, _ in outputs]
     ops = _collect_ops(roots)
     op_temp: dict = {}
     op_args: dict = {}

@@ -22,9 +22,9 @@ from sympy import S, exp, log
 
 from ..ops import Sigmoid, Softplus
 from ..graph import rebuild
-from ..nodes import TensorOp
+from ..nodes import TensorOp, TensorSymbol, shape_of
 
-__all__ = ["rewrite"]
+__all__ = ["rewrite", "rewrite_program"]
 
 
 def _one_plus(e):
@@ -50,7 +50,11 @@ def _rewrite_log(e):
                 return -Softplus(s.args[0])
     from ..ops import LogSumExp, ReduceSum
     if isinstance(arg, ReduceSum) and isinstance(arg.args[0], exp):
-        return LogSumExp(arg.args[0].args[0], arg.axes, arg.keepdims)
+        inner = arg.args[0].args[0]
+        # only where the exponent is the summed tensor itself: after common subexpressions
+        # are named, it may be a temporary whose shape this rewrite cannot see
+        if shape_of(inner) == shape_of(arg.args[0]):
+            return LogSumExp(inner, arg.axes, arg.keepdims)
     return None
 
 
@@ -138,6 +142,31 @@ _RULES = {log: _rewrite_log, sympy.Pow: _rewrite_pow, sympy.Mul: _rewrite_mul,
 def _rule_for(e):
     rule = _RULES.get(type(e))
     return rule(e) if rule is not None else None
+
+
+def rewrite_program(expr):
+    """:func:`rewrite` applied inside structural nodes' operands too, so that a node a rule
+    makes (``log(sum(exp(u)))`` -> ``logsumexp(u)`` under a reshape) is part of the DAG the
+    planner collects structural nodes from, not a node hidden in an operand region.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+
+    Returns
+    -------
+    sympy.Expr
+    """
+    for _ in range(4):
+        new = rebuild(expr, _rewrite_node, leaf=_atom)
+        if new == expr:
+            return new
+        expr = new
+    return expr
+
+
+def _atom(e):
+    return e if not e.args or isinstance(e, TensorSymbol) else None
 
 
 def _rewrite_once(expr):

@@ -14,10 +14,11 @@ from .. import expr as tensors
 from ..nodes import TensorOp, dtype_of, info, is_tensor_free, shape_of
 from ..shapes import ShapeError, as_shape, broadcast_shapes, format_shape, shape_size
 from .record import public
-from .static import ints, shape_tuple, tuple_axes, tuple_shape
+from .static import flag, ints, shape_tuple, tuple_axes, tuple_shape
 
 __all__ = ["ensure_shape", "sum_to_shape", "BroadcastTo", "PermuteDims", "Reshape",
-           "SliceSpec", "encode_index", "Index", "IndexGrad", "OneHot"]
+           "SliceSpec", "encode_index", "Index", "IndexGrad", "OneHot", "Take", "TakeGrad",
+           "Pad", "ArgSort"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -474,13 +475,14 @@ def broadcast_to(x, shape):
 @public("structural", node=Index, operators=("__getitem__",), exported=False)
 def index(x, key):
     """``x[key]``: numpy's basic indexing (integers, slices, None, Ellipsis); the gradient
-    scatters back into zeros of ``x``'s shape.
+    scatters back into zeros of ``x``'s shape. One integer array, alone or after full slices
+    (``x[idx]``, ``x[:, idx]``), gathers along that axis as :func:`take` does.
 
     Parameters
     ----------
     x : Tensor
         The operand.
-    key : int, slice, None, Ellipsis or a tuple of them
+    key : int, slice, None, Ellipsis, an integer array or Tensor, or a tuple of them
         The index.
 
     Returns
@@ -493,6 +495,9 @@ def index(x, key):
         For an index out of bounds, or one that is not basic.
     """
     t = tensors.as_tensor(x)
+    gathered = _integer_array_key(t, key)  # x[idx], x[:, idx]: a take
+    if gathered is not None:
+        return gathered
     return tensors.structural_node(Index, t, encode_index(key, t.shape))
 
 
@@ -518,3 +523,989 @@ def one_hot(labels, depth: int, dtype="float32"):
     """
     t = tensors.as_tensor(labels)
     return tensors.structural_node(OneHot, t, int(depth), np.dtype(dtype))
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 12: numpy's shape operations. Views and rearrangements are written with the nodes
+# above (reshape, transpose, basic indexing, broadcast_to); the nodes below are the ones
+# that need a rule of their own: a gather by an integer array and its scatter-add adjoint,
+# constant padding, argsort.
+# ---------------------------------------------------------------------------------------
+
+
+def _axis(axis, ndim: int, op: str) -> int:
+    """One axis (negative counts from the end) as a non-negative int, checked."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    if not -ndim <= int(axis) < ndim:
+        raise ShapeError(f"{op}: axis {axis} is out of bounds for an operand of {ndim} dims")
+    return int(axis) % ndim
+
+
+def _concrete(t, axis: int, op: str) -> int:
+    d = t.shape[axis]
+    if not isinstance(d, int):
+        raise ShapeError(f"{op}: axis {axis} of the operand of shape {format_shape(t.shape)} "
+                         f"is symbolic; {op} needs its length")
+    return d
+
+
+class Take(TensorOp):
+    """A gather by an integer array: numpy's ``take`` (``along`` false) or
+    ``take_along_axis`` (``along`` true). The adjoint adds the cotangent back into zeros at
+    the gathered positions (repeated indices add up): :class:`TakeGrad`."""
+
+    op_name = "take"
+    operands = (0, 1)
+    fresh_result = True
+    # the numpy forms, and what the adjoint's helper (_gather_grad) calls
+    numpy_calls = ("np.take", "np.take_along_axis", "np.bincount")
+
+    def __new__(cls, x, idx, axis, along):
+        return TensorOp.__new__(cls, x, idx, Integer(axis), flag(along))
+
+    @classmethod
+    def infer(cls, x, idx, axis, along):
+        (sx, dtype), (si, di) = info(x), info(idx)
+        op = "take_along_axis" if along else "take"
+        if di is None or di.kind not in "iu":
+            raise ShapeError(f"{op}: indices must have an integer dtype, got {di}")
+        axis = int(axis)
+        if not 0 <= axis < len(sx):
+            raise ShapeError(f"{op}: axis {axis} is out of bounds for an operand of shape "
+                             f"{format_shape(sx)}")
+        if not along:
+            return tuple(sx[:axis]) + tuple(si) + tuple(sx[axis + 1:]), dtype
+        if len(si) != len(sx) or any(i != axis and si[i] not in (1, sx[i])
+                                     for i in range(len(sx))):
+            raise ShapeError(f"take_along_axis: indices of shape {format_shape(si)} do not fit "
+                             f"an operand of shape {format_shape(sx)} along axis {axis} (same "
+                             f"number of dims, the others equal or 1)")
+        return tuple(si[axis] if i == axis else sx[i] for i in range(len(sx))), dtype
+
+    def vjp(self, g):
+        x, idx, axis, along = self.args
+        return [TakeGrad(ensure_shape(g, self.shape), idx, shape_of(x), int(axis),
+                         bool(along), dtype_of(x) or "float64"), None]
+
+    def print_numpy(self, p, ops):
+        fn = "np.take_along_axis" if bool(self.args[3]) else "np.take"
+        return f"{fn}({ops[0]}, {ops[1]}, axis={int(self.args[2])})"
+
+    def formula(self, ops):
+        fn = "take_along_axis" if bool(self.args[3]) else "take"
+        return f"{fn}({ops[0]}, {ops[1]}, axis={int(self.args[2])})"
+
+
+class TakeGrad(TensorOp):
+    """zeros(shape) with ``g`` added at the positions :class:`Take` gathered from."""
+
+    op_name = "take_grad"
+    operands = (0, 1)
+    fresh_result = True
+
+    def __new__(cls, g, idx, shape, axis, along, dtype):
+        dtype = dtype.name if isinstance(dtype, Str) else str(np.dtype(dtype))
+        return TensorOp.__new__(cls, g, idx, shape_tuple(shape), Integer(axis), flag(along),
+                                Str(dtype))
+
+    @classmethod
+    def infer(cls, g, idx, shape, axis, along, dtype):
+        return tuple_shape(shape), np.dtype(dtype.name)
+
+    def vjp(self, g):
+        _, idx, _, axis, along, _ = self.args
+        return [Take(ensure_shape(g, self.shape), idx, int(axis), bool(along)), None]
+
+    def print_numpy(self, p, ops):
+        p.need_helper("gather_grad")
+        return (f"_gather_grad({ops[0]}, {ops[1]}, {p.shape_source(self.shape)}, "
+                f"{int(self.args[3])}, {bool(self.args[4])}, {p.dtype_source(self.dtype)})")
+
+
+class Pad(TensorOp):
+    """numpy's ``pad`` in ``constant`` mode; the adjoint slices the padding off."""
+
+    op_name = "pad"
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.pad",)
+
+    def __new__(cls, x, widths, value):
+        return TensorOp.__new__(cls, x, Tuple(*[ints(w) for w in widths]), sympy.sympify(value))
+
+    @classmethod
+    def infer(cls, x, widths, value):
+        shape, dtype = info(x)
+        out = []
+        for d, (before, after) in zip(shape, widths):
+            if (int(before) or int(after)) and not isinstance(d, int):
+                raise ShapeError(f"pad: cannot pad the symbolic dimension {d} of an operand "
+                                 f"of shape {format_shape(shape)}")
+            out.append(d + int(before) + int(after) if isinstance(d, int) else d)
+        return tuple(out), dtype
+
+    def vjp(self, g):
+        x, widths, _ = self.args
+        key = Tuple(*[SliceSpec(int(b), int(b) + d, None) if isinstance(d, int)
+                      else SliceSpec(None, None, None)
+                      for d, (b, _a) in zip(shape_of(x), widths)])
+        return [Index(ensure_shape(g, self.shape), key)]
+
+    def print_numpy(self, p, ops):
+        widths = tuple(tuple(int(v) for v in w) for w in self.args[1])
+        return f"np.pad({ops[0]}, {widths}, constant_values={p.doprint(self.args[2])})"
+
+    def formula(self, ops):
+        widths = tuple(tuple(int(v) for v in w) for w in self.args[1])
+        return f"pad({ops[0]}, {widths}, {self.args[2]})"
+
+
+class ArgSort(TensorOp):
+    """numpy's ``argsort`` along one axis (stable). Integer-valued: no gradient."""
+
+    op_name = "argsort"
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.argsort",)
+
+    def __new__(cls, x, axis):
+        return TensorOp.__new__(cls, x, Integer(axis))
+
+    @classmethod
+    def infer(cls, x, axis):
+        shape, _ = info(x)
+        return shape, np.dtype(np.intp)
+
+    def vjp(self, g):
+        return [None]
+
+    def print_numpy(self, p, ops):
+        return f"np.argsort({ops[0]}, axis={int(self.args[1])}, kind='stable')"
+
+
+# -- views and rearrangements, written with reshape / transpose / indexing ---------------
+
+
+@public("composite", numpy="np.moveaxis", reference=np.moveaxis)
+def moveaxis(a, source, destination):
+    """Move axes of ``a`` to new positions (numpy's ``moveaxis``); the others keep their
+    order.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    source, destination : int or sequence of int
+        Original and new positions of the moved axes (negative count from the end).
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ShapeError
+        If the axes are out of range, repeated, or ``source`` and ``destination`` differ in
+        length.
+    """
+    t = tensors.as_tensor(a)
+    src = [source] if isinstance(source, (int, np.integer)) else list(source)
+    dst = [destination] if isinstance(destination, (int, np.integer)) else list(destination)
+    src = [_axis(s, t.ndim, "moveaxis") for s in src]
+    dst = [_axis(d, t.ndim, "moveaxis") for d in dst]
+    if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise ShapeError(f"moveaxis: source {source} and destination {destination} must be "
+                         f"as many distinct axes")
+    order = [n for n in range(t.ndim) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(t, order)
+
+
+@public("composite", numpy="np.swapaxes", methods=("swapaxes",), reference=np.swapaxes)
+def swapaxes(a, axis1, axis2):
+    """Interchange two axes (numpy's ``swapaxes``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis1, axis2 : int
+        The axes (negative count from the end).
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    i, j = _axis(axis1, t.ndim, "swapaxes"), _axis(axis2, t.ndim, "swapaxes")
+    perm = list(range(t.ndim))
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(t, perm)
+
+
+@public("composite", numpy="np.squeeze", methods=("squeeze",), reference=np.squeeze)
+def squeeze(a, axis=None):
+    """Remove axes of length one (numpy's ``squeeze``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis : int or tuple of int, optional
+        The axes to remove; by default, every axis of length 1.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ShapeError
+        If a selected axis does not have length 1.
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        axes = [i for i, d in enumerate(t.shape) if d == 1]
+    else:
+        axes = [_axis(ax, t.ndim, "squeeze")
+                for ax in ((axis,) if isinstance(axis, (int, np.integer)) else axis)]
+        bad = [ax for ax in axes if t.shape[ax] != 1]
+        if bad:
+            raise ShapeError(f"squeeze: cannot select axis {bad[0]}, of length "
+                             f"{t.shape[bad[0]]} (not 1), of an operand of shape "
+                             f"{format_shape(t.shape)}")
+    return reshape(t, tuple(d for i, d in enumerate(t.shape) if i not in axes))
+
+
+@public("composite", numpy="np.expand_dims", reference=np.expand_dims)
+def expand_dims(a, axis):
+    """Insert axes of length one at ``axis`` (numpy's ``expand_dims``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis : int or tuple of int
+        The positions of the new axes in the result (negative count from the end).
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    ndim = t.ndim + len(axes)
+    new = {_axis(ax, ndim, "expand_dims") for ax in axes}
+    if len(new) != len(axes):
+        raise ShapeError(f"expand_dims: repeated axis in {axis}")
+    rest = iter(t.shape)
+    return reshape(t, tuple(1 if i in new else next(rest) for i in range(ndim)))
+
+
+@public("composite", numpy="np.ravel", methods=("ravel",), reference=np.ravel)
+def ravel(a):
+    """The elements of ``a`` as a 1-D tensor, in C order (numpy's ``ravel``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+
+    Returns
+    -------
+    Tensor
+        Of shape ``(a.size,)``.
+    """
+    t = tensors.as_tensor(a)
+    return t if t.ndim == 1 else reshape(t, (t.size,))
+
+
+def _atleast(n: int, arys, name: str, pad):
+    out = []
+    for a in arys:
+        t = tensors.as_tensor(a)
+        out.append(t if t.ndim >= n else reshape(t, pad(t.shape)))
+    return out[0] if len(out) == 1 else out
+
+
+@public("composite", numpy="np.atleast_1d", reference=np.atleast_1d)
+def atleast_1d(*arys):
+    """Each operand with at least one dimension (numpy's ``atleast_1d``).
+
+    Parameters
+    ----------
+    *arys : Tensor or array_like
+        The operands.
+
+    Returns
+    -------
+    Tensor or list of Tensor
+        One Tensor for one operand, a list otherwise.
+    """
+    return _atleast(1, arys, "atleast_1d", lambda s: (1,))
+
+
+@public("composite", numpy="np.atleast_2d", reference=np.atleast_2d)
+def atleast_2d(*arys):
+    """Each operand with at least two dimensions (numpy's ``atleast_2d``: ``(n,)`` becomes
+    ``(1, n)``).
+
+    Parameters
+    ----------
+    *arys : Tensor or array_like
+        The operands.
+
+    Returns
+    -------
+    Tensor or list of Tensor
+        One Tensor for one operand, a list otherwise.
+    """
+    return _atleast(2, arys, "atleast_2d", lambda s: (1,) * (2 - len(s)) + tuple(s))
+
+
+@public("composite", numpy="np.atleast_3d", reference=np.atleast_3d)
+def atleast_3d(*arys):
+    """Each operand with at least three dimensions (numpy's ``atleast_3d``: ``(n,)``
+    becomes ``(1, n, 1)`` and ``(m, n)`` becomes ``(m, n, 1)``).
+
+    Parameters
+    ----------
+    *arys : Tensor or array_like
+        The operands.
+
+    Returns
+    -------
+    Tensor or list of Tensor
+        One Tensor for one operand, a list otherwise.
+    """
+    def pad(s):
+        return {0: (1, 1, 1), 1: (1,) + tuple(s) + (1,), 2: tuple(s) + (1,)}[len(s)]
+    return _atleast(3, arys, "atleast_3d", pad)
+
+
+@public("composite", numpy="np.flip", reference=np.flip)
+def flip(m, axis=None):
+    """Reverse the order of the elements along ``axis`` (numpy's ``flip``).
+
+    Parameters
+    ----------
+    m : Tensor or array_like
+        The operand.
+    axis : int or tuple of int, optional
+        The axes to reverse; by default, all of them.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(m)
+    if axis is None:
+        axes = set(range(t.ndim))
+    else:
+        axes = {_axis(ax, t.ndim, "flip")
+                for ax in ((axis,) if isinstance(axis, (int, np.integer)) else axis)}
+    if not axes:
+        return t
+    return index(t, tuple(slice(None, None, -1) if i in axes else slice(None)
+                          for i in range(t.ndim)))
+
+
+@public("composite", numpy="np.flipud", reference=np.flipud)
+def flipud(m):
+    """Reverse the order of the rows, axis 0 (numpy's ``flipud``).
+
+    Parameters
+    ----------
+    m : Tensor or array_like
+        An operand of at least one dimension.
+
+    Returns
+    -------
+    Tensor
+    """
+    return flip(m, 0)
+
+
+@public("composite", numpy="np.fliplr", reference=np.fliplr)
+def fliplr(m):
+    """Reverse the order of the columns, axis 1 (numpy's ``fliplr``).
+
+    Parameters
+    ----------
+    m : Tensor or array_like
+        An operand of at least two dimensions.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(m)
+    if t.ndim < 2:
+        raise ShapeError(f"fliplr: the operand must have at least 2 dims, got shape "
+                         f"{format_shape(t.shape)}")
+    return flip(t, 1)
+
+
+@public("composite", numpy="np.rot90", reference=np.rot90)
+def rot90(m, k=1, axes=(0, 1)):
+    """Rotate by 90 degrees ``k`` times in the plane of ``axes``, from the first towards
+    the second (numpy's ``rot90``).
+
+    Parameters
+    ----------
+    m : Tensor or array_like
+        An operand of at least two dimensions.
+    k : int
+        The number of rotations.
+    axes : pair of int
+        The plane.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(m)
+    if len(axes) != 2:
+        raise ShapeError("rot90: axes must name two axes")
+    a0, a1 = (_axis(ax, t.ndim, "rot90") for ax in axes)
+    if a0 == a1:
+        raise ShapeError(f"rot90: the axes {tuple(axes)} must differ")
+    k = int(k) % 4
+    if k == 0:
+        return t
+    if k == 2:
+        return flip(flip(t, a0), a1)
+    perm = list(range(t.ndim))
+    perm[a0], perm[a1] = perm[a1], perm[a0]
+    if k == 1:
+        return transpose(flip(t, a1), perm)
+    return flip(transpose(t, perm), a1)
+
+
+# -- gathers ------------------------------------------------------------------------------
+
+
+def _indices(indices, op: str):
+    """The index operand as a Tensor of an integer dtype; constants checked here."""
+    if isinstance(indices, tensors.Tensor):
+        t = indices
+    else:
+        arr = np.asarray(indices)
+        if arr.dtype.kind not in "iu" and arr.size:
+            raise IndexError(f"{op}: indices must be integers, got an array of dtype "
+                             f"{arr.dtype}")
+        t = tensors.constant(arr.astype(np.intp))
+    if t.dtype is None or t.dtype.kind not in "iu":
+        raise IndexError(f"{op}: indices must have an integer dtype, got {t.dtype}")
+    return t
+
+
+def _check_bounds(indices, n, axis, shape, op):
+    if isinstance(indices, tensors.Tensor) or not isinstance(n, int):
+        return  # an input: numpy raises when the function runs
+    arr = np.asarray(indices)
+    if arr.size and (arr.min() < -n or arr.max() >= n):
+        bad = arr[(arr < -n) | (arr >= n)].flat[0]
+        raise IndexError(f"{op}: index {bad} is out of bounds for axis {axis} with size {n} "
+                         f"(operand shape {format_shape(shape)})")
+
+
+@public("structural", node=Take, numpy="np.take", methods=("take",), reference=np.take)
+def take(a, indices, axis=None):
+    """Elements of ``a`` at integer ``indices`` along ``axis`` (numpy's ``take``); the
+    gradient adds back into zeros at those positions (repeated indices add up).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    indices : Tensor or array_like of int
+        The positions (negative count from the end); a Tensor input is fed at call time.
+    axis : int, optional
+        The axis to take along; by default, over the flattened operand.
+
+    Returns
+    -------
+    Tensor
+        Of shape ``a.shape[:axis] + indices.shape + a.shape[axis+1:]``.
+
+    Raises
+    ------
+    IndexError
+        For non-integer indices, or constant indices out of bounds.
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, "take")
+    _check_bounds(indices, t.shape[axis], axis, t.shape, "take")
+    idx = _indices(indices, "take")
+    return tensors.Tensor(*_node(Take(t.expr, idx.expr, axis, False)))
+
+
+def _node(node):
+    return node, node.shape, node.dtype
+
+
+@public("structural", node=Take, numpy="np.take_along_axis", reference=np.take_along_axis,
+        name="take_along_axis")
+def take_along_axis(arr, indices, axis):
+    """Elements of ``arr`` at ``indices`` along ``axis``, matched position by position in
+    the other axes (numpy's ``take_along_axis``; with ``argsort`` it sorts). The gradient
+    adds back into zeros at those positions.
+
+    Parameters
+    ----------
+    arr : Tensor or array_like
+        The operand.
+    indices : Tensor or array_like of int
+        As many dims as ``arr``; along the other axes each length equals ``arr``'s or is 1.
+    axis : int or None
+        The axis; None: over the flattened operand (``indices`` then 1-D).
+
+    Returns
+    -------
+    Tensor
+        ``arr``'s shape with ``indices.shape[axis]`` along ``axis``.
+    """
+    t = tensors.as_tensor(arr)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, "take_along_axis")
+    _check_bounds(indices, t.shape[axis], axis, t.shape, "take_along_axis")
+    idx = _indices(indices, "take_along_axis")
+    return tensors.Tensor(*_node(Take(t.expr, idx.expr, axis, True)))
+
+
+def _integer_array_key(t, key):
+    """``x[key]`` for a key with one integer array (alone, or after full slices): the
+    take along that axis; None for a basic key."""
+    parts = key if isinstance(key, tuple) else (key,)
+
+    def is_array(p):
+        return isinstance(p, (tensors.Tensor, np.ndarray, list))
+
+    arrays = [i for i, p in enumerate(parts) if is_array(p)]
+    if not arrays:
+        return None
+    pos = arrays[0]
+    ok = len(arrays) == 1 and all(
+        isinstance(p, slice) and p == slice(None) for p in parts[:pos]) and all(
+        (isinstance(p, slice) and p == slice(None)) or p is Ellipsis for p in parts[pos + 1:])
+    if not ok:
+        raise IndexError("index: an integer array index is supported alone or after full "
+                         "slices (x[idx], x[:, idx]); use sg.take or sg.take_along_axis")
+    p = parts[pos]
+    dtype = p.dtype if isinstance(p, tensors.Tensor) else np.asarray(p).dtype
+    if dtype is not None and dtype.kind == "b":
+        raise IndexError("index: boolean masks are not supported (their result's shape "
+                         "depends on the values); use sg.where")
+    if pos >= t.ndim:
+        raise IndexError(f"index: too many indices for an operand of shape "
+                         f"{format_shape(t.shape)}")
+    return take(t, p, axis=pos)
+
+
+# -- sorting and reordering ----------------------------------------------------------------
+
+
+@public("structural", node=ArgSort, numpy="np.argsort", reference=np.argsort)
+def argsort(a, axis=-1):
+    """The indices that sort ``a`` along ``axis`` (numpy's ``argsort``, stable). Integer
+    valued: it has no gradient.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis : int or None
+        The axis; None: over the flattened operand.
+
+    Returns
+    -------
+    Tensor
+        Of dtype intp.
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    return tensors.structural_node(ArgSort, t, _axis(axis, t.ndim, "argsort"))
+
+
+@public("composite", numpy="np.sort", reference=np.sort)
+def sort(a, axis=-1):
+    """``a`` sorted along ``axis`` (numpy's ``sort``): a gather through ``argsort``, so the
+    gradient goes back to where each sorted element came from (ties: stable order).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis : int or None
+        The axis; None: over the flattened operand.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, "sort")
+    return take_along_axis(t, argsort(t, axis), axis)
+
+
+def _roll_one(t, shift: int, axis: int):
+    n = _concrete(t, axis, "roll")
+    s = shift % n if n else 0
+    if s == 0:
+        return t
+    from .join import concatenate
+
+    def part(sl):
+        return index(t, tuple(sl if i == axis else slice(None) for i in range(t.ndim)))
+    return concatenate([part(slice(n - s, None)), part(slice(None, n - s))], axis)
+
+
+@public("composite", numpy="np.roll", reference=np.roll)
+def roll(a, shift, axis=None):
+    """Shift elements cyclically along ``axis`` (numpy's ``roll``): the two slices,
+    concatenated in the other order.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    shift : int or tuple of int
+        How far to shift (negative: backwards).
+    axis : int or tuple of int, optional
+        The axes; by default, the flattened operand is shifted and the shape restored.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        return reshape(_roll_one(ravel(t), int(np.sum(shift)), 0), t.shape)
+    shifts, axes = np.broadcast_arrays(np.asarray(shift), np.asarray(axis))
+    total = {}
+    for s, ax in zip(shifts.ravel(), axes.ravel()):
+        ax = _axis(int(ax), t.ndim, "roll")
+        total[ax] = total.get(ax, 0) + int(s)
+    for ax, s in total.items():
+        t = _roll_one(t, s, ax)
+    return t
+
+
+@public("composite", numpy="np.repeat", methods=("repeat",), reference=np.repeat)
+def repeat(a, repeats, axis=None):
+    """Repeat each element ``repeats`` times along ``axis`` (numpy's ``repeat``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    repeats : int or sequence of int
+        The count, one for all or one per element along ``axis``.
+    axis : int, optional
+        The axis; by default, over the flattened operand (the result is 1-D).
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, "repeat")
+    reps = np.asarray(repeats)
+    if reps.dtype.kind not in "iu" or (reps < 0).any():
+        raise ValueError(f"repeat: repeats must be non-negative integers, got {repeats!r}")
+    if reps.size == 1:  # the same count for all: a broadcast along a new axis
+        r = int(reps.ravel()[0])
+        s = t.shape
+        inner = reshape(t, s[:axis + 1] + (1,) + s[axis + 1:])
+        wide = broadcast_to(inner, s[:axis + 1] + (r,) + s[axis + 1:])
+        return reshape(wide, s[:axis] + (s[axis] * r,) + s[axis + 1:])
+    n = _concrete(t, axis, "repeat")
+    if reps.shape != (n,):
+        raise ShapeError(f"repeat: {reps.size} repeats for axis {axis} of length {n} "
+                         f"(operand shape {format_shape(t.shape)})")
+    return take(t, np.repeat(np.arange(n), reps), axis)
+
+
+@public("composite", numpy="np.tile", reference=np.tile)
+def tile(A, reps):
+    """``A`` repeated ``reps`` times along each axis (numpy's ``tile``): a broadcast along
+    interleaved new axes, reshaped.
+
+    Parameters
+    ----------
+    A : Tensor or array_like
+        The operand.
+    reps : int or tuple of int
+        The repetitions per axis (aligned from the end, as in numpy).
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(A)
+    reps = (int(reps),) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
+    d = builtins.max(len(reps), t.ndim)
+    reps = (1,) * (d - len(reps)) + reps
+    shape = (1,) * (d - t.ndim) + tuple(t.shape)
+    inter = tuple(v for s in shape for v in (1, s))
+    wide = tuple(v for r, s in zip(reps, shape) for v in (r, s))
+    out = broadcast_to(reshape(t, inter), wide)
+    return reshape(out, tuple(r * s for r, s in zip(reps, shape)))
+
+
+@public("composite", numpy="np.diff", reference=np.diff)
+def diff(a, n=1, axis=-1):
+    """The ``n``-th discrete difference along ``axis`` (numpy's ``diff``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    n : int
+        How many times to take the difference.
+    axis : int
+        The axis.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    axis = _axis(axis, t.ndim, "diff")
+    if int(n) < 0:
+        raise ValueError(f"diff: order must be non-negative, got {n}")
+    for _ in range(int(n)):
+        def part(sl):
+            return index(t, tuple(sl if i == axis else slice(None) for i in range(t.ndim)))
+        t = part(slice(1, None)) - part(slice(None, -1))
+    return t
+
+
+# -- diagonals and triangles ----------------------------------------------------------------
+
+
+@public("composite", numpy="np.diagonal", reference=np.diagonal)
+def diagonal(a, offset=0, axis1=0, axis2=1):
+    """The diagonal of the planes of ``axis1`` and ``axis2``, along a new last axis
+    (numpy's ``diagonal``): the two axes moved last, flattened and sliced with a step.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        An operand of at least two dimensions.
+    offset : int
+        Above (positive) or below (negative) the main diagonal.
+    axis1, axis2 : int
+        The plane.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(a)
+    if t.ndim < 2:
+        raise ShapeError(f"diagonal: the operand must have at least 2 dims, got shape "
+                         f"{format_shape(t.shape)}")
+    i, j = _axis(axis1, t.ndim, "diagonal"), _axis(axis2, t.ndim, "diagonal")
+    if i == j:
+        raise ShapeError(f"diagonal: axis1 and axis2 cannot be the same ({i})")
+    n, m = _concrete(t, i, "diagonal"), _concrete(t, j, "diagonal")
+    rest = [k for k in range(t.ndim) if k not in (i, j)]
+    flat = reshape(transpose(t, rest + [i, j]), tuple(t.shape[k] for k in rest) + (n * m,))
+    k = int(offset)
+    length = builtins.max(0, builtins.min(n, m - k) if k >= 0 else builtins.min(n + k, m))
+    start = k if k >= 0 else -k * m
+    sl = slice(start, start + (length - 1) * (m + 1) + 1, m + 1) if length else slice(0, 0)
+    return index(flat, (Ellipsis, sl))
+
+
+@public("composite", numpy="np.trace", reference=np.trace)
+def trace(a, offset=0, axis1=0, axis2=1):
+    """Sum along a diagonal (numpy's ``trace``).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        An operand of at least two dimensions.
+    offset : int
+        The diagonal (see :func:`diagonal`).
+    axis1, axis2 : int
+        The plane.
+
+    Returns
+    -------
+    Tensor
+    """
+    from .reductions import sum as _sum
+    return _sum(diagonal(a, offset, axis1, axis2), -1)
+
+
+@public("composite", numpy="np.diag", reference=np.diag)
+def diag(v, k=0):
+    """The ``k``-th diagonal of a 2-D ``v``, or a 2-D tensor with the 1-D ``v`` on its
+    ``k``-th diagonal (numpy's ``diag``).
+
+    Parameters
+    ----------
+    v : Tensor or array_like
+        1-D or 2-D.
+    k : int
+        The diagonal: above (positive) or below (negative) the main one.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(v)
+    k = int(k)
+    if t.ndim == 2:
+        return diagonal(t, k)
+    if t.ndim != 1:
+        raise ShapeError(f"diag: the operand must be 1-D or 2-D, got shape "
+                         f"{format_shape(t.shape)}")
+    length = _concrete(t, 0, "diag")
+    n = length + builtins.abs(k)
+    # v[i] at flat position start + i*(n+1) of the n*n result: each element followed by n
+    # zeros, the whole shifted by ``start`` and cut (or padded) to n*n elements
+    start = k if k >= 0 else -k * n
+    rows = pad(reshape(t, (length, 1)), ((0, 0), (0, n)))
+    flat = reshape(rows, (length * (n + 1),))
+    total = start + length * (n + 1)
+    flat = pad(flat, ((start, builtins.max(0, n * n - total)),))
+    if total > n * n:
+        flat = index(flat, slice(0, n * n))
+    return reshape(flat, (n, n))
+
+
+def _triangle(m, k, op, keep):
+    from .elementwise import where
+    t = tensors.as_tensor(m)
+    if t.ndim < 2:
+        raise ShapeError(f"{op}: the operand must have at least 2 dims, got shape "
+                         f"{format_shape(t.shape)}")
+    rows, cols = _concrete(t, -2 % t.ndim, op), _concrete(t, -1 % t.ndim, op)
+    mask = keep(np.ones((rows, cols), dtype=bool), int(k)).astype(bool)
+    return where(tensors.constant(mask), t, 0)
+
+
+@public("composite", numpy="np.tril", reference=np.tril)
+def tril(m, k=0):
+    """The lower triangle of the last two axes, zero above the ``k``-th diagonal (numpy's
+    ``tril``).
+
+    Parameters
+    ----------
+    m : Tensor or array_like
+        An operand of at least two dimensions.
+    k : int
+        The diagonal above which to zero.
+
+    Returns
+    -------
+    Tensor
+    """
+    return _triangle(m, k, "tril", np.tril)
+
+
+@public("composite", numpy="np.triu", reference=np.triu)
+def triu(m, k=0):
+    """The upper triangle of the last two axes, zero below the ``k``-th diagonal (numpy's
+    ``triu``).
+
+    Parameters
+    ----------
+    m : Tensor or array_like
+        An operand of at least two dimensions.
+    k : int
+        The diagonal below which to zero.
+
+    Returns
+    -------
+    Tensor
+    """
+    return _triangle(m, k, "triu", np.triu)
+
+
+# -- padding and selection -----------------------------------------------------------------
+
+
+@public("structural", node=Pad, numpy="np.pad", reference=np.pad)
+def pad(array, pad_width, mode="constant", constant_values=0):
+    """Pad with a constant value (numpy's ``pad`` in ``constant`` mode); the gradient
+    slices the padding off.
+
+    Parameters
+    ----------
+    array : Tensor or array_like
+        The operand.
+    pad_width : int or sequence
+        ``((before, after), ...)`` per axis; one pair, or one int, for all axes.
+    mode : str
+        Only ``"constant"``.
+    constant_values : float
+        The value of the padding.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        For another mode, or negative widths.
+    """
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    t = tensors.as_tensor(array)
+    widths = np.asarray(pad_width)
+    if widths.dtype.kind not in "iu" or (widths < 0).any():
+        raise ValueError(f"pad: pad_width must be non-negative integers, got {pad_width!r}")
+    try:
+        widths = np.broadcast_to(widths, (t.ndim, 2))
+    except ValueError:
+        raise ShapeError(f"pad: pad_width {pad_width!r} does not fit an operand of shape "
+                         f"{format_shape(t.shape)}") from None
+    if not widths.any():
+        return t
+    if not isinstance(constant_values, (int, float, np.integer, np.floating)):
+        raise TypeError("pad: constant_values must be a number")
+    return tensors.structural_node(Pad, t, [tuple(int(v) for v in w) for w in widths],
+                                   float(constant_values))
+
+
+@public("composite", numpy="np.select", reference=np.select)
+def select(condlist, choicelist, default=0):
+    """The element of the first choice whose condition holds, else ``default`` (numpy's
+    ``select``): nested ``where``.
+
+    Parameters
+    ----------
+    condlist : list of Tensor or array_like of bool
+        The conditions.
+    choicelist : list of Tensor or array_like
+        One choice per condition.
+    default : float or Tensor
+        Where no condition holds.
+
+    Returns
+    -------
+    Tensor
+    """
+    from .elementwise import where
+    if len(condlist) != len(choicelist):
+        raise ValueError(f"select: {len(condlist)} conditions for {len(choicelist)} choices")
+    out = tensors.as_tensor(default)
+    for cond, choice in reversed(list(zip(condlist, choicelist))):
+        out = where(cond, choice, out)
+    return out

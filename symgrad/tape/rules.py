@@ -38,7 +38,7 @@ from __future__ import annotations
 import inspect
 import math
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -77,7 +77,10 @@ class OpRule:
     doc : str
         The public function's docstring.
     inputs : tuple of str
-        The names of the tensor inputs, the differentiable positions, in order.
+        The names of the tensor inputs, the differentiable positions, in order. One name
+        starred, ``("*arrays",)``, is a sequence of any number of tensors (``concatenate``):
+        ``prepare``, ``forward`` and ``vjp`` receive a tuple of arrays in its place and
+        ``vjp`` returns one gradient per array.
     params : tuple of (str, default)
         The other parameters with their defaults (:data:`REQUIRED` for none).
     prepare : callable, optional
@@ -1054,6 +1057,392 @@ def _broadcast_to_vjp(g, y, x, shape):
     return (unbroadcast(g, x.shape),)
 
 
+# --- shape ops (issue 12): rule functions ---
+
+def _axis_of(op, axis, ndim):
+    """One axis (negatives allowed) of an operand of ``ndim`` dims, as a non-negative int."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of bounds for an operand of {ndim} dims")
+    return int(axis) % ndim
+
+
+def _reshape_back_vjp(g, y, x, *params):
+    # every op that only reshapes (squeeze, expand_dims, ravel, atleast_nd)
+    return (np.reshape(g, x.shape),)
+
+
+def _moveaxis_forward(x, source, destination):
+    return np.moveaxis(x, source, destination)
+
+
+def _moveaxis_vjp(g, y, x, source, destination):
+    return (np.moveaxis(g, destination, source),)
+
+
+def _swapaxes_forward(x, axis1, axis2):
+    return np.swapaxes(x, axis1, axis2)
+
+
+def _swapaxes_vjp(g, y, x, axis1, axis2):
+    return (np.swapaxes(g, axis1, axis2),)
+
+
+def _squeeze_forward(x, axis):
+    return np.squeeze(x, axis)
+
+
+def _expand_dims_forward(x, axis):
+    return np.expand_dims(x, axis)
+
+
+def _ravel_forward(x):
+    return np.ravel(x)
+
+
+def _atleast_1d_forward(x):
+    return np.atleast_1d(x)
+
+
+def _atleast_2d_forward(x):
+    return np.atleast_2d(x)
+
+
+def _atleast_3d_forward(x):
+    return np.atleast_3d(x)
+
+
+def _flip_forward(x, axis):
+    return np.flip(x, axis)
+
+
+def _flip_vjp(g, y, x, axis):
+    return (np.flip(g, axis),)
+
+
+def _flipud_forward(x):
+    return np.flipud(x)
+
+
+def _flipud_vjp(g, y, x):
+    return (np.flipud(g),)
+
+
+def _fliplr_forward(x):
+    return np.fliplr(x)
+
+
+def _fliplr_vjp(g, y, x):
+    return (np.fliplr(g),)
+
+
+def _rot90_forward(x, k, axes):
+    return np.rot90(x, k, axes)
+
+
+def _rot90_vjp(g, y, x, k, axes):
+    return (np.rot90(g, -k, axes),)  # rotating back
+
+
+def _roll_forward(x, shift, axis):
+    return np.roll(x, shift, axis)
+
+
+def _roll_vjp(g, y, x, shift, axis):
+    return (np.roll(g, np.negative(shift), axis),)
+
+
+def _repeat_forward(x, repeats, axis):
+    return np.repeat(x, repeats, axis)
+
+
+def _repeat_vjp(g, y, x, repeats, axis):
+    # output element j came from input element source[j] along the axis: add them back
+    if axis is None:
+        source = np.repeat(np.arange(x.size), repeats)
+        out = np.zeros(x.size, dtype=g.dtype)
+        np.add.at(out, source, g)
+        return (out.reshape(x.shape),)
+    axis = _axis_of("repeat", axis, x.ndim)
+    source = np.repeat(np.arange(x.shape[axis]), repeats)
+    out = np.zeros((x.shape[axis],) + tuple(np.delete(x.shape, axis)), dtype=g.dtype)
+    np.add.at(out, source, np.moveaxis(g, axis, 0))
+    return (np.moveaxis(out, 0, axis),)
+
+
+def _tile_forward(x, reps):
+    return np.tile(x, reps)
+
+
+def _tile_vjp(g, y, x, reps):
+    # sum the cotangent over every copy: one block of the result per tile offset
+    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    d = max(len(reps), x.ndim)
+    reps = (1,) * (d - len(reps)) + reps
+    block = (1,) * (d - x.ndim) + x.shape
+    out = np.zeros(block, dtype=g.dtype)
+    for offset in np.ndindex(*reps):
+        out = out + g[tuple(slice(o * b, (o + 1) * b) for o, b in zip(offset, block))]
+    return (out.reshape(x.shape),)
+
+
+def _diff_forward(x, n, axis):
+    return np.diff(x, n, axis)
+
+
+def _diff_vjp(g, y, x, n, axis):
+    # the adjoint of d = x[1:] - x[:-1] is [0, g] - [g, 0], taken n times
+    axis = _axis_of("diff", axis, x.ndim)
+    for _ in range(n):
+        before = [(0, 0)] * g.ndim
+        after = [(0, 0)] * g.ndim
+        before[axis], after[axis] = (1, 0), (0, 1)
+        g = np.pad(g, before) - np.pad(g, after)
+    return (g,)
+
+
+def _diagonal_forward(x, offset, axis1, axis2):
+    return np.diagonal(x, offset, axis1, axis2).copy()
+
+
+def _into_diagonal(g, shape, offset, axis1, axis2):
+    """zeros(shape) with ``g`` (diagonal last, as np.diagonal gives it) on the diagonal."""
+    out = np.zeros(shape, dtype=g.dtype)
+    plane = np.moveaxis(out, (axis1, axis2), (-2, -1))  # a view: writes go into out
+    n = g.shape[-1]
+    rows = np.arange(n) + max(-offset, 0)
+    cols = np.arange(n) + max(offset, 0)
+    plane[..., rows, cols] = g
+    return out
+
+
+def _diagonal_vjp(g, y, x, offset, axis1, axis2):
+    return (_into_diagonal(g, x.shape, offset, axis1, axis2),)
+
+
+def _trace_forward(x, offset, axis1, axis2):
+    return np.asarray(np.trace(x, offset, axis1, axis2))
+
+
+def _trace_vjp(g, y, x, offset, axis1, axis2):
+    n = np.diagonal(x, offset, axis1, axis2).shape[-1]
+    diag = np.broadcast_to(np.asarray(g)[..., None], np.shape(g) + (n,))
+    return (_into_diagonal(diag, x.shape, offset, axis1, axis2),)
+
+
+def _diag_forward(x, k):
+    return np.diag(x, k).copy()
+
+
+def _diag_vjp(g, y, x, k):
+    if x.ndim == 1:
+        return (np.diagonal(g, k).copy(),)
+    return (_into_diagonal(g, x.shape, k, 0, 1),)
+
+
+def _tril_forward(x, k):
+    return np.tril(x, k)
+
+
+def _tril_vjp(g, y, x, k):
+    return (np.tril(g, k),)
+
+
+def _triu_forward(x, k):
+    return np.triu(x, k)
+
+
+def _triu_vjp(g, y, x, k):
+    return (np.triu(g, k),)
+
+
+def _pad_forward(x, pad_width, constant_values):
+    return np.pad(x, pad_width, mode="constant", constant_values=constant_values)
+
+
+def _pad_vjp(g, y, x, pad_width, constant_values):
+    widths = np.broadcast_to(np.asarray(pad_width), (x.ndim, 2))
+    return (g[tuple(slice(b, b + n) for (b, _), n in zip(widths, x.shape))],)
+
+
+def _take_forward(x, indices, axis):
+    return np.take(x, indices, axis)
+
+
+def _take_vjp(g, y, x, indices, axis):
+    if axis is None:
+        out = np.zeros(x.size, dtype=g.dtype)
+        np.add.at(out, np.asarray(indices), g)
+        return (out.reshape(x.shape),)
+    axis = _axis_of("take", axis, x.ndim)
+    out = np.zeros(x.shape, dtype=g.dtype)
+    np.add.at(out, (slice(None),) * axis + (np.asarray(indices),), g)
+    return (out,)
+
+
+def _take_along_axis_forward(x, indices, axis):
+    return np.take_along_axis(x, np.asarray(indices), axis)
+
+
+def _take_along_axis_vjp(g, y, x, indices, axis):
+    if axis is None:
+        out = np.zeros(x.size, dtype=g.dtype)
+        np.add.at(out, np.asarray(indices), g)
+        return (out.reshape(x.shape),)
+    axis = _axis_of("take_along_axis", axis, x.ndim)
+    idx = np.broadcast_to(np.asarray(indices), g.shape)
+    key = tuple(idx if i == axis else np.arange(n).reshape((-1,) + (1,) * (g.ndim - i - 1))
+                for i, n in enumerate(g.shape))
+    out = np.zeros(x.shape, dtype=g.dtype)
+    np.add.at(out, key, g)
+    return (out,)
+
+
+def _argsort_forward(x, axis):
+    return np.argsort(x, axis, kind="stable")
+
+
+def _argsort_vjp(g, y, x, axis):
+    return (None,)  # integer valued
+
+
+def _sort_forward(x, axis):
+    return np.sort(x, axis, kind="stable")
+
+
+def _sort_vjp(g, y, x, axis):
+    # each sorted element's cotangent goes back to where argsort found it
+    if axis is None:
+        out = np.zeros(x.size, dtype=g.dtype)
+        out[np.argsort(x, axis=None, kind="stable")] = g
+        return (out.reshape(x.shape),)
+    order = np.argsort(x, axis, kind="stable")
+    out = np.zeros(x.shape, dtype=g.dtype)
+    np.put_along_axis(out, order, g, axis)
+    return (out,)
+
+
+def _select_prepare(op, choices, condlist, default):
+    conds = [np.asarray(_value_of(c), dtype=bool) for c in condlist]
+    if len(conds) != len(choices):
+        raise ValueError(f"{op}: {len(conds)} conditions for {len(choices)} choices")
+    return conds, default
+
+
+def _select_forward(choices, condlist, default):
+    return np.asarray(np.select(condlist, list(choices), default))
+
+
+def _select_vjp(g, y, choices, condlist, default):
+    # choice i gets the cotangent where its condition is the first to hold
+    taken = np.zeros(g.shape, dtype=bool)
+    out = []
+    for cond, choice in zip(condlist, choices):
+        first = np.broadcast_to(cond, g.shape) & ~taken
+        out.append(unbroadcast(np.where(first, g, 0).astype(g.dtype), choice.shape))
+        taken = taken | first
+    return tuple(out)
+
+
+def _join_prepare(op, arrays, axis):
+    if not arrays:
+        raise ValueError(f"{op}: need at least one array")
+    return (axis,)
+
+
+def _sizes_along(arrays, axis):
+    return np.cumsum([a.shape[axis] for a in arrays])[:-1]
+
+
+def _concatenate_forward(arrays, axis):
+    return np.concatenate(arrays, axis)
+
+
+def _concatenate_vjp(g, y, arrays, axis):
+    if axis is None:
+        parts = np.split(g, np.cumsum([a.size for a in arrays])[:-1])
+        return tuple(p.reshape(a.shape) for p, a in zip(parts, arrays))
+    return tuple(np.split(g, _sizes_along(arrays, axis), axis))
+
+
+def _stack_forward(arrays, axis):
+    return np.stack(arrays, axis)
+
+
+def _stack_vjp(g, y, arrays, axis):
+    return tuple(np.take(g, i, axis) for i in range(len(arrays)))
+
+
+def _stacked_vjp(g, axis, arrays, promoted):
+    parts = np.split(g, np.cumsum([p.shape[axis] for p in promoted])[:-1], axis)
+    return tuple(p.reshape(a.shape) for p, a in zip(parts, arrays))
+
+
+def _vstack_forward(arrays):
+    return np.vstack(arrays)
+
+
+def _vstack_vjp(g, y, arrays):
+    return _stacked_vjp(g, 0, arrays, [np.atleast_2d(a) for a in arrays])
+
+
+def _hstack_forward(arrays):
+    return np.hstack(arrays)
+
+
+def _hstack_vjp(g, y, arrays):
+    promoted = [np.atleast_1d(a) for a in arrays]
+    return _stacked_vjp(g, 0 if promoted[0].ndim == 1 else 1, arrays, promoted)
+
+
+def _column_stack_forward(arrays):
+    return np.column_stack(arrays)
+
+
+def _column_stack_vjp(g, y, arrays):
+    promoted = [a.reshape(-1, 1) if a.ndim < 2 else a for a in arrays]
+    return _stacked_vjp(g, 1, arrays, promoted)
+
+
+def _append_forward(arr, values, axis):
+    return np.append(arr, values, axis)
+
+
+def _append_vjp(g, y, arr, values, axis):
+    if axis is None:
+        return g[:arr.size].reshape(arr.shape), g[arr.size:].reshape(values.shape)
+    first, second = np.split(g, [arr.shape[axis]], axis)
+    return first, second
+
+
+def _split_forward(x, indices_or_sections, axis, piece):
+    return np.split(x, indices_or_sections, axis)[piece].copy()
+
+
+def _array_split_forward(x, indices_or_sections, axis, piece):
+    return np.array_split(x, indices_or_sections, axis)[piece].copy()
+
+
+def _piece_vjp(g, positions, x, axis):
+    out = np.zeros(x.shape, dtype=g.dtype)
+    np.moveaxis(out, axis, 0)[positions] = np.moveaxis(g, axis, 0)
+    return (out,)
+
+
+def _split_vjp(g, y, x, indices_or_sections, axis, piece):
+    n = x.shape[axis]
+    return _piece_vjp(g, np.split(np.arange(n), indices_or_sections)[piece], x, axis)
+
+
+def _array_split_vjp(g, y, x, indices_or_sections, axis, piece):
+    n = x.shape[axis]
+    return _piece_vjp(g, np.array_split(np.arange(n), indices_or_sections)[piece], x, axis)
+
+
+# --- end of shape ops (issue 12): rule functions ---
+
+
 _BASIC_INDEX_TYPES = (int, np.integer, slice, type(None), type(Ellipsis))
 
 
@@ -1456,6 +1845,221 @@ _TABLE: tuple[OpRule, ...] = (
     key : index
         Tensors in the key are read as their values.""" + _RETURNS,
            params=(("key", REQUIRED),), prepare=_getitem_prepare, public=False),
+    # --- shape ops (issue 12): entries ---
+    OpRule("moveaxis", _moveaxis_forward, _moveaxis_vjp, "numpy's ``moveaxis``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    source, destination : int or sequence of int""" + _RETURNS,
+           params=(("source", REQUIRED), ("destination", REQUIRED))),
+    OpRule("swapaxes", _swapaxes_forward, _swapaxes_vjp, "numpy's ``swapaxes``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis1, axis2 : int""" + _RETURNS, params=(("axis1", REQUIRED), ("axis2", REQUIRED))),
+    OpRule("squeeze", _squeeze_forward, _reshape_back_vjp, "numpy's ``squeeze``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or tuple of int, optional""" + _RETURNS, params=(("axis", None),)),
+    OpRule("expand_dims", _expand_dims_forward, _reshape_back_vjp, "numpy's ``expand_dims``."
+           + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or tuple of int""" + _RETURNS, params=(("axis", REQUIRED),)),
+    _unary("ravel", _ravel_forward, _reshape_back_vjp, "numpy's ``ravel``: 1-D, C order."),
+    _unary("atleast_1d", _atleast_1d_forward, _reshape_back_vjp,
+           "numpy's ``atleast_1d`` of one operand."),
+    _unary("atleast_2d", _atleast_2d_forward, _reshape_back_vjp,
+           "numpy's ``atleast_2d`` of one operand."),
+    _unary("atleast_3d", _atleast_3d_forward, _reshape_back_vjp,
+           "numpy's ``atleast_3d`` of one operand."),
+    OpRule("flip", _flip_forward, _flip_vjp, "numpy's ``flip``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or tuple of int, optional""" + _RETURNS, params=(("axis", None),)),
+    _unary("flipud", _flipud_forward, _flipud_vjp, "numpy's ``flipud``."),
+    _unary("fliplr", _fliplr_forward, _fliplr_vjp, "numpy's ``fliplr``."),
+    OpRule("rot90", _rot90_forward, _rot90_vjp, "numpy's ``rot90``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    k : int
+    axes : pair of int""" + _RETURNS, params=(("k", 1), ("axes", (0, 1)))),
+    OpRule("roll", _roll_forward, _roll_vjp, "numpy's ``roll``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    shift : int or tuple of int
+    axis : int or tuple of int, optional""" + _RETURNS,
+           params=(("shift", REQUIRED), ("axis", None))),
+    OpRule("repeat", _repeat_forward, _repeat_vjp, "numpy's ``repeat``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    repeats : int or sequence of int
+    axis : int, optional""" + _RETURNS, params=(("repeats", REQUIRED), ("axis", None))),
+    OpRule("tile", _tile_forward, _tile_vjp, "numpy's ``tile``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    reps : int or tuple of int""" + _RETURNS, params=(("reps", REQUIRED),)),
+    OpRule("diff", _diff_forward, _diff_vjp, "numpy's ``diff``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    n : int
+    axis : int""" + _RETURNS, params=(("n", 1), ("axis", -1))),
+    OpRule("diagonal", _diagonal_forward, _diagonal_vjp, "numpy's ``diagonal``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    offset, axis1, axis2 : int""" + _RETURNS,
+           params=(("offset", 0), ("axis1", 0), ("axis2", 1))),
+    OpRule("trace", _trace_forward, _trace_vjp, "numpy's ``trace``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    offset, axis1, axis2 : int""" + _RETURNS,
+           params=(("offset", 0), ("axis1", 0), ("axis2", 1))),
+    OpRule("diag", _diag_forward, _diag_vjp, "numpy's ``diag``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+        1-D or 2-D.
+    k : int""" + _RETURNS, params=(("k", 0),)),
+    OpRule("tril", _tril_forward, _tril_vjp, "numpy's ``tril``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    k : int""" + _RETURNS, params=(("k", 0),)),
+    OpRule("triu", _triu_forward, _triu_vjp, "numpy's ``triu``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    k : int""" + _RETURNS, params=(("k", 0),)),
+    OpRule("pad", _pad_forward, _pad_vjp, "numpy's ``pad``, constant mode." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    pad_width : int or sequence
+    constant_values : float""" + _RETURNS,
+           params=(("pad_width", REQUIRED), ("constant_values", 0))),
+    OpRule("take", _take_forward, _take_vjp, "numpy's ``take``; repeated indices add up in "
+           "the gradient." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices : array_like of int
+    axis : int, optional""" + _RETURNS, params=(("indices", REQUIRED), ("axis", None))),
+    OpRule("take_along_axis", _take_along_axis_forward, _take_along_axis_vjp,
+           "numpy's ``take_along_axis``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices : array_like of int
+    axis : int or None""" + _RETURNS, params=(("indices", REQUIRED), ("axis", REQUIRED))),
+    OpRule("argsort", _argsort_forward, _argsort_vjp, "numpy's ``argsort`` (stable); no "
+           "gradient." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or None""" + _RETURNS, params=(("axis", -1),)),
+    OpRule("sort", _sort_forward, _sort_vjp, "numpy's ``sort``; the gradient goes back "
+           "through the sorting permutation." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis : int or None""" + _RETURNS, params=(("axis", -1),)),
+    OpRule("select", _select_forward, _select_vjp, "numpy's ``select``." + """
+
+    Parameters
+    ----------
+    condlist : sequence of array_like of bool
+    choicelist : sequence of TensorLike
+    default : float""" + _RETURNS, inputs=("*choicelist",),
+           params=(("condlist", REQUIRED), ("default", 0)), prepare=_select_prepare,
+           order=("condlist", "choicelist", "default")),
+    OpRule("concatenate", _concatenate_forward, _concatenate_vjp,
+           "numpy's ``concatenate``." + """
+
+    Parameters
+    ----------
+    arrays : sequence of TensorLike
+    axis : int or None""" + _RETURNS, inputs=("*arrays",), params=(("axis", 0),),
+           prepare=_join_prepare),
+    OpRule("stack", _stack_forward, _stack_vjp, "numpy's ``stack``." + """
+
+    Parameters
+    ----------
+    arrays : sequence of TensorLike
+    axis : int""" + _RETURNS, inputs=("*arrays",), params=(("axis", 0),),
+           prepare=_join_prepare),
+    OpRule("vstack", _vstack_forward, _vstack_vjp, "numpy's ``vstack``." + """
+
+    Parameters
+    ----------
+    tup : sequence of TensorLike""" + _RETURNS, inputs=("*tup",)),
+    OpRule("hstack", _hstack_forward, _hstack_vjp, "numpy's ``hstack``." + """
+
+    Parameters
+    ----------
+    tup : sequence of TensorLike""" + _RETURNS, inputs=("*tup",)),
+    OpRule("column_stack", _column_stack_forward, _column_stack_vjp,
+           "numpy's ``column_stack``." + """
+
+    Parameters
+    ----------
+    tup : sequence of TensorLike""" + _RETURNS, inputs=("*tup",)),
+    OpRule("append", _append_forward, _append_vjp, "numpy's ``append``." + """
+
+    Parameters
+    ----------
+    arr, values : TensorLike
+    axis : int, optional""" + _RETURNS, inputs=("arr", "values"), params=(("axis", None),)),
+    # split and array_split return lists: the tape records one piece per call
+    OpRule("split", _split_forward, _split_vjp, "Piece ``piece`` of numpy's ``split``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices_or_sections : int or sequence of int
+    axis : int
+    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("axis", 0),
+                                       ("piece", 0)), public=False),
+    OpRule("array_split", _array_split_forward, _array_split_vjp,
+           "Piece ``piece`` of numpy's ``array_split``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices_or_sections : int or sequence of int
+    axis : int
+    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("axis", 0),
+                                       ("piece", 0)), public=False),
+    # --- end of shape ops (issue 12): entries ---
     # normalizations and losses
     _along_axis("softmax", _softmax_forward, _softmax_vjp,
                 "Softmax along ``axis``, shifted by the max for stability."),
@@ -1520,6 +2124,10 @@ def function_from_rule(rule: OpRule) -> Callable[..., Tensor]:
         Its ``rule`` attribute is the entry.
     """
     param_names = tuple(p for p, _ in rule.params)
+    variadic = len(rule.inputs) == 1 and rule.inputs[0].startswith("*")
+    entry = rule  # the function's ``rule``; a starred input name is used without its star
+    if variadic:
+        rule = replace(rule, inputs=(rule.inputs[0][1:],))
     order = rule.order or rule.inputs + param_names
     if sorted(order) != sorted(rule.inputs + param_names):
         raise ValueError(f"{rule.name}: order {order} must list the inputs and parameters")
@@ -1580,6 +2188,16 @@ def function_from_rule(rule: OpRule) -> Callable[..., Tensor]:
             args = bind(args, kwargs)
         if permuted:
             args = tuple([args[i] for i in permutation])
+        if variadic:  # one sequence of tensors: the values go to the rule as one tuple
+            if not isinstance(args[0], (list, tuple)):
+                raise TypeError(f"{name}: pass a sequence of tensors (a list or a tuple)")
+            tensors = _as_tensors(*args[0])
+            values = tuple([t._value for t in tensors])
+            params = args[1:]
+            if prepare is not None:
+                params = prepare(name, values, *params)
+            y = forward(values, *params)
+            return _record(name, y, tensors, vjp, (y, values, *params))
         if n_inputs == 1:
             x = _as_tensor(args[0])
             tensors, inputs = (x,), (x._value,)
@@ -1612,7 +2230,9 @@ def function_from_rule(rule: OpRule) -> Callable[..., Tensor]:
         y = forward(va, vb)
         return _record(name, y, (a, b), vjp, (y, va, vb))
 
-    if not rule.params and n_inputs == 1 and prepare is None:
+    if variadic:
+        pass
+    elif not rule.params and n_inputs == 1 and prepare is None:
         op = unary_op
     elif not rule.params and n_inputs == 2:
         op = binary_op
@@ -1624,7 +2244,7 @@ def function_from_rule(rule: OpRule) -> Callable[..., Tensor]:
                            default=(inspect.Parameter.empty
                                     if defaults.get(n, REQUIRED) is REQUIRED else defaults[n]))
          for n in order])
-    op.rule = rule
+    op.rule = entry
     return op
 
 
