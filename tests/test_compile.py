@@ -285,3 +285,19 @@ def test_the_second_process_check_would_catch_a_miss():
     run = _child(3.0)  # not compiled by anyone: a miss
     assert run.returncode != 0
     assert "the cache missed" in run.stderr
+
+
+def test_a_weak_scalar_adjoint_is_spread_in_the_models_dtype():
+    # mean of per-example losses: the adjoint 1/N is a weak Python scalar, spread over the
+    # batch; np.broadcast_to(1/N, (N,)) is float64 and took a float32 model's backward pass
+    # into float64 (2x slower on the W5 CNN)
+    x = sg.input("x", ("N", 4), "float32")
+    w = sg.param("w", (4, 3), "float32")
+    loss = sg.logsumexp(x @ w, axis=1).mean()
+    f = sg.compile([loss, *sg.grad(loss, [w])])
+    body = f.source.split("def compute")[1]
+    spread = [line for line in body.split("\n") if "np.full(" in line or "broadcast_to(" in line]
+    assert spread and all("np.full(" in line and "np.float32" in line for line in spread), spread
+    value, grad = f(np.ones((5, 4), np.float32), np.ones((4, 3), np.float32))
+    assert grad.dtype == np.float32
+    np.testing.assert_allclose(grad, np.full((4, 3), 1 / 3, np.float32), rtol=1e-6)

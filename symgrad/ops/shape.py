@@ -101,7 +101,9 @@ class BroadcastTo(TensorOp):
 
     def print_numpy(self, p, ops):
         shape = p.shape_source(self.shape)
-        if is_tensor_free(self.args[0]):
+        if is_tensor_free(self.args[0]) or dtype_of(self.args[0]) is None:
+            # a number (or a weak scalar such as 1/N): np.broadcast_to would make a float64
+            # array of it, and a float32 model's whole backward pass would run in float64
             return f"np.full({shape}, {ops[0]}, dtype={p.dtype_source(self.dtype)})"
         return f"np.broadcast_to({ops[0]}, {shape})"
 
