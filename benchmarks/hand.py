@@ -45,8 +45,9 @@ import re
 
 import numpy as np
 
-__all__ = ["W0Step", "W1Step", "W3Step", "W4Step", "W0FloatStep", "W4FloatStep",
-           "mlp_loss_and_grads", "OPTIMIZERS"]
+__all__ = ["W0Step", "W1Step", "W3Step", "W4Step", "W5Step", "W0FloatStep", "W4FloatStep",
+           "mlp_loss_and_grads", "OPTIMIZERS", "conv2d_valid", "max_pool2d",
+           "softmax_cross_entropy"]
 
 #: Optimizer names and their hyper-parameters with defaults.
 OPTIMIZERS = {
@@ -642,4 +643,132 @@ class W4FloatStep(_FloatStep):
     def _step_other(self, inp, target) -> float:
         loss, gb, gm = self.loss_and_grads(inp, target)
         self.b, self.m = self._opt.update([self.b, self.m], [gb, gm])
+        return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# W5 -- the small CNN: valid 3x3 convolutions as im2col + matmul, 2x2 max pooling by reshape
+# ---------------------------------------------------------------------------------------------
+
+def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """(N, C * kh * kw, Ho * Wo) windows of a valid, stride-1 convolution (one copy per tap)."""
+    n, c, h, w = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = x[:, :, i:i + ho, j:j + wo]
+    return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+def _col2im(cols: np.ndarray, shape: tuple, kh: int, kw: int) -> np.ndarray:
+    """The adjoint of :func:`_im2col`: each tap's slice added back into ``shape``."""
+    n, c, h, w = shape
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    out = np.zeros(shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i:i + ho, j:j + wo] += cols[:, :, i, j]
+    return out
+
+
+def conv2d_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Valid, stride-1 cross-correlation of NCHW ``x`` with OIHW ``k`` (W5's oracle)."""
+    o, c, kh, kw = k.shape
+    n, _, h, w = x.shape
+    y = np.matmul(k.reshape(o, c * kh * kw), _im2col(x, kh, kw))
+    return y.reshape(n, o, h - kh + 1, w - kw + 1)
+
+
+def max_pool2d(x: np.ndarray, size: int) -> np.ndarray:
+    """Non-overlapping ``size`` x ``size`` max pooling; trailing rows/columns dropped."""
+    n, c, h, w = x.shape
+    ho, wo = h // size, w // size
+    return x[:, :, :ho * size, :wo * size].reshape(n, c, ho, size, wo, size).max(axis=(3, 5))
+
+
+def softmax_cross_entropy(logits: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """Per-row ``-sum(onehot * log_softmax(logits))``, shifted by the max."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return -np.sum(onehot * (z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))), axis=-1)
+
+
+class W5Step(_HandStep):
+    """W5: ``conv3x3(8) relu pool2 conv3x3(16) relu pool2 flatten linear(10)``, mean softmax
+    cross-entropy, NCHW, by hand.
+
+    Forward: each convolution is an im2col (one strided copy per tap) and one batched
+    matmul; each pool a reshape and a max. Backward: ``d_logits = (softmax - onehot) / N``;
+    the linear layer as in W3; a pool sends each window's delta to the elements equal to
+    its max (after a relu, ties can only be zeros, whose relu gradient is 0 anyway); the
+    relu masks by ``a > 0``; a kernel's gradient is ``tensordot(delta, cols)`` over batch and
+    pixels, its bias the sum of the delta; the input's is ``k.T @ delta`` scattered back
+    over the taps (col2im).
+
+    Parameters
+    ----------
+    params : dict
+        ``k1, b1, k2, b2, w3, b3`` (from :func:`symgrad.workloads.cnn_params`); copied.
+    lr, optimizer, **hyper
+        As for :class:`W0Step`.
+    """
+
+    NAMES = ("k1", "b1", "k2", "b2", "w3", "b3")
+
+    def __init__(self, params: dict, lr: float, optimizer: str = "sgd", **hyper) -> None:
+        super().__init__(params, list(self.NAMES), lr, optimizer, hyper)
+
+    @staticmethod
+    def _pool_back(a: np.ndarray, pooled: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        n, c, h, w = a.shape
+        ho, wo = pooled.shape[2:]
+        out = np.zeros_like(a)
+        win = a[:, :, :ho * 2, :wo * 2].reshape(n, c, ho, 2, wo, 2)
+        mask = win == pooled[:, :, :, None, :, None]
+        out[:, :, :ho * 2, :wo * 2] = (mask * delta[:, :, :, None, :, None]).reshape(
+            n, c, ho * 2, wo * 2)
+        return out
+
+    def step(self, x: np.ndarray, onehot: np.ndarray) -> float:
+        """One update on the batch ``(x, onehot)``; returns the batch loss before the update."""
+        p, g = self.params, self._grads
+        x = np.asarray(x, dtype=self.dtype)
+        onehot = np.asarray(onehot, dtype=self.dtype)
+        n = x.shape[0]
+        # forward
+        cols1 = _im2col(x, 3, 3)                                     # (N, 9, 676)
+        a1 = np.matmul(p["k1"].reshape(8, 9), cols1).reshape(n, 8, 26, 26)
+        a1 += p["b1"]
+        np.maximum(a1, 0, out=a1)
+        p1 = max_pool2d(a1, 2)                                       # (N, 8, 13, 13)
+        cols2 = _im2col(p1, 3, 3)                                    # (N, 72, 121)
+        a2 = np.matmul(p["k2"].reshape(16, 72), cols2).reshape(n, 16, 11, 11)
+        a2 += p["b2"]
+        np.maximum(a2, 0, out=a2)
+        p2 = max_pool2d(a2, 2)                                       # (N, 16, 5, 5)
+        f = p2.reshape(n, 400)
+        z = f.dot(p["w3"])
+        z += p["b3"]
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = float(np.sum(onehot * (np.log(s) - z))) / n
+        # backward: d = dL/dz, times lr for SGD / momentum (the optimizer's seed scale)
+        d = e / s * onehot.sum(axis=1, keepdims=True) - onehot
+        d *= self._scale / n
+        f.T.dot(d, out=g["w3"])
+        d.sum(axis=0, out=g["b3"])
+        d2 = self._pool_back(a2, p2, d.dot(p["w3"].T).reshape(n, 16, 5, 5))
+        d2 *= a2 > 0
+        d2 = d2.reshape(n, 16, 121)
+        g["k2"][...] = np.tensordot(d2, cols2, axes=([0, 2], [0, 2])).reshape(16, 8, 3, 3)
+        g["b2"][...] = d2.sum(axis=(0, 2)).reshape(16, 1, 1)
+        dp1 = _col2im(np.matmul(p["k2"].reshape(16, 72).T, d2), (n, 8, 13, 13), 3, 3)
+        d1 = self._pool_back(a1, p1, dp1)
+        d1 *= a1 > 0
+        d1 = d1.reshape(n, 8, 676)
+        g["k1"][...] = np.tensordot(d1, cols1, axes=([0, 2], [0, 2])).reshape(8, 1, 3, 3)
+        g["b1"][...] = d1.sum(axis=(0, 2)).reshape(8, 1, 1)
+        self._opt.update(g)
         return loss
