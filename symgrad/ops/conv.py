@@ -13,10 +13,13 @@ gradients of any order stay in these three nodes. :class:`MaxPool2d`,
 ``avg_pool2d``, ``dropout`` and ``layer_norm`` are composites of other ops.
 
 The generated code calls the helpers of ``templates/helpers.py.j2`` (block ``conv``): an
-im2col that copies one strided slice per kernel tap (a loop over the ``kh * kw`` taps, never
-over pixels), one ``np.matmul`` per forward or adjoint, and the matching scatter (one
-strided ``+=`` per tap) for the adjoint in the input. The NHWC layout is a transpose on
-each side of the NCHW node.
+im2col that copies one strided slice per kernel tap into a channel-major
+``(C * kh * kw, N * Ho * Wo)`` matrix (a loop over the ``kh * kw`` taps, never over
+pixels), one ``np.matmul`` per forward or adjoint (one GEMM per group for the whole batch),
+and the matching scatter (one strided ``+=`` per tap) for the adjoint in the input. Max
+pooling is a running ``np.maximum`` over the taps' strided views; its adjoint marks, tap by
+tap, the first maximum of each window. The NHWC layout is a transpose on each side of the
+NCHW node.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ class _ConvBase(TensorOp):
 
     operands = (0, 1)
     fresh_result = True
-    numpy_calls = ("np.matmul", "np.zeros", "np.full", "np.result_type")
+    numpy_calls = ("np.matmul", "np.zeros", "np.full")
 
     def __new__(cls, a, b, stride, pad, dilation, groups, size=(0, 0)):
         return TensorOp.__new__(cls, a, b, ints(stride), ints(pad), ints(dilation),
@@ -225,7 +228,7 @@ class _PoolBase(TensorOp):
     """Args: operands, kernel (2), stride (2), padding (4), dilation (2)."""
 
     fresh_result = True
-    numpy_calls = ("np.zeros", "np.full", "np.arange", "np.inf", "np.result_type")
+    numpy_calls = ("np.zeros", "np.full", "np.array", "np.maximum", "np.inf")
 
     @property
     def window(self):
@@ -274,61 +277,65 @@ class MaxPool2d(_PoolBase):
 
     def vjp(self, g):
         x = self.args[0]
-        return [MaxPool2dGrad(x, ensure_shape(g, self.shape), *self.window)]
+        return [MaxPool2dGrad(x, self, ensure_shape(g, self.shape), *self.window)]
 
     def print_numpy(self, p, ops):
         return self._call(p, "_max_pool2d", ops)
 
 
 class MaxPool2dGrad(_PoolBase):
-    """The adjoint of :class:`MaxPool2d`: each window's adjoint goes to the first maximum of
-    the window (row-major), as PyTorch's; windows that overlap add up."""
+    """The adjoint of :class:`MaxPool2d` (args: x, its pooled ``y``, the adjoint ``g``): each
+    window's adjoint goes to the first maximum of the window (row-major), as PyTorch's;
+    windows that overlap add up. ``y`` is the forward node itself, so the step reuses the
+    forward's value."""
 
     op_name = "max_pool2d_grad"
-    operands = (0, 1)
+    operands = (0, 1, 2)
 
-    def __new__(cls, x, g, kernel, stride, pad, dilation):
-        return TensorOp.__new__(cls, x, g, ints(kernel), ints(stride), ints(pad),
+    def __new__(cls, x, y, g, kernel, stride, pad, dilation):
+        return TensorOp.__new__(cls, x, y, g, ints(kernel), ints(stride), ints(pad),
                                 ints(dilation))
 
     @classmethod
-    def infer(cls, x, g, kernel, stride, pad, dilation):
+    def infer(cls, x, y, g, kernel, stride, pad, dilation):
         out = cls._out(x, kernel, stride, pad, dilation)
-        if tuple(shape_of(g)) != out:
-            raise ShapeError(f"max_pool2d_grad: adjoint of shape {format_shape(shape_of(g))} "
-                             f"does not match the pooled shape {format_shape(out)}")
+        for name, v in (("pooled value", y), ("adjoint", g)):
+            if tuple(shape_of(v)) != out:
+                raise ShapeError(f"max_pool2d_grad: {name} of shape "
+                                 f"{format_shape(shape_of(v))} does not match the pooled shape "
+                                 f"{format_shape(out)}")
         return shape_of(x), _dtype(x, g)
 
     def vjp(self, h):
-        x, g = self.args[:2]
-        # piecewise constant in x (no gradient), linear in g
-        return [None, MaxPool2dGather(x, ensure_shape(h, self.shape), *self.window)]
+        x, y, g = self.args[:3]
+        # piecewise constant in x (and y), linear in g
+        return [None, None, MaxPool2dGather(x, y, ensure_shape(h, self.shape), *self.window)]
 
     def print_numpy(self, p, ops):
         return self._call(p, "_max_pool2d_grad", ops)
 
 
 class MaxPool2dGather(_PoolBase):
-    """The adjoint of :class:`MaxPool2dGrad` in its adjoint: ``h`` read at the first maximum
-    of each window of ``x``."""
+    """The adjoint of :class:`MaxPool2dGrad` in its adjoint (args: x, its pooled ``y``, ``h``
+    of x's shape): ``h`` read at the first maximum of each window of ``x``."""
 
     op_name = "max_pool2d_gather"
-    operands = (0, 1)
+    operands = (0, 1, 2)
 
-    def __new__(cls, x, h, kernel, stride, pad, dilation):
-        return TensorOp.__new__(cls, x, h, ints(kernel), ints(stride), ints(pad),
+    def __new__(cls, x, y, h, kernel, stride, pad, dilation):
+        return TensorOp.__new__(cls, x, y, h, ints(kernel), ints(stride), ints(pad),
                                 ints(dilation))
 
     @classmethod
-    def infer(cls, x, h, kernel, stride, pad, dilation):
+    def infer(cls, x, y, h, kernel, stride, pad, dilation):
         if tuple(shape_of(h)) != tuple(shape_of(x)):
             raise ShapeError(f"max_pool2d_gather: operands of shape "
                              f"{format_shape(shape_of(x))} and {format_shape(shape_of(h))}")
         return cls._out(x, kernel, stride, pad, dilation), _dtype(x, h)
 
     def vjp(self, g):
-        x, h = self.args[:2]
-        return [None, MaxPool2dGrad(x, ensure_shape(g, self.shape), *self.window)]
+        x, y, h = self.args[:3]
+        return [None, None, MaxPool2dGrad(x, y, ensure_shape(g, self.shape), *self.window)]
 
     def print_numpy(self, p, ops):
         return self._call(p, "_max_pool2d_gather", ops)
