@@ -700,9 +700,9 @@ class W5Step(_HandStep):
 
     Forward: each convolution is an im2col (one strided copy per tap) and one batched
     matmul; each pool a reshape and a max. Backward: ``d_logits = (softmax - onehot) / N``;
-    the linear layer as in W3; a pool sends each window's delta to the elements equal to
-    its max (after a relu, ties can only be zeros, whose relu gradient is 0 anyway); the
-    relu masks by ``a > 0``; a kernel's gradient is ``tensordot(delta, cols)`` over batch and
+    the linear layer as in W3; a pool sends each window's delta to the first element equal
+    to its max, tap by tap (as PyTorch; ties are frequent: an all-zero patch of the input
+    gives a window of equal biases); the relu masks by ``a > 0``; a kernel's gradient is ``tensordot(delta, cols)`` over batch and
     pixels, its bias the sum of the delta; the input's is ``k.T @ delta`` scattered back
     over the taps (col2im).
 
@@ -721,13 +721,17 @@ class W5Step(_HandStep):
 
     @staticmethod
     def _pool_back(a: np.ndarray, pooled: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        n, c, h, w = a.shape
+        """Each 2x2 window's delta to its first maximum (row-major), as PyTorch's: ties are
+        common here (an all-zero patch of the input makes a window of equal biases)."""
         ho, wo = pooled.shape[2:]
         out = np.zeros_like(a)
-        win = a[:, :, :ho * 2, :wo * 2].reshape(n, c, ho, 2, wo, 2)
-        mask = win == pooled[:, :, :, None, :, None]
-        out[:, :, :ho * 2, :wo * 2] = (mask * delta[:, :, :, None, :, None]).reshape(
-            n, c, ho * 2, wo * 2)
+        found = np.zeros(pooled.shape, dtype=bool)
+        for i in range(2):
+            for j in range(2):
+                hit = a[:, :, i:2 * ho:2, j:2 * wo:2] == pooled
+                hit &= ~found
+                found |= hit
+                out[:, :, i:2 * ho:2, j:2 * wo:2] = hit * delta
         return out
 
     def step(self, x: np.ndarray, onehot: np.ndarray) -> float:
