@@ -139,7 +139,7 @@ class Conv2d(_ConvBase):
 
     def vjp(self, g):
         x, w = self.args[:2]
-        g = ensure_shape(g, self.shape)
+        g = ensure_shape(g, self.shape, self.dtype)
         geo = self.geometry
         sx, sw = shape_of(x), shape_of(w)
         return [ConvTranspose2d(g, w, *geo, sx[2:]),
@@ -180,7 +180,7 @@ class ConvTranspose2d(_ConvBase):
 
     def vjp(self, h):
         g, w = self.args[:2]
-        h = ensure_shape(h, self.shape)
+        h = ensure_shape(h, self.shape, self.dtype)
         geo = self.geometry
         return [Conv2d(h, w, *geo), Conv2dFilterGrad(h, g, *geo, shape_of(w)[2:])]
 
@@ -211,7 +211,7 @@ class Conv2dFilterGrad(_ConvBase):
 
     def vjp(self, hw):
         x, g = self.args[:2]
-        hw = ensure_shape(hw, self.shape)
+        hw = ensure_shape(hw, self.shape, self.dtype)
         geo = self.geometry
         return [ConvTranspose2d(g, hw, *geo, shape_of(x)[2:]), Conv2d(x, hw, *geo)]
 
@@ -228,7 +228,7 @@ class _PoolBase(TensorOp):
     """Args: operands, kernel (2), stride (2), padding (4), dilation (2)."""
 
     fresh_result = True
-    numpy_calls = ("np.zeros", "np.full", "np.array", "np.maximum", "np.inf")
+    numpy_calls = ("np.zeros", "np.zeros_like", "np.full", "np.array", "np.maximum", "np.inf")
 
     @property
     def window(self):
@@ -277,7 +277,8 @@ class MaxPool2d(_PoolBase):
 
     def vjp(self, g):
         x = self.args[0]
-        return [MaxPool2dGrad(x, self, ensure_shape(g, self.shape), *self.window)]
+        g = ensure_shape(g, self.shape, self.dtype)
+        return [MaxPool2dGrad(x, self, g, *self.window)]
 
     def print_numpy(self, p, ops):
         return self._call(p, "_max_pool2d", ops)
@@ -309,7 +310,8 @@ class MaxPool2dGrad(_PoolBase):
     def vjp(self, h):
         x, y, g = self.args[:3]
         # piecewise constant in x (and y), linear in g
-        return [None, None, MaxPool2dGather(x, y, ensure_shape(h, self.shape), *self.window)]
+        h = ensure_shape(h, self.shape, self.dtype)
+        return [None, None, MaxPool2dGather(x, y, h, *self.window)]
 
     def print_numpy(self, p, ops):
         return self._call(p, "_max_pool2d_grad", ops)
@@ -335,7 +337,8 @@ class MaxPool2dGather(_PoolBase):
 
     def vjp(self, g):
         x, y, h = self.args[:3]
-        return [None, None, MaxPool2dGrad(x, y, ensure_shape(g, self.shape), *self.window)]
+        g = ensure_shape(g, self.shape, self.dtype)
+        return [None, None, MaxPool2dGrad(x, y, g, *self.window)]
 
     def print_numpy(self, p, ops):
         return self._call(p, "_max_pool2d_gather", ops)
