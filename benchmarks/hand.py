@@ -698,13 +698,15 @@ class W5Step(_HandStep):
     """W5: ``conv3x3(8) relu pool2 conv3x3(16) relu pool2 flatten linear(10)``, mean softmax
     cross-entropy, NCHW, by hand.
 
-    Forward: each convolution is an im2col (one strided copy per tap) and one batched
-    matmul; each pool a reshape and a max. Backward: ``d_logits = (softmax - onehot) / N``;
-    the linear layer as in W3; a pool sends each window's delta to the first element equal
-    to its max, tap by tap (as PyTorch; ties are frequent: an all-zero patch of the input
-    gives a window of equal biases); the relu masks by ``a > 0``; a kernel's gradient is ``tensordot(delta, cols)`` over batch and
-    pixels, its bias the sum of the delta; the input's is ``k.T @ delta`` scattered back
-    over the taps (col2im).
+    Activations are kept channel-major, ``(C, N, H, W)`` in memory, so that each
+    convolution is one GEMM for the whole batch: ``k.reshape(O, C*9) @ cols`` with the
+    im2col ``cols`` of shape ``(C*9, N*Ho*Wo)`` (one strided copy per kernel tap). Each
+    pool is a running maximum over its four taps. Backward: ``d_logits = (softmax - onehot)
+    / N``; the linear layer as in W3; a pool sends each window's delta to its first maximum,
+    tap by tap (as PyTorch; ties are frequent here: an all-zero patch of the input gives a
+    window of equal biases); the relu masks by ``a > 0``; a kernel's gradient is
+    ``delta @ cols.T``, its bias the sum of the delta, and the delta of its input
+    ``k.T @ delta`` added back over the taps (col2im).
 
     Parameters
     ----------
@@ -720,9 +722,39 @@ class W5Step(_HandStep):
         super().__init__(params, list(self.NAMES), lr, optimizer, hyper)
 
     @staticmethod
+    def _cols(a: np.ndarray) -> np.ndarray:
+        """(C*9, N*Ho*Wo) windows of a channel-major (C, N, H, W) array, 3x3, valid."""
+        c, n, h, w = a.shape
+        ho, wo = h - 2, w - 2
+        cols = np.empty((c, 3, 3, n, ho, wo), dtype=a.dtype)
+        for i in range(3):
+            for j in range(3):
+                cols[:, i, j] = a[:, :, i:i + ho, j:j + wo]
+        return cols.reshape(c * 9, n * ho * wo)
+
+    @staticmethod
+    def _uncols(cols: np.ndarray, shape: tuple) -> np.ndarray:
+        """The adjoint of :meth:`_cols`: (C*9, N*Ho*Wo) added back into (C, N, H, W)."""
+        c, n, h, w = shape
+        ho, wo = h - 2, w - 2
+        cols = cols.reshape(c, 3, 3, n, ho, wo)
+        out = np.zeros(shape, dtype=cols.dtype)
+        for i in range(3):
+            for j in range(3):
+                out[:, :, i:i + ho, j:j + wo] += cols[:, i, j]
+        return out
+
+    @staticmethod
+    def _pool(a: np.ndarray) -> np.ndarray:
+        ho, wo = a.shape[2] // 2, a.shape[3] // 2
+        out = a[:, :, 0:2 * ho:2, 0:2 * wo:2].copy()
+        for i, j in ((0, 1), (1, 0), (1, 1)):
+            np.maximum(out, a[:, :, i:2 * ho:2, j:2 * wo:2], out=out)
+        return out
+
+    @staticmethod
     def _pool_back(a: np.ndarray, pooled: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        """Each 2x2 window's delta to its first maximum (row-major), as PyTorch's: ties are
-        common here (an all-zero patch of the input makes a window of equal biases)."""
+        """Each 2x2 window's delta to its first maximum (row-major), as PyTorch's."""
         ho, wo = pooled.shape[2:]
         out = np.zeros_like(a)
         found = np.zeros(pooled.shape, dtype=bool)
@@ -731,7 +763,7 @@ class W5Step(_HandStep):
                 hit = a[:, :, i:2 * ho:2, j:2 * wo:2] == pooled
                 hit &= ~found
                 found |= hit
-                out[:, :, i:2 * ho:2, j:2 * wo:2] = hit * delta
+                np.multiply(hit, delta, out=out[:, :, i:2 * ho:2, j:2 * wo:2])
         return out
 
     def step(self, x: np.ndarray, onehot: np.ndarray) -> float:
@@ -740,18 +772,18 @@ class W5Step(_HandStep):
         x = np.asarray(x, dtype=self.dtype)
         onehot = np.asarray(onehot, dtype=self.dtype)
         n = x.shape[0]
-        # forward
-        cols1 = _im2col(x, 3, 3)                                     # (N, 9, 676)
-        a1 = np.matmul(p["k1"].reshape(8, 9), cols1).reshape(n, 8, 26, 26)
-        a1 += p["b1"]
+        # forward, channel-major
+        cols1 = self._cols(x.transpose(1, 0, 2, 3))                  # (9, N*676)
+        a1 = p["k1"].reshape(8, 9).dot(cols1).reshape(8, n, 26, 26)
+        a1 += p["b1"].reshape(8, 1, 1, 1)
         np.maximum(a1, 0, out=a1)
-        p1 = max_pool2d(a1, 2)                                       # (N, 8, 13, 13)
-        cols2 = _im2col(p1, 3, 3)                                    # (N, 72, 121)
-        a2 = np.matmul(p["k2"].reshape(16, 72), cols2).reshape(n, 16, 11, 11)
-        a2 += p["b2"]
+        p1 = self._pool(a1)                                          # (8, N, 13, 13)
+        cols2 = self._cols(p1)                                       # (72, N*121)
+        a2 = p["k2"].reshape(16, 72).dot(cols2).reshape(16, n, 11, 11)
+        a2 += p["b2"].reshape(16, 1, 1, 1)
         np.maximum(a2, 0, out=a2)
-        p2 = max_pool2d(a2, 2)                                       # (N, 16, 5, 5)
-        f = p2.reshape(n, 400)
+        p2 = self._pool(a2)                                          # (16, N, 5, 5)
+        f = p2.transpose(1, 0, 2, 3).reshape(n, 400)
         z = f.dot(p["w3"])
         z += p["b3"]
         z -= z.max(axis=1, keepdims=True)
@@ -763,16 +795,17 @@ class W5Step(_HandStep):
         d *= self._scale / n
         f.T.dot(d, out=g["w3"])
         d.sum(axis=0, out=g["b3"])
-        d2 = self._pool_back(a2, p2, d.dot(p["w3"].T).reshape(n, 16, 5, 5))
+        dp2 = d.dot(p["w3"].T).reshape(n, 16, 5, 5).transpose(1, 0, 2, 3)
+        d2 = self._pool_back(a2, p2, dp2)
         d2 *= a2 > 0
-        d2 = d2.reshape(n, 16, 121)
-        g["k2"][...] = np.tensordot(d2, cols2, axes=([0, 2], [0, 2])).reshape(16, 8, 3, 3)
-        g["b2"][...] = d2.sum(axis=(0, 2)).reshape(16, 1, 1)
-        dp1 = _col2im(np.matmul(p["k2"].reshape(16, 72).T, d2), (n, 8, 13, 13), 3, 3)
+        d2 = d2.reshape(16, -1)
+        d2.dot(cols2.T, out=g["k2"].reshape(16, 72))
+        g["b2"][...] = d2.sum(axis=1).reshape(16, 1, 1)
+        dp1 = self._uncols(p["k2"].reshape(16, 72).T.dot(d2), p1.shape)
         d1 = self._pool_back(a1, p1, dp1)
         d1 *= a1 > 0
-        d1 = d1.reshape(n, 8, 676)
-        g["k1"][...] = np.tensordot(d1, cols1, axes=([0, 2], [0, 2])).reshape(8, 1, 3, 3)
-        g["b1"][...] = d1.sum(axis=(0, 2)).reshape(8, 1, 1)
+        d1 = d1.reshape(8, -1)
+        d1.dot(cols1.T, out=g["k1"].reshape(8, 9))
+        g["b1"][...] = d1.sum(axis=1).reshape(8, 1, 1)
         self._opt.update(g)
         return loss

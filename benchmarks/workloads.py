@@ -3,8 +3,8 @@
 A :class:`Workload` holds the loss (written with Python operators and a small ``ops``
 namespace, so every framework builds it alike), the parameter and input shapes, the
 learning rate, how many steps the correctness run takes and how to make its data. The main
-workloads are W0, W1, W3, W4 and W5 (the small CNN) of ``docs/workloads.md``; the sweeps (``batch``, ``width``,
-``depth``) scale W3's MLP along one axis, and the grid ``W3sweep`` along two (hidden width x
+workloads are W0, W1, W3, W4 and W5 (the small CNN) of ``docs/workloads.md``; the sweeps
+(``batch``, ``width``, ``depth``) scale W3's MLP along one axis, and the grid ``W3sweep`` along two (hidden width x
 batch; opt-in in the quick run: ``--only W3sweep``). :func:`catalogue` lists them all,
 cheaply: no data is made until ``workload.data()`` is called.
 """
