@@ -152,6 +152,19 @@ def test_conv_transpose2d_matches_torch(xs, ws, stride, padding, output_padding,
            [_rand(*xs), _rand(*ws, seed=1), _rand(ws[1] * groups, seed=2)])
 
 
+@needs_torch
+def test_conv_transpose2d_and_avg_pool2d_nhwc():
+    x, w, b = _rand(2, 4, 5, 3), _rand(3, 2, 3, 3, seed=1), _rand(2, seed=2)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    _check(lambda x, w, b: sg.conv_transpose2d(x, w, b, data_format="NHWC", **kw),
+           lambda x, w, b: F.conv_transpose2d(x.permute(0, 3, 1, 2), w, b,
+                                              **kw).permute(0, 2, 3, 1),
+           lambda x, w, b: tp.conv_transpose2d(x, w, data_format="NHWC", **kw) + b, [x, w, b])
+    _check(lambda x: sg.avg_pool2d(x, 2, stride=1, data_format="NHWC"),
+           lambda x: F.avg_pool2d(x.permute(0, 3, 1, 2), 2, stride=1).permute(0, 2, 3, 1),
+           lambda x: tp.avg_pool2d(x, 2, stride=1, data_format="NHWC"), [x])
+
+
 POOL_CASES = [
     # (x shape, kernel, stride, padding, dilation)
     ((2, 3, 8, 8), 2, None, 0, 1),
