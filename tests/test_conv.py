@@ -282,6 +282,8 @@ def test_errors_name_the_op_and_the_shapes():
         sg.max_pool2d(sg.param("x3", (3, 5, 5)), 2)
     with pytest.raises(sg.ShapeError, match="layer_norm: normalized_shape"):
         sg.layer_norm(x, (4, 5))
+    with pytest.raises(ValueError, match="max_pool2d: padding"):
+        sg.max_pool2d(x, 2, padding=2)
     with pytest.raises(ValueError, match="dropout: keep_prob"):
         sg.dropout(x, x, 0.0)
 

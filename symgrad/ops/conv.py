@@ -543,6 +543,11 @@ def _pool_args(op, t, kernel_size, stride, padding, dilation):
     dilation = _pair(dilation, "dilation", op)
     size = _static_ints(op, t.shape, (2, 3), "input")
     pad = _padding(padding, size, kernel, stride, dilation, op)
+    # PyTorch's bound: no window may lie entirely in the padding
+    half = [(d * (k - 1) + 1) // 2 for k, d in zip(kernel, dilation)]
+    if max(pad[:2]) > half[0] or max(pad[2:]) > half[1]:
+        raise ValueError(f"{op}: padding {pad} exceeds half the window {kernel} "
+                         f"(dilation {dilation})")
     return kernel, stride, pad, dilation
 
 
