@@ -45,8 +45,9 @@ import re
 
 import numpy as np
 
-__all__ = ["W0Step", "W1Step", "W3Step", "W4Step", "W0FloatStep", "W4FloatStep",
-           "mlp_loss_and_grads", "OPTIMIZERS"]
+__all__ = ["W0Step", "W1Step", "W3Step", "W4Step", "W5Step", "W0FloatStep", "W4FloatStep",
+           "mlp_loss_and_grads", "OPTIMIZERS", "conv2d_valid", "max_pool2d",
+           "softmax_cross_entropy"]
 
 #: Optimizer names and their hyper-parameters with defaults.
 OPTIMIZERS = {
@@ -642,4 +643,169 @@ class W4FloatStep(_FloatStep):
     def _step_other(self, inp, target) -> float:
         loss, gb, gm = self.loss_and_grads(inp, target)
         self.b, self.m = self._opt.update([self.b, self.m], [gb, gm])
+        return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# W5 -- the small CNN: valid 3x3 convolutions as im2col + matmul, 2x2 max pooling by reshape
+# ---------------------------------------------------------------------------------------------
+
+def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """(N, C * kh * kw, Ho * Wo) windows of a valid, stride-1 convolution (one copy per tap)."""
+    n, c, h, w = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = x[:, :, i:i + ho, j:j + wo]
+    return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+def _col2im(cols: np.ndarray, shape: tuple, kh: int, kw: int) -> np.ndarray:
+    """The adjoint of :func:`_im2col`: each tap's slice added back into ``shape``."""
+    n, c, h, w = shape
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    out = np.zeros(shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i:i + ho, j:j + wo] += cols[:, :, i, j]
+    return out
+
+
+def conv2d_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Valid, stride-1 cross-correlation of NCHW ``x`` with OIHW ``k`` (W5's oracle)."""
+    o, c, kh, kw = k.shape
+    n, _, h, w = x.shape
+    y = np.matmul(k.reshape(o, c * kh * kw), _im2col(x, kh, kw))
+    return y.reshape(n, o, h - kh + 1, w - kw + 1)
+
+
+def max_pool2d(x: np.ndarray, size: int) -> np.ndarray:
+    """Non-overlapping ``size`` x ``size`` max pooling; trailing rows/columns dropped."""
+    n, c, h, w = x.shape
+    ho, wo = h // size, w // size
+    return x[:, :, :ho * size, :wo * size].reshape(n, c, ho, size, wo, size).max(axis=(3, 5))
+
+
+def softmax_cross_entropy(logits: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """Per-row ``-sum(onehot * log_softmax(logits))``, shifted by the max."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return -np.sum(onehot * (z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))), axis=-1)
+
+
+class W5Step(_HandStep):
+    """W5: ``conv3x3(8) relu pool2 conv3x3(16) relu pool2 flatten linear(10)``, mean softmax
+    cross-entropy, NCHW, by hand.
+
+    Activations are kept channel-major, ``(C, N, H, W)`` in memory, so that each
+    convolution is one GEMM for the whole batch: ``k.reshape(O, C*9) @ cols`` with the
+    im2col ``cols`` of shape ``(C*9, N*Ho*Wo)`` (one strided copy per kernel tap). Each
+    pool is a running maximum over its four taps. Backward: ``d_logits = (softmax - onehot)
+    / N``; the linear layer as in W3; a pool sends each window's delta to its first maximum,
+    tap by tap (as PyTorch; ties are frequent here: an all-zero patch of the input gives a
+    window of equal biases); the relu masks by ``a > 0``; a kernel's gradient is
+    ``delta @ cols.T``, its bias the sum of the delta, and the delta of its input
+    ``k.T @ delta`` added back over the taps (col2im).
+
+    Parameters
+    ----------
+    params : dict
+        ``k1, b1, k2, b2, w3, b3`` (from :func:`symgrad.workloads.cnn_params`); copied.
+    lr, optimizer, **hyper
+        As for :class:`W0Step`.
+    """
+
+    NAMES = ("k1", "b1", "k2", "b2", "w3", "b3")
+
+    def __init__(self, params: dict, lr: float, optimizer: str = "sgd", **hyper) -> None:
+        super().__init__(params, list(self.NAMES), lr, optimizer, hyper)
+
+    @staticmethod
+    def _cols(a: np.ndarray) -> np.ndarray:
+        """(C*9, N*Ho*Wo) windows of a channel-major (C, N, H, W) array, 3x3, valid."""
+        c, n, h, w = a.shape
+        ho, wo = h - 2, w - 2
+        cols = np.empty((c, 3, 3, n, ho, wo), dtype=a.dtype)
+        for i in range(3):
+            for j in range(3):
+                cols[:, i, j] = a[:, :, i:i + ho, j:j + wo]
+        return cols.reshape(c * 9, n * ho * wo)
+
+    @staticmethod
+    def _uncols(cols: np.ndarray, shape: tuple) -> np.ndarray:
+        """The adjoint of :meth:`_cols`: (C*9, N*Ho*Wo) added back into (C, N, H, W)."""
+        c, n, h, w = shape
+        ho, wo = h - 2, w - 2
+        cols = cols.reshape(c, 3, 3, n, ho, wo)
+        out = np.zeros(shape, dtype=cols.dtype)
+        for i in range(3):
+            for j in range(3):
+                out[:, :, i:i + ho, j:j + wo] += cols[:, i, j]
+        return out
+
+    @staticmethod
+    def _pool(a: np.ndarray) -> np.ndarray:
+        ho, wo = a.shape[2] // 2, a.shape[3] // 2
+        out = a[:, :, 0:2 * ho:2, 0:2 * wo:2].copy()
+        for i, j in ((0, 1), (1, 0), (1, 1)):
+            np.maximum(out, a[:, :, i:2 * ho:2, j:2 * wo:2], out=out)
+        return out
+
+    @staticmethod
+    def _pool_back(a: np.ndarray, pooled: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Each 2x2 window's delta to its first maximum (row-major), as PyTorch's."""
+        ho, wo = pooled.shape[2:]
+        out = np.zeros_like(a)
+        found = np.zeros(pooled.shape, dtype=bool)
+        for i in range(2):
+            for j in range(2):
+                hit = a[:, :, i:2 * ho:2, j:2 * wo:2] == pooled
+                hit &= ~found
+                found |= hit
+                np.multiply(hit, delta, out=out[:, :, i:2 * ho:2, j:2 * wo:2])
+        return out
+
+    def step(self, x: np.ndarray, onehot: np.ndarray) -> float:
+        """One update on the batch ``(x, onehot)``; returns the batch loss before the update."""
+        p, g = self.params, self._grads
+        x = np.asarray(x, dtype=self.dtype)
+        onehot = np.asarray(onehot, dtype=self.dtype)
+        n = x.shape[0]
+        # forward, channel-major
+        cols1 = self._cols(x.transpose(1, 0, 2, 3))                  # (9, N*676)
+        a1 = p["k1"].reshape(8, 9).dot(cols1).reshape(8, n, 26, 26)
+        a1 += p["b1"].reshape(8, 1, 1, 1)
+        np.maximum(a1, 0, out=a1)
+        p1 = self._pool(a1)                                          # (8, N, 13, 13)
+        cols2 = self._cols(p1)                                       # (72, N*121)
+        a2 = p["k2"].reshape(16, 72).dot(cols2).reshape(16, n, 11, 11)
+        a2 += p["b2"].reshape(16, 1, 1, 1)
+        np.maximum(a2, 0, out=a2)
+        p2 = self._pool(a2)                                          # (16, N, 5, 5)
+        f = p2.transpose(1, 0, 2, 3).reshape(n, 400)
+        z = f.dot(p["w3"])
+        z += p["b3"]
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = float(np.sum(onehot * (np.log(s) - z))) / n
+        # backward: d = dL/dz, times lr for SGD / momentum (the optimizer's seed scale)
+        d = e / s * onehot.sum(axis=1, keepdims=True) - onehot
+        d *= self._scale / n
+        f.T.dot(d, out=g["w3"])
+        d.sum(axis=0, out=g["b3"])
+        dp2 = d.dot(p["w3"].T).reshape(n, 16, 5, 5).transpose(1, 0, 2, 3)
+        d2 = self._pool_back(a2, p2, dp2)
+        d2 *= a2 > 0
+        d2 = d2.reshape(16, -1)
+        d2.dot(cols2.T, out=g["k2"].reshape(16, 72))
+        g["b2"][...] = d2.sum(axis=1).reshape(16, 1, 1)
+        dp1 = self._uncols(p["k2"].reshape(16, 72).T.dot(d2), p1.shape)
+        d1 = self._pool_back(a1, p1, dp1)
+        d1 *= a1 > 0
+        d1 = d1.reshape(8, -1)
+        d1.dot(cols1.T, out=g["k1"].reshape(8, 9))
+        g["b1"][...] = d1.sum(axis=1).reshape(8, 1, 1)
+        self._opt.update(g)
         return loss

@@ -12,6 +12,11 @@ class AutogradImpl(Implementation):
     description = "HIPS autograd value_and_grad + optimizer.apply_arrays"
 
     @classmethod
+    def supports(cls, workload) -> bool:
+        # no adapter of W5's layers (conv2d, max_pool2d) for this framework yet
+        return workload.hand != "W5Step"
+
+    @classmethod
     def version(cls) -> str:
         import autograd
         return getattr(autograd, "__version__", "installed")

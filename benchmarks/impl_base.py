@@ -33,13 +33,23 @@ import numpy as np
 __all__ = ["Implementation", "OptimizerSpec", "NUMPY_OPS", "make_ops"]
 
 
-def make_ops(mean, sum, relu) -> SimpleNamespace:  # noqa: A002 - mirrors numpy's names
-    """The ops namespace a workload's loss is written against."""
-    return SimpleNamespace(mean=mean, sum=sum, relu=relu)
+def make_ops(mean, sum, relu, **nn) -> SimpleNamespace:  # noqa: A002 - mirrors numpy's names
+    """The ops namespace a workload's loss is written against.
+
+    ``nn``: the layers of W5 (``conv2d(x, k)`` valid and stride 1, ``max_pool2d(x, 2)``,
+    ``reshape(x, shape)``, ``softmax_cross_entropy(logits, onehot)`` per row), given by the
+    adapters that run it."""
+    return SimpleNamespace(mean=mean, sum=sum, relu=relu, **nn)
+
+
+def _numpy_nn() -> dict:
+    from . import hand
+    return {"conv2d": hand.conv2d_valid, "max_pool2d": hand.max_pool2d, "reshape": np.reshape,
+            "softmax_cross_entropy": hand.softmax_cross_entropy}
 
 
 #: Plain numpy: the oracle used to evaluate a loss at given parameters.
-NUMPY_OPS = make_ops(np.mean, np.sum, lambda z: np.maximum(z, 0))
+NUMPY_OPS = make_ops(np.mean, np.sum, lambda z: np.maximum(z, 0), **_numpy_nn())
 
 
 @dataclass(frozen=True)

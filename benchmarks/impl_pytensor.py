@@ -14,6 +14,11 @@ class PytensorImpl(Implementation):
     description = "PyTensor function(loss, updates) in its default mode"
 
     @classmethod
+    def supports(cls, workload) -> bool:
+        # no adapter of W5's layers (conv2d, max_pool2d) for this framework yet
+        return workload.hand != "W5Step"
+
+    @classmethod
     def version(cls) -> str:
         import pytensor
         return pytensor.__version__

@@ -9,7 +9,8 @@ __all__ = ["SymgradImpl", "build_step"]
 
 def _ops():
     import symgrad as sg
-    return make_ops(sg.mean, sg.sum, sg.relu)
+    return make_ops(sg.mean, sg.sum, sg.relu, conv2d=sg.conv2d, max_pool2d=sg.max_pool2d,
+                    reshape=sg.reshape, softmax_cross_entropy=sg.softmax_cross_entropy)
 
 
 def build_step(workload, optimizer: OptimizerSpec):

@@ -20,7 +20,9 @@ class TapeImpl(Implementation):
     def setup(self, workload, init, optimizer):
         from symgrad import tape as tp
         self._tp = tp
-        self._ops = make_ops(tp.mean, tp.sum, tp.relu)
+        self._ops = make_ops(tp.mean, tp.sum, tp.relu, conv2d=tp.conv2d,
+                             max_pool2d=tp.max_pool2d, reshape=tp.reshape,
+                             softmax_cross_entropy=tp.softmax_cross_entropy)
         self._loss = workload.loss
         self._names = workload.input_names
         self._vars = {n: tp.Variable(init[n], name=n, dtype=init[n].dtype)

@@ -26,7 +26,14 @@ class TorchImpl(Implementation):
         # the runner hands out read-only batches; torch only reads them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self._torch = torch
-        self._ops = make_ops(torch.mean, torch.sum, torch.relu)
+        F = torch.nn.functional
+
+        def softmax_cross_entropy(logits, onehot):
+            return -(onehot * F.log_softmax(logits, dim=-1)).sum(dim=-1)
+
+        self._ops = make_ops(torch.mean, torch.sum, torch.relu, conv2d=F.conv2d,
+                             max_pool2d=F.max_pool2d, reshape=torch.reshape,
+                             softmax_cross_entropy=softmax_cross_entropy)
         self._loss = workload.loss
         self._names = workload.input_names
         self._params = {n: torch.tensor(np.array(init[n]), requires_grad=True)

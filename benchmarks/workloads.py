@@ -3,8 +3,8 @@
 A :class:`Workload` holds the loss (written with Python operators and a small ``ops``
 namespace, so every framework builds it alike), the parameter and input shapes, the
 learning rate, how many steps the correctness run takes and how to make its data. The main
-workloads are W0, W1, W3 and W4 of ``docs/workloads.md``; the sweeps (``batch``, ``width``,
-``depth``) scale W3's MLP along one axis, and the grid ``W3sweep`` along two (hidden width x
+workloads are W0, W1, W3, W4 and W5 (the small CNN) of ``docs/workloads.md``; the sweeps
+(``batch``, ``width``, ``depth``) scale W3's MLP along one axis, and the grid ``W3sweep`` along two (hidden width x
 batch; opt-in in the quick run: ``--only W3sweep``). :func:`catalogue` lists them all,
 cheaply: no data is made until ``workload.data()`` is called.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-MAIN_WORKLOADS = ("W0", "W1", "W3", "W4")
+MAIN_WORKLOADS = ("W0", "W1", "W3", "W4", "W5")
 SWEEPS = ("batch", "width", "depth")
 SWEEP_TITLES = {"batch": "W3 MLP 784-256-128-10 over the batch size",
                 "width": "MLP 784-w-w/2-10 over the hidden width w, batch 128",
@@ -88,6 +88,37 @@ def loss_mlp(ops, p, b):
 def loss_w4(ops, p, b):
     """W4: ``sum((input @ weights - target)^2) / 2``."""
     return ops.sum((b["input"] @ p["weights"] - b["target"]) ** 2) / 2
+
+
+def loss_cnn(ops, p, b):
+    """W5: ``conv3x3 relu pool2 conv3x3 relu pool2 flatten linear``, mean softmax
+    cross-entropy (NCHW, valid convolutions; biases of shape (C, 1, 1))."""
+    h = ops.max_pool2d(ops.relu(ops.conv2d(b["x"], p["k1"]) + p["b1"]), 2)
+    h = ops.max_pool2d(ops.relu(ops.conv2d(h, p["k2"]) + p["b2"]), 2)
+    logits = ops.reshape(h, (-1, 400)) @ p["w3"] + p["b3"]
+    return ops.mean(ops.softmax_cross_entropy(logits, b["onehot"]))
+
+
+def _w5(quick: bool) -> Workload:
+    batch, n_batches = 64, 4
+
+    def data():
+        from symgrad import workloads
+        params = workloads.cnn_params(seed=0, dtype="float32")
+        d = workloads.synthetic_mnist(batch * n_batches, seed=1, dtype="float32")
+        x = d["x"].reshape(-1, 1, 28, 28)
+        batches = [(x[i * batch:(i + 1) * batch], d["onehot"][i * batch:(i + 1) * batch])
+                   for i in range(n_batches)]
+        return params, batches
+
+    # symgrad.workloads.CNN_SHAPES, written out: listing the catalogue imports no symgrad
+    shapes = {"k1": (8, 1, 3, 3), "b1": (8, 1, 1), "k2": (16, 8, 3, 3), "b2": (16, 1, 1),
+              "w3": (400, 10), "b3": (10,)}
+    return Workload("W5", "W5", f"CNN conv3x3(8)-pool-conv3x3(16)-pool-linear(10), batch "
+                    f"{batch}, synthetic MNIST, float32", "float32",
+                    (("x", ("N", 1, 28, 28), "float32"), ("onehot", ("N", 10), "float32")),
+                    shapes, loss_cnn, "W5Step", 0.01, 5 if quick else 20, data,
+                    compile=not quick, memory=not quick)
 
 
 def _w0(quick: bool) -> Workload:
@@ -187,7 +218,8 @@ def catalogue(quick: bool = False) -> list:
     list of Workload
     """
     steps, sweep_steps = (5, 3) if quick else (20, 5)
-    out = [_w0(quick), _w1(quick), _mlp("W3", "W3", 128, (256, 128), steps, 8), _w4(quick)]
+    out = [_w0(quick), _w1(quick), _mlp("W3", "W3", 128, (256, 128), steps, 8), _w4(quick),
+           _w5(quick)]
     for b in sweep_grid("batch", quick):
         # the batch axis is symbolic: every point runs W3's compiled module
         out.append(_mlp(f"W3 batch={b}", "batch", b, (256, 128), sweep_steps,

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
-__all__ = ["w0", "w1", "w1_batch", "w2_1", "w3", "w4", "mlp_params", "synthetic_mnist",
-           "truncated_normal", "TEACHER_SEED"]
+__all__ = ["w0", "w1", "w1_batch", "w2_1", "w3", "w4", "w5", "cnn_params", "CNN_SHAPES",
+           "mlp_params", "synthetic_mnist", "truncated_normal", "TEACHER_SEED"]
 
 #: Seed of the fixed teacher (class prototypes) behind :func:`synthetic_mnist` data. It does
 #: not depend on the ``seed`` argument, so a train set and a test set drawn with different
@@ -377,3 +377,73 @@ def w4(seed: int = 0, dtype: DTypeLike = "float64") -> dict:
     return {"x": x.astype(dtype), "y": y.astype(dtype), "input": inp.astype(dtype),
             "target": y[:, None].astype(dtype), "weights": weights.astype(dtype),
             "lr": 0.002, "steps": 50, "param_names": ("weights",)}
+
+
+# ---------------------------------------------------------------------------------------------
+# W5 -- the MNIST-style convolutional network
+# ---------------------------------------------------------------------------------------------
+
+#: W5's parameter shapes, in order: two 3x3 convolutions (8 then 16 channels, biases of shape
+#: (C, 1, 1) so that they broadcast over an NCHW batch) and the final linear layer
+CNN_SHAPES = {"k1": (8, 1, 3, 3), "b1": (8, 1, 1), "k2": (16, 8, 3, 3), "b2": (16, 1, 1),
+              "w3": (400, 10), "b3": (10,)}
+
+
+def cnn_params(seed: int = 0, dtype: DTypeLike = "float32") -> dict:
+    """Initial parameters of W5, as TensorFlow's "Deep MNIST" tutorial draws them.
+
+    Weights ``truncated_normal(stddev=0.1)`` drawn in the order of :data:`CNN_SHAPES`
+    from ``default_rng(seed)``; biases the constant 0.1.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the generator.
+    dtype : dtype-like
+        dtype of every array.
+
+    Returns
+    -------
+    dict
+        ``k1, b1, k2, b2, w3, b3`` with the shapes of :data:`CNN_SHAPES`.
+    """
+    rng = np.random.default_rng(seed)
+    return {name: (np.full(shape, 0.1, dtype=dtype) if name.startswith("b")
+                   else truncated_normal(rng, shape, 0.1, dtype=dtype))
+            for name, shape in CNN_SHAPES.items()}
+
+
+def w5(batch: int = 64, seed: int = 0, dtype: DTypeLike = "float32") -> dict:
+    """W5: the small CNN on MNIST-shaped input.
+
+    ``conv 3x3 (1 -> 8) + b1, relu, 2x2 max pool`` (28 -> 26 -> 13), ``conv 3x3 (8 -> 16)
+    + b2, relu, 2x2 max pool`` (13 -> 11 -> 5), flatten to 400, ``@ w3 + b3`` to 10 logits,
+    loss ``mean(softmax_cross_entropy(logits, onehot))``; NCHW, valid convolutions, stride
+    1. Parameters from ``cnn_params(seed, dtype)``; one batch from
+    ``synthetic_mnist(batch, seed + 1, dtype)`` reshaped to ``(batch, 1, 28, 28)``.
+
+    Parameters
+    ----------
+    batch : int
+        Rows of the included batch (64 in the plan of ``docs/workloads.md``).
+    seed : int
+        Seed of the weights; the batch uses ``seed + 1``.
+    dtype : dtype-like
+        dtype of the parameters and the data.
+
+    Returns
+    -------
+    dict
+        ``k1, b1, k2, b2, w3, b3`` : initial parameters.
+        ``x``       : (batch, 1, 28, 28) inputs in [0, 1].
+        ``labels``  : (batch,) int64 labels.
+        ``onehot``  : (batch, 10) one-hot labels.
+        ``lr``      : float, 0.001 (Adam).
+        ``batch``   : int, the batch size.
+        ``param_names`` : tuple of str, ``("k1", "b1", "k2", "b2", "w3", "b3")``.
+    """
+    params = cnn_params(seed, dtype)
+    data = synthetic_mnist(batch, seed=seed + 1, dtype=dtype)
+    data["x"] = data["x"].reshape(batch, 1, 28, 28)
+    return {**params, **data, "lr": 0.001, "batch": int(batch),
+            "param_names": tuple(params)}

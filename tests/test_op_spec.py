@@ -321,6 +321,54 @@ SPEC = {
     "logsumexp": [(lambda a, ax=ax, k=k: sg.logsumexp(a, ax, k),
                    lambda a, ax=ax, k=k: _lse(a, ax, k), [(3, 4)], ANY)
                   for ax in (None, 0, -1) for k in (False, True)],
+    # --- conv (issue 12): convolutions, pooling, dropout, layer norm ---
+    # references: tests/conv_reference.py (loops over output pixels; imported by name so
+    # that this block stays one contiguous piece of the table)
+    "conv2d": [
+        (lambda x, w: sg.conv2d(x, w, stride=2, padding=1),
+         lambda x, w: __import__("conv_reference").conv2d(x, w, (2, 2), (1, 1, 1, 1)),
+         [(2, 3, 6, 5), (4, 3, 3, 2)], ANY),
+        (lambda x, w: sg.conv2d(x, w, stride=(1, 2), padding="same", dilation=2, groups=2),
+         lambda x, w: __import__("conv_reference").conv2d(x, w, (1, 2), (2, 2, 2, 2),
+                                                          (2, 2), 2),
+         [(1, 4, 7, 7), (6, 2, 3, 3)], ANY),
+        (lambda x, w, b: sg.conv2d(x, w, b, padding="valid", data_format="NHWC"),
+         lambda x, w, b: (__import__("conv_reference").conv2d(x.transpose(0, 3, 1, 2), w)
+                          + b[:, None, None]).transpose(0, 2, 3, 1),
+         [(2, 5, 4, 3), (2, 3, 2, 2), (2,)], ANY)],
+    "conv_transpose2d": [
+        (lambda x, w: sg.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
+         lambda x, w: __import__("conv_reference").conv_transpose2d(x, w, (2, 2), (1, 1),
+                                                                    (1, 1)),
+         [(1, 3, 4, 4), (3, 2, 3, 3)], ANY),
+        (lambda x, w: sg.conv_transpose2d(x, w, dilation=(1, 2), groups=2),
+         lambda x, w: __import__("conv_reference").conv_transpose2d(x, w, dilation=(1, 2),
+                                                                    groups=2),
+         [(2, 4, 3, 3), (4, 1, 2, 2)], ANY)],
+    "max_pool2d": [
+        (lambda x: sg.max_pool2d(x, 2),
+         lambda x: __import__("conv_reference").max_pool2d(x, (2, 2), (2, 2)),
+         [(2, 2, 6, 6)], ANY),
+        (lambda x: sg.max_pool2d(x, 3, stride=2, padding=1),
+         lambda x: __import__("conv_reference").max_pool2d(x, (3, 3), (2, 2), (1, 1, 1, 1)),
+         [(1, 2, 7, 6)], ANY)],
+    "avg_pool2d": [
+        (lambda x: sg.avg_pool2d(x, 2),
+         lambda x: __import__("conv_reference").avg_pool2d(x, (2, 2), (2, 2)),
+         [(2, 2, 6, 6)], ANY),
+        (lambda x: sg.avg_pool2d(x, (3, 2), stride=(2, 1), padding=1),
+         lambda x: __import__("conv_reference").avg_pool2d(x, (3, 2), (2, 1), (1, 1, 1, 1)),
+         [(1, 2, 7, 6)], ANY)],
+    "dropout": [(lambda x, m: sg.dropout(x, m, 0.8), lambda x, m: x * m / 0.8,
+                 [(3, 4), (3, 4)], ANY),
+                (lambda x, m: sg.dropout(x, m, 0.5), lambda x, m: x * m / 0.5,
+                 [(3, 4), (4,)], POS)],
+    "layer_norm": [
+        (lambda x, w, b: sg.layer_norm(x, 5, w, b),
+         lambda x, w, b: __import__("conv_reference").layer_norm(x, 1, w, b),
+         [(3, 5), (5,), (5,)], ANY),
+        (lambda x: sg.layer_norm(x, (3, 4)),
+         lambda x: __import__("conv_reference").layer_norm(x, 2), [(2, 3, 4)], ANY)],
     "softmax_cross_entropy": [(
         lambda a: sg.softmax_cross_entropy(a, sg.constant(np.eye(4)[[1, 0, 3]])),
         lambda a: -(np.eye(4)[[1, 0, 3]] * np.log(_softmax(a))).sum(-1), [(3, 4)], ANY)],

@@ -1475,6 +1475,241 @@ def _getitem_vjp(g, y, x, key, basic):
 # Normalizations and losses (shifted by the max; stable backward rules)
 # --------------------------------------------------------------------------------------------
 
+# --- conv (issue 12): convolutions, pooling, dropout, layer norm ---
+# Written apart from symgrad/ops/conv.py on purpose: windows are numpy's
+# sliding_window_view and the contractions einsum (the compiled code copies one strided
+# slice per tap and calls matmul); only the scatter back over the taps is alike.
+
+def _conv_pair(op, value, name, minimum=1):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") \
+            from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum
+           for v in (a, b)):
+        raise ValueError(f"{op}: {name} must be ints >= {minimum}, got {value!r}")
+    return int(a), int(b)
+
+
+def _conv_padding(op, padding, size, kernel, stride, dilation):
+    """(top, bottom, left, right); "same" gives ceil(n / stride) outputs (TensorFlow)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"{op}: unknown padding {padding!r}")
+        out = []
+        for n, k, s, d in zip(size, kernel, stride, dilation):
+            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            out += [total // 2, total - total // 2]
+        return tuple(out)
+    if isinstance(padding, (tuple, list)) and all(isinstance(p, (tuple, list)) for p in padding):
+        return _conv_pair(op, padding[0], "padding", 0) + _conv_pair(op, padding[1],
+                                                                     "padding", 0)
+    ph, pw = _conv_pair(op, padding, "padding", 0)
+    return (ph, ph, pw, pw)
+
+
+def _conv_layout(op, x, data_format):
+    if data_format not in ("NCHW", "NHWC"):
+        raise ValueError(f"{op}: data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D, got shape {x.shape}")
+    return data_format == "NHWC"
+
+
+def _nchw(x, nhwc):
+    return x.transpose(0, 3, 1, 2) if nhwc else x
+
+
+def _nhwc(x, nhwc):
+    return x.transpose(0, 2, 3, 1) if nhwc else x
+
+
+def _windows(x, kernel, stride, pad, dilation, fill=0.0):
+    """(N, C, Ho, Wo, kh, kw) read-only view of the windows of x padded with ``fill``."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), pad[:2], pad[2:]), constant_values=fill)
+    v = np.lib.stride_tricks.sliding_window_view(
+        xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    return v[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+def _unwindow(cols, shape, stride, pad, dilation):
+    """The adjoint of _windows: (N, C, Ho, Wo, kh, kw) added back into ``shape``."""
+    n, c, ho, wo, kh, kw = cols.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    out = np.zeros((n, c, shape[2] + pad[0] + pad[1], shape[3] + pad[2] + pad[3]),
+                   dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                j * dw:j * dw + (wo - 1) * sw + 1:sw] += cols[..., i, j]
+    return out[:, :, pad[0]:pad[0] + shape[2], pad[2]:pad[2] + shape[3]]
+
+
+def _conv2d_prepare(op, x, w, stride, padding, dilation, groups, data_format):
+    nhwc = _conv_layout(op, x, data_format)
+    xs = _nchw(x, nhwc).shape
+    if w.ndim != 4 or xs[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(f"{op}: weight of shape {w.shape} does not fit an input of shape "
+                         f"{x.shape} with groups={groups}")
+    stride = _conv_pair(op, stride, "stride")
+    dilation = _conv_pair(op, dilation, "dilation")
+    pad = _conv_padding(op, padding, xs[2:], w.shape[2:], stride, dilation)
+    return stride, pad, dilation, int(groups), nhwc
+
+
+def _conv_nchw(x, w, stride, pad, dilation, groups):
+    v = _windows(x, w.shape[2:], stride, pad, dilation)
+    n, c, ho, wo, kh, kw = v.shape
+    v = v.reshape(n, groups, c // groups, ho, wo, kh, kw)
+    wg = w.reshape(groups, w.shape[0] // groups, *w.shape[1:])
+    y = np.einsum("ngchwij,gocij->ngohw", v, wg, optimize=True)
+    return y.reshape(n, w.shape[0], ho, wo)
+
+
+def _conv_input_adjoint(g, w, shape, stride, pad, dilation, groups):
+    """d/dx of <conv(x, w), g> for x of ``shape`` (a transposed convolution)."""
+    n, o, ho, wo = g.shape
+    g5 = g.reshape(n, groups, o // groups, ho, wo)
+    wg = w.reshape(groups, o // groups, *w.shape[1:])
+    cols = np.einsum("ngohw,gocij->ngchwij", g5, wg, optimize=True)
+    cols = cols.reshape(n, shape[1], ho, wo, *w.shape[2:])
+    return _unwindow(cols, shape, stride, pad, dilation)
+
+
+def _conv_weight_adjoint(x, g, kernel, stride, pad, dilation, groups):
+    """d/dw of <conv(x, w), g> for a kernel of ``kernel``."""
+    v = _windows(x, kernel, stride, pad, dilation)
+    n, c, ho, wo, kh, kw = v.shape
+    o = g.shape[1]
+    g5 = g.reshape(n, groups, o // groups, ho, wo)
+    v = v.reshape(n, groups, c // groups, ho, wo, kh, kw)
+    gw = np.einsum("ngohw,ngchwij->gocij", g5, v, optimize=True)
+    return gw.reshape(o, c // groups, kh, kw)
+
+
+def _conv2d_forward(x, w, stride, pad, dilation, groups, nhwc):
+    return _nhwc(_conv_nchw(_nchw(x, nhwc), w, stride, pad, dilation, groups), nhwc)
+
+
+def _conv2d_vjp(g, y, x, w, stride, pad, dilation, groups, nhwc):
+    xn, gn = _nchw(x, nhwc), _nchw(g, nhwc)
+    gx = _conv_input_adjoint(gn, w, xn.shape, stride, pad, dilation, groups)
+    gw = _conv_weight_adjoint(xn, gn, w.shape[2:], stride, pad, dilation, groups)
+    return _nhwc(gx, nhwc), gw
+
+
+def _conv_transpose2d_prepare(op, x, w, stride, padding, output_padding, groups, dilation,
+                              data_format):
+    nhwc = _conv_layout(op, x, data_format)
+    xs = _nchw(x, nhwc).shape
+    if w.ndim != 4 or xs[1] != w.shape[0] or w.shape[0] % groups:
+        raise ValueError(f"{op}: weight of shape {w.shape} does not fit an input of shape "
+                         f"{x.shape} with groups={groups}")
+    stride = _conv_pair(op, stride, "stride")
+    dilation = _conv_pair(op, dilation, "dilation")
+    ph, pw = _conv_pair(op, padding, "padding", 0)
+    oph, opw = _conv_pair(op, output_padding, "output_padding", 0)
+    size = tuple((n - 1) * s - 2 * p + d * (k - 1) + q + 1 for n, s, p, d, k, q in zip(
+        xs[2:], stride, (ph, pw), dilation, w.shape[2:], (oph, opw)))
+    shape = (xs[0], w.shape[1] * groups) + size
+    return stride, (ph, ph, pw, pw), dilation, int(groups), shape, nhwc
+
+
+def _conv_transpose2d_forward(x, w, stride, pad, dilation, groups, shape, nhwc):
+    return _nhwc(_conv_input_adjoint(_nchw(x, nhwc), w, shape, stride, pad, dilation, groups),
+                 nhwc)
+
+
+def _conv_transpose2d_vjp(g, y, x, w, stride, pad, dilation, groups, shape, nhwc):
+    xn, gn = _nchw(x, nhwc), _nchw(g, nhwc)
+    gx = _conv_nchw(gn, w, stride, pad, dilation, groups)
+    gw = _conv_weight_adjoint(gn, xn, w.shape[2:], stride, pad, dilation, groups)
+    return _nhwc(gx, nhwc), gw
+
+
+def _pool_prepare(op, x, kernel_size, stride, padding, dilation, data_format):
+    nhwc = _conv_layout(op, x, data_format)
+    kernel = _conv_pair(op, kernel_size, "kernel_size")
+    stride = kernel if stride is None else _conv_pair(op, stride, "stride")
+    dilation = _conv_pair(op, dilation, "dilation")
+    pad = _conv_padding(op, padding, _nchw(x, nhwc).shape[2:], kernel, stride, dilation)
+    return kernel, stride, pad, dilation, nhwc
+
+
+def _max_pool2d_forward(x, kernel, stride, pad, dilation, nhwc):
+    v = _windows(_nchw(x, nhwc), kernel, stride, pad, dilation, -np.inf)
+    return _nhwc(v.max(axis=(4, 5)), nhwc)
+
+
+def _max_pool2d_vjp(g, y, x, kernel, stride, pad, dilation, nhwc):
+    xn, gn = _nchw(x, nhwc), _nchw(g, nhwc)
+    v = _windows(xn, kernel, stride, pad, dilation, -np.inf)
+    flat = v.reshape(v.shape[:4] + (-1,))
+    first = np.argmax(flat, axis=-1)  # the first maximum, row-major, as PyTorch's
+    cols = (np.arange(flat.shape[-1]) == first[..., None]) * gn[..., None]
+    return (_nhwc(_unwindow(cols.reshape(v.shape), xn.shape, stride, pad, dilation), nhwc),)
+
+
+def _avg_pool2d_prepare(op, x, kernel_size, stride, padding, data_format):
+    return _pool_prepare(op, x, kernel_size, stride, padding, 1, data_format)[:3] + (
+        _conv_layout(op, x, data_format),)
+
+
+def _avg_pool2d_forward(x, kernel, stride, pad, nhwc):
+    v = _windows(_nchw(x, nhwc), kernel, stride, pad, (1, 1))
+    return _nhwc(v.mean(axis=(4, 5)), nhwc)  # padding zeros count (count_include_pad)
+
+
+def _avg_pool2d_vjp(g, y, x, kernel, stride, pad, nhwc):
+    gn = _nchw(g, nhwc) / (kernel[0] * kernel[1])
+    cols = np.broadcast_to(gn[..., None, None], gn.shape + kernel)
+    return (_nhwc(_unwindow(cols, _nchw(x, nhwc).shape, stride, pad, (1, 1)), nhwc),)
+
+
+def _dropout_prepare(op, x, mask, keep_prob):
+    _check_broadcast(op, x, mask)
+    if not 0 < keep_prob <= 1:
+        raise ValueError(f"{op}: keep_prob must be in (0, 1], got {keep_prob!r}")
+    return (keep_prob,)
+
+
+def _dropout_forward(x, mask, keep_prob):
+    return x * mask / keep_prob
+
+
+def _dropout_vjp(g, y, x, mask, keep_prob):
+    return (unbroadcast(g * mask / keep_prob, x.shape),
+            unbroadcast(g * x / keep_prob, mask.shape))
+
+
+def _layer_norm_prepare(op, x, normalized_shape, eps):
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        else tuple(normalized_shape)
+    if not shape or x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"{op}: normalized_shape {shape} is not the trailing shape of "
+                         f"{x.shape}")
+    return tuple(range(x.ndim - len(shape), x.ndim)), eps
+
+
+def _layer_norm_forward(x, axes, eps):
+    xc = x - np.mean(x, axis=axes, keepdims=True)
+    return xc / np.sqrt(np.mean(xc * xc, axis=axes, keepdims=True) + eps)
+
+
+def _layer_norm_vjp(g, y, x, axes, eps):
+    xc = x - np.mean(x, axis=axes, keepdims=True)
+    inv = 1 / np.sqrt(np.mean(xc * xc, axis=axes, keepdims=True) + eps)
+    # d y / d x applied to g: inv * (g - mean(g) - y * mean(g * y))
+    return (inv * (g - np.mean(g, axis=axes, keepdims=True)
+                   - y * np.mean(g * y, axis=axes, keepdims=True)),)
+
+
 def _softmax_forward(x, axis):
     z = x - np.max(x, axis=axis, keepdims=True)  # exp(z) <= 1: no overflow
     e = np.exp(z)
@@ -2065,6 +2300,87 @@ _TABLE: tuple[OpRule, ...] = (
                 "Softmax along ``axis``, shifted by the max for stability."),
     _along_axis("log_softmax", _log_softmax_forward, _log_softmax_vjp,
                 "Log-softmax along ``axis``: ``x - logsumexp(x)``, shifted by the max."),
+    # --- conv (issue 12): convolutions, pooling, dropout, layer norm ---
+    OpRule("conv2d", _conv2d_forward, _conv2d_vjp,
+           "2-D cross-correlation, as torch.nn.functional.conv2d (no bias: add it)." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+        (N, C, H, W), or (N, H, W, C) with data_format="NHWC".
+    weight : TensorLike
+        (out_channels, C / groups, kh, kw).
+    stride, dilation : int or pair of int
+    padding : int, pair, pair of pairs, "valid" or "same"
+        "same": ceil(H / stride) outputs, the odd padding element at the end.
+    groups : int
+    data_format : {"NCHW", "NHWC"}""" + _RETURNS, inputs=("x", "weight"),
+           params=(("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1),
+                   ("data_format", "NCHW")), prepare=_conv2d_prepare),
+    OpRule("conv_transpose2d", _conv_transpose2d_forward, _conv_transpose2d_vjp,
+           "2-D transposed convolution, as torch.nn.functional.conv_transpose2d (no bias)."
+           + """
+
+    Parameters
+    ----------
+    x : TensorLike
+        (N, C, H, W), or (N, H, W, C) with data_format="NHWC".
+    weight : TensorLike
+        (C, out_channels / groups, kh, kw).
+    stride, padding, output_padding, dilation : int or pair of int
+    groups : int
+    data_format : {"NCHW", "NHWC"}""" + _RETURNS, inputs=("x", "weight"),
+           params=(("stride", 1), ("padding", 0), ("output_padding", 0), ("groups", 1),
+                   ("dilation", 1), ("data_format", "NCHW")),
+           prepare=_conv_transpose2d_prepare),
+    OpRule("max_pool2d", _max_pool2d_forward, _max_pool2d_vjp,
+           "2-D max pooling; a window's gradient goes to its first maximum (row-major)." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    kernel_size : int or pair of int
+    stride : int or pair of int, optional
+        Default: the kernel.
+    padding : int, pair, pair of pairs, "valid" or "same"
+        Padding counts as -inf.
+    dilation : int or pair of int
+    data_format : {"NCHW", "NHWC"}""" + _RETURNS,
+           params=(("kernel_size", REQUIRED), ("stride", None), ("padding", 0),
+                   ("dilation", 1), ("data_format", "NCHW")), prepare=_pool_prepare),
+    OpRule("avg_pool2d", _avg_pool2d_forward, _avg_pool2d_vjp,
+           "2-D average pooling; padding zeros count in the average." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    kernel_size : int or pair of int
+    stride : int or pair of int, optional
+        Default: the kernel.
+    padding : int, pair, pair of pairs, "valid" or "same"
+    data_format : {"NCHW", "NHWC"}""" + _RETURNS,
+           params=(("kernel_size", REQUIRED), ("stride", None), ("padding", 0),
+                   ("data_format", "NCHW")), prepare=_avg_pool2d_prepare),
+    OpRule("dropout", _dropout_forward, _dropout_vjp,
+           "Inverted dropout with a given mask: ``x * mask / keep_prob``." + """
+
+    Parameters
+    ----------
+    x, mask : TensorLike
+        Broadcasting; mask is 1 for kept units, 0 for dropped ones.
+    keep_prob : float""" + _RETURNS, inputs=("x", "mask"),
+           params=(("keep_prob", REQUIRED),), prepare=_dropout_prepare),
+    OpRule("layer_norm", _layer_norm_forward, _layer_norm_vjp,
+           "``(x - mean) / sqrt(var + eps)`` over the trailing ``normalized_shape`` axes "
+           "(no affine part: multiply and add)." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    normalized_shape : int or tuple of int
+    eps : float, default 1e-5""" + _RETURNS,
+           params=(("normalized_shape", REQUIRED), ("eps", 1e-5)),
+           prepare=_layer_norm_prepare),
     OpRule("softmax_cross_entropy", _softmax_cross_entropy_forward, _softmax_cross_entropy_vjp,
            """Per-example ``-sum(onehot * log_softmax(logits), axis)``.
 
