@@ -159,3 +159,18 @@ def test_the_cache_key_includes_the_backend():
     a = sg.compile(sg.exp(x))
     b = sg.compile(sg.exp(x), backend="array_api")
     assert a.key != b.key and "xp.exp" in b.source and "np.exp" in a.source
+
+
+# (ops with float64 constants in their spec rows promote to float64, as numpy does)
+@pytest.mark.parametrize("name,case", [c for c in _spec_cases() if c.values[0] not in (
+    "one_hot", "softmax_cross_entropy", "sigmoid_cross_entropy")])
+def test_float32_in_float32_out_on_array_api_strict(name, case):
+    xs = _strict()
+    build, _, shapes, domain = case
+    values = [v.astype(np.float32) for v in _values(shapes, domain, np.random.default_rng(0))]
+    leaves = [sg.param(f"b{i}", s, "float32", shared=True) for i, s in enumerate(shapes)]
+    out = build(*leaves)
+    target = sg.sum(out) if out.shape else out
+    f = sg.compile([out, *sg.grad(target, leaves)], inputs=leaves, backend="array_api")
+    for r in f(*[xs.asarray(v) for v in values]):
+        assert r.dtype == xs.float32, (name, r.dtype)
