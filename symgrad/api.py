@@ -31,7 +31,34 @@ __all__ = ["grad", "compile", "CompiledFunction", "leaves_of", "ExpressionTooLar
 
 #: default caps on expression size (nodes per output) and generated lines per module
 DEFAULT_OPTIONS = {"max_nodes": 200_000, "max_lines": 20_000, "check_finite": False,
-                   "inplace": True}
+                   "inplace": True, "backend": "numpy"}
+
+#: the code-generation targets: numpy (with its in-place fast path), and the Python array
+#: API standard (symgrad/compiler/array_api.py: one module for numpy, CuPy, PyTorch, JAX
+#: and Dask arrays)
+BACKENDS = ("numpy", "array_api")
+
+
+def check_backend(backend, what: str = "compile") -> str:
+    """``backend`` if it is a known target whose dependencies are installed.
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend.
+    ImportError
+        For ``"array_api"`` without the optional dependency ``array-api-compat``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"{what}: unknown backend {backend!r}; use one of {BACKENDS}")
+    if backend == "array_api":
+        try:
+            import array_api_compat  # noqa: F401
+        except ImportError:
+            raise ImportError(f"{what}: backend='array_api' needs the optional dependency "
+                              f"array-api-compat: pip install 'symgrad[array_api]' (or "
+                              f"pip install array-api-compat)") from None
+    return backend
 
 
 class ExpressionTooLarge(ValueError):
@@ -324,7 +351,8 @@ def _refuse(key: str, message: str):
 
 def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
             max_lines: Optional[int] = None, check_finite: bool = False,
-            name: str = "compute", inplace: bool = True) -> "CompiledFunction":
+            name: str = "compute", inplace: bool = True,
+            backend: str = "numpy") -> "CompiledFunction":
     """Compile expressions into a cached numpy function.
 
     Parameters
@@ -348,6 +376,14 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         allocations). ``False`` gives every value its own array: the plain reference that
         the in-place plan is tested against. Either way the module is verified before it
         runs (:mod:`symgrad.compiler.verify`).
+    backend : {"numpy", "array_api"}
+        The code-generation target. ``"numpy"`` (the default) writes numpy with its
+        in-place fast path. ``"array_api"`` writes a module that takes the array namespace
+        from its inputs (``array_api_compat.array_namespace``, an optional dependency:
+        ``pip install 'symgrad[array_api]'``) and calls only the Python array API
+        standard's functions, so it runs on numpy, CuPy, PyTorch, JAX and Dask arrays
+        (no buffer reuse; ``inplace`` is ignored there). An op with no standard form
+        raises :class:`NotImplementedError` naming the op and the backend.
 
     Returns
     -------
@@ -356,7 +392,8 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     """
     kind, items, keys = _structure(outputs)
     tensors = [as_tensor(t) for t in items]
-    opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite), inplace=bool(inplace))
+    opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite), inplace=bool(inplace),
+                backend=check_backend(backend))
     if max_nodes is not None:
         opts["max_nodes"] = int(max_nodes)
     if max_lines is not None:
@@ -395,7 +432,7 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     # how to build this function again with other options (its no-reuse twin, in tests)
     fn.rebuild = functools.partial(compile, outputs, inputs, max_nodes=max_nodes,
                                    max_lines=max_lines, check_finite=check_finite, name=name,
-                                   inplace=inplace)
+                                   inplace=inplace, backend=backend)
     return fn
 
 
@@ -487,7 +524,8 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
                 for nm, t in zip(out_names, tensors)]
     spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names), fn_name=fn_name,
                       inputs=chosen, result_kind=kind, key=key, version=__version__,
-                      formulas=tuple(formulas), reuse_buffers=opts["inplace"])
+                      formulas=tuple(formulas), reuse_buffers=opts["inplace"],
+                      backend=opts["backend"])
     source = render(program, spec)
     lines = source.count("\n")
     if lines > opts["max_lines"]:

@@ -120,7 +120,10 @@ class TensorOp(sympy.Expr):
     * ``infer(*args) -> (shape, dtype)``: the shape rule, raising :class:`ShapeError`;
     * ``vjp(self, g) -> list``: one entry per operand position, an adjoint expression or
       ``None`` for "no gradient", given the adjoint ``g`` of this node's full shape;
-    * ``print_numpy(self, printer, ops) -> str``: numpy source, given the printed operands.
+    * ``print_numpy(self, printer, ops) -> str``: numpy source, given the printed operands;
+    * optionally ``print_array_api(self, printer, ops) -> str``: the array API standard's
+      source (``xp.<name>``), where the numpy form is not standard
+      (:mod:`symgrad.compiler.array_api` translates the others name by name).
     """
 
     is_real = True

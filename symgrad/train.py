@@ -602,7 +602,8 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     return step
 
 
-def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace: bool = True):
+def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace: bool = True,
+               backend: str = "numpy"):
     """Compile loss + gradients + ``optimizer`` update into one cached numpy function.
 
     Parameters
@@ -618,7 +619,19 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
     inplace : bool
         Evaluate temporaries in the buffers of ones that die there (default). ``False``
         gives every temporary its own array (the parameters are updated in place either way).
+    backend : {"numpy"}
+        The code-generation target. Only ``"numpy"`` for a train step so far:
+        ``"array_api"`` raises :class:`NotImplementedError` (compile the loss and its
+        gradients with ``sg.compile(..., backend="array_api")`` and update the parameters
+        yourself).
     """
+    from .api import check_backend
+    if check_backend(backend, "train_step") != "numpy":
+        raise NotImplementedError(
+            f"train_step: backend={backend!r} is not implemented for training steps yet (the "
+            f"step updates its parameters in place, in numpy); compile the loss and its "
+            f"gradients with sg.compile(..., backend={backend!r}) and apply the update with "
+            f"your namespace's arrays")
     loss = as_tensor(loss)
     check_repeated_params([loss])  # a dense() helper that made one weight of two
     if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum

@@ -822,3 +822,78 @@ def _docstrings(tree) -> set:
                 and isinstance(body[0].value, ast.Constant):
             out.add(id(body[0].value))
     return out
+
+
+def test_every_xp_name_the_generator_writes_is_allowed():
+    # the array API target's twin of the test above: every xp.<name> printed by the
+    # printers, the op rules and the templates is a name of the standard the allowlist admits
+    import ast
+    import re
+    from pathlib import Path
+
+    from symgrad.runtime.safety import XP_NAMES
+    root = Path(sg.__file__).resolve().parent
+    texts = []
+    for path in [*sorted((root / "compiler").glob("*.py")), *sorted((root / "ops").glob("*.py"))]:
+        tree = ast.parse(path.read_text())
+        skipped = _docstrings(tree)
+        texts += [n.value for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                  and id(n) not in skipped]
+    for path in sorted((root.parent / "templates").glob("*array_api*.j2")):
+        code = re.sub(r'"""[\s\S]*?"""', "", path.read_text())
+        texts.append(re.sub(r"#.*", "", code))
+    used = {m for t in texts for m in re.findall(r"\bxp\.([a-z_][a-z0-9_]*)", t)}
+    missing = sorted(used - XP_NAMES)
+    assert not missing, f"printed but not allowed: {missing}"
+    assert {"permute_dims", "cumulative_sum", "matmul", "astype", "logsumexp"} - used \
+        == {"logsumexp"}  # the scan sees the printers; logsumexp is a helper, not a name
+
+
+_ARRAY_API_OK = """\
+import numpy as np
+import array_api_compat
+
+
+def _helper(xp, x):
+    return xp.sum(xp.exp(x), axis=0)
+
+
+def compute(x):
+    xp, _dev = array_api_compat.array_namespace(x), array_api_compat.device(x)
+    return _helper(xp, xp.astype(x > 0, xp.float64)) + xp.full((2,), 1.0, device=_dev)
+"""
+
+
+@pytest.mark.parametrize("bad", [
+    "xp.linalg.inv(x)",               # an extension: no chain through xp
+    "xp.from_dlpack(x)",              # standard, but moves data in: not admitted
+    "xp.save(x)",                     # not a standard name
+    "xp.__dict__",                    # dunder
+    "array_api_compat.get_namespace(x)",
+    "array_api_compat.numpy.asarray(x)",
+    "_helper(array_api_compat, x)",   # the module itself, passed around
+])
+def test_allowlist_admits_the_array_api_target_and_nothing_around_it(bad):
+    check_module_source(_ARRAY_API_OK)
+    source = _ARRAY_API_OK.replace("return _helper(xp, xp.astype(x > 0, xp.float64))",
+                                   f"return {bad}")
+    assert source != _ARRAY_API_OK
+    with pytest.raises(UnsafeModuleError):
+        check_module_source(source)
+
+
+@pytest.mark.parametrize("imports", [
+    "import array_api_compat as np2", "from array_api_compat import array_namespace",
+    "import torch", "import array_api_compat.torch", "import numpy, array_api_compat",
+])
+def test_array_api_target_imports_only_array_api_compat_itself(imports):
+    source = _ARRAY_API_OK.replace("import array_api_compat\n", imports + "\n")
+    with pytest.raises(UnsafeModuleError):
+        check_module_source(source)
+
+
+def test_array_api_compat_may_not_be_rebound():
+    source = _ARRAY_API_OK.replace("    xp, _dev =", "    array_api_compat = x\n    xp, _dev =")
+    with pytest.raises(UnsafeModuleError, match="reserved name"):
+        check_module_source(source)

@@ -50,11 +50,15 @@ def comment_safe(text: str, limit: int = MAX_COMMENT) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: names the array API target's function binds or reads besides the module's own
+ARRAY_API_RESERVED = {"xp", "array_api_compat"}
+
+
 class Namer:
     """Chooses unique, safe identifiers for the generated source."""
 
-    def __init__(self):
-        self.taken: set = set()
+    def __init__(self, reserved: frozenset = frozenset()):
+        self.taken: set = set(reserved)
         self.names: dict = {}
 
     def user(self, key, name: str) -> str:
@@ -113,6 +117,9 @@ class ModuleSpec:
     #: filled by :func:`render`: arrays the module reads as ``_DATA[name]`` (large constants),
     #: to be stored with it
     data: dict = field(default_factory=dict)
+    #: the code-generation target: "numpy", or "array_api" (the Python array API standard,
+    #: :mod:`symgrad.compiler.array_api`; no buffer reuse)
+    backend: str = "numpy"
 
 
 def _environment() -> jinja2.Environment:
@@ -225,6 +232,20 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
     return lines
 
 
+def _array_api_checks(inputs, names, dims_src, fn_name, constants_moved) -> list:
+    """The array API target's prologue: the namespace and device of the inputs, the input
+    checks (through the standard's ``dtype`` and ``shape``), the symbolic dims, and the
+    constants moved into the namespace."""
+    params = ", ".join(names[leaf] for leaf in inputs)
+    comma = "," if len(inputs) == 1 else ""
+    lines = [f"xp, _dev = _namespace({fn_name!r}, ({params}{comma}))",
+             f"{params}{comma} = _check_inputs({fn_name!r}, ({params}{comma}), False, xp, _dev)"]
+    lines += [f"{names[d]} = {src}" for d, src in dims_src.items()]
+    lines += [f"{inside} = xp.asarray({outside}, device=_dev)"
+              for _, inside, outside in constants_moved]
+    return lines
+
+
 def _input_table(inputs) -> str:
     """The input spec as a literal: (name, shape with dim names, dtype), one per line."""
     rows = []
@@ -268,7 +289,16 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
             or spec.fn_name in RESERVED - {"compute", "train_step"}:
         raise ValueError(f"compile: name={spec.fn_name!r} must be an ASCII identifier that "
                          f"starts with a letter and is not a keyword, a builtin or np")
-    namer = namer or Namer()
+    array_api = spec.backend == "array_api"
+    if spec.backend not in ("numpy", "array_api"):
+        raise ValueError(f"compile: unknown backend {spec.backend!r} (use 'numpy' or "
+                         f"'array_api')")
+    if array_api and (spec.unpacked or spec.epilogue is not None or spec.unbox_scalars):
+        raise NotImplementedError("the array API backend generates functions, not train steps")
+    if array_api and not spec.inputs:
+        raise ValueError("compile: backend='array_api' takes the array namespace from the "
+                         "inputs; a function of no inputs has none (use backend='numpy')")
+    namer = namer or Namer(frozenset(ARRAY_API_RESERVED) if array_api else frozenset())
     names = namer.names
     for leaf in spec.inputs:
         namer.user(leaf, leaf.name)
@@ -299,10 +329,23 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         else:
             namer.temp(s.target, s.target.name)
 
+    # the array API target reads each constant as a numpy array at module level and moves
+    # it into the inputs' namespace in the function, under the name the body reads
+    constants_moved = []
+    if array_api:
+        for leaf in program.leaves:
+            if leaf.role == "constant":
+                inside = names[leaf]
+                outside = namer.temp(("numpy", leaf), f"np{inside}")
+                constants_moved.append((leaf, inside, outside))
     helpers: set = set()
-    p = NumpySourcePrinter(names, helpers)
+    if array_api:
+        from .array_api import ArrayApiPrinter
+        p = ArrayApiPrinter(names, helpers)
+    else:
+        p = NumpySourcePrinter(names, helpers)
     default_dtype = _default_float(spec.inputs)
-    reuse = _BufferReuse(program, namer, enabled=spec.reuse_buffers)
+    reuse = _BufferReuse(program, namer, enabled=spec.reuse_buffers and not array_api)
     body = []
     for list_name, leaves in spec.unpacked:
         if leaves:
@@ -313,7 +356,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     for s in program.statements:
         p.float_dtype = s.target.dtype or default_dtype
         if s.is_op and _inline_view(s, program, p, out_symbols):
-            names[s.target] = s.value.print_numpy(p, [p.doprint(a) for a in s.args])
+            names[s.target] = p.print_op(s.value, [p.doprint(a) for a in s.args])
             reuse.done(s)
             continue
         if s.is_op:
@@ -325,7 +368,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
                 printed.append(buf if buf is not None else p.doprint(a))
                 seen.append(a)
             p.operand_exprs = seen  # what the op's printer sees is what was computed
-            source = s.value.print_numpy(p, printed)
+            source = p.print_op(s.value, printed)
             p.operand_exprs = None
         else:
             lines = reuse.in_place(s, p, names)
@@ -343,8 +386,9 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         have_shape, have_dtype = o.symbol.shape, o.symbol.dtype
         if have_shape != o.shape or have_dtype != want_dtype:
             helpers.add("finalize")
-            body.append(f"{names[o.symbol]} = _finalize({names[o.symbol]}, "
-                        f"{p.shape_source(o.shape)}, np.{np.dtype(want_dtype).name})")
+            extra = ("xp, ", ", _dev") if array_api else ("", "")
+            body.append(f"{names[o.symbol]} = _finalize({extra[0]}{names[o.symbol]}, "
+                        f"{p.shape_source(o.shape)}, {p.dtype_source(want_dtype)}{extra[1]})")
     if spec.epilogue is not None:
         p.float_dtype = default_dtype
         # outputs whose memory is the program's own (no leaf's, no other output's): a train
@@ -355,9 +399,14 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         body.extend(spec.epilogue(p, names))
 
     dims_src = _dim_bindings(spec.inputs, names)
-    checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec)
+    if array_api:
+        checks = _array_api_checks(spec.inputs, names, dims_src, spec.fn_name, constants_moved)
+        for leaf, inside, outside in constants_moved:
+            names[leaf] = outside  # the module-level (numpy) name
+    else:
+        checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec)
     params = list(spec.leading_params) + [names[leaf] for leaf in spec.inputs]
-    result = spec.return_override or _result_source(program, spec, names)
+    result = spec.return_override or _result_source(program, spec, names, p)
     all_floats = spec.unbox_scalars and all(
         _is_unboxed(leaf, spec) for leaf in list(spec.inputs) + program.leaves
         if leaf.role in ("input", "param", "state", "constant"))
@@ -366,10 +415,12 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     dtype_aliases = sorted({leaf.dtype.name for leaf in spec.inputs})
     input_lines = [comment_safe(f"{leaf.name}: {leaf.role} {format_shape(leaf.shape)} "
                                 f"{leaf.dtype.name}", limit=MAX_COMMENT) for leaf in spec.inputs]
-    source = _environment().get_template("module.py.j2").render(
+    template = "module_array_api.py.j2" if array_api else "module.py.j2"
+    what = "array API code (xp: the inputs' namespace)" if array_api else "numpy"
+    source = _environment().get_template(template).render(
         version=spec.version, title=comment_safe(spec.title), fn_name=spec.fn_name,
         formulas=[comment_safe(f) for f in spec.formulas], input_lines=input_lines,
-        key=spec.key, docstring=f"symgrad-generated: {spec.fn_name}() is straight-line numpy.",
+        key=spec.key, docstring=f"symgrad-generated: {spec.fn_name}() is straight-line {what}.",
         input_table=_input_table(spec.inputs), constants=_constant_lines(program, names, spec.data),
         dtype_aliases=dtype_aliases, helpers=helpers, params=", ".join(params),
         checks=checks, body=body, result=result)
@@ -615,15 +666,15 @@ def _shared_outputs(program, spec) -> list:
     return shared
 
 
-def _result_source(program, spec, names) -> str:
+def _result_source(program, spec, names, p=None) -> str:
     """The return expression: never the caller's arrays, never two outputs sharing memory
     (a ``.copy()`` where ``_shared_outputs`` finds that possible, and only there). A dict
     is returned with its keys as ``repr`` literals: the API passes ``result_kind="dict"``
     only when every key is exactly a ``str`` (other keys come back through a list)."""
     outs = program.outputs
     copies = _shared_outputs(program, spec)
-    values = [f"{names[o.symbol]}.copy()" if c else names[o.symbol]
-              for o, c in zip(outs, copies)]
+    copy = p.copy_source if p is not None else (lambda name: f"{name}.copy()")
+    values = [copy(names[o.symbol]) if c else names[o.symbol] for o, c in zip(outs, copies)]
     if spec.result_kind == "single":
         return values[0]
     if spec.result_kind == "list":

@@ -62,6 +62,11 @@ class NumpySourcePrinter(NumPyPrinter):
     """Prints symgrad expressions as numpy source over the generator's local names."""
 
     printmethod = "_numpycode_symgrad"  # not SymPy's: our nodes print through print_numpy
+    #: the code-generation target (:mod:`symgrad.compiler.array_api` prints the other one)
+    backend = "numpy"
+    #: cast every boolean mask in a product, not only a leading one (numpy multiplies a
+    #: float array by a bool array; the array API standard does not)
+    cast_all_masks = False
 
     def __init__(self, names: dict, helpers: set | None = None):
         super().__init__({"fully_qualified_modules": True, "inline": True,
@@ -91,6 +96,22 @@ class NumpySourcePrinter(NumPyPrinter):
 
     def dtype_source(self, dtype) -> str:
         return f"np.{np.dtype(dtype).name}"
+
+    def cast_source(self, source: str, dtype_source: str) -> str:
+        """``source`` cast to a dtype."""
+        return f"{self.atom(source)}.astype({dtype_source})"
+
+    def copy_source(self, name: str) -> str:
+        """A copy of the array ``name`` (an output that would share memory)."""
+        return f"{name}.copy()"
+
+    def full_source(self, shape_source: str, value: str, dtype_source: str) -> str:
+        """An array of ``shape_source`` filled with ``value``."""
+        return f"np.full({shape_source}, {value}, dtype={dtype_source})"
+
+    def print_op(self, node, ops) -> str:
+        """A structural node's source, given its printed operands."""
+        return node.print_numpy(self, ops)
 
     # -- names and numbers -------------------------------------------------------------
     def _module_format(self, fqn, register=True):
@@ -191,8 +212,8 @@ class NumpySourcePrinter(NumPyPrinter):
         parts = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in arrays]
         for f in masks:
             s = self.parenthesize(f, PRECEDENCE["Mul"])
-            if not has_float:
-                s = f"{self.atom(s)}.astype({self.dtype_source(self.float_dtype)})"
+            if not has_float or self.cast_all_masks:
+                s = self.cast_source(s, self.dtype_source(self.float_dtype))
                 has_float = True
             parts.append(s)
         sign = "-" if coeff < 0 else ""
@@ -238,7 +259,7 @@ class NumpySourcePrinter(NumPyPrinter):
         for i, t in enumerate(terms):
             s = self._print(t)
             if _is_mask(t):
-                s = f"{self.atom(s)}.astype({self.dtype_source(self.float_dtype)})"
+                s = self.cast_source(s, self.dtype_source(self.float_dtype))
             if i == 0:
                 out = s
             elif s.startswith("-"):

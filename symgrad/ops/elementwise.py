@@ -97,6 +97,9 @@ class Relu(RealFunction):
             return f"np.maximum({x}, _zeros_like({x}))"
         return f"np.maximum({x}, 0.0)"
 
+    def array_api_form(self, p, x):
+        return f"xp.maximum({x}, 0.0)"
+
 
 class StopGradient(RealFunction):
     """Identity forward, no gradient backward."""
@@ -175,6 +178,13 @@ class Where(RealFunction):
             # the generated code relies on (in-place reuse of the buffer, outputs)
             return f"np.where({cond}, {a}, {b}).astype({p.dtype_source(p.float_dtype)})"
         return f"np.where({cond}, {a}, {b})"
+
+    def array_api_form(self, p, cond, a, b):
+        if self.args[1].is_Number and self.args[2].is_Number:
+            # two numbers: the result's dtype and device are the statement's, given here
+            dt = p.dtype_source(p.float_dtype)
+            a, b = (f"xp.asarray({v}, dtype={dt}, device=_dev)" for v in (a, b))
+        return f"xp.where({cond}, {a}, {b})"
 
 
 # ---------------------------------------------------------------------------------------

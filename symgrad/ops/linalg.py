@@ -70,6 +70,9 @@ class MatMul(TensorOp):
             return f"{p.atom(ops[0])}.dot({ops[1]})"
         return f"np.matmul({ops[0]}, {ops[1]})"
 
+    def print_array_api(self, p, ops):
+        return f"xp.matmul({ops[0]}, {ops[1]})"
+
     def formula(self, ops):
         return f"({ops[0]} @ {ops[1]})"
 

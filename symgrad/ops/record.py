@@ -33,7 +33,7 @@ import sympy
 from sympy import Function
 
 __all__ = ["OpRecord", "RECORDS", "elementwise", "public", "lift", "RealFunction",
-           "numpy_form_of", "inplace_step_of", "numpy_names", "identity_nodes",
+           "numpy_form_of", "record_of", "inplace_step_of", "numpy_names", "identity_nodes",
            "install_tensor_methods"]
 
 #: where the tests draw an op's inputs: anywhere (away from 0), positive, or inside (-1, 1)
@@ -356,6 +356,11 @@ def numpy_form_of(node_type) -> str | None:
     its record (``"np.tan"``); None for the others."""
     record = _NODE_TABLE.get(node_type)
     return record.numpy if record is not None and record.kind == "elementwise" else None
+
+
+def record_of(node_type) -> OpRecord | None:
+    """The record of the op that builds nodes of ``node_type``; None for other types."""
+    return _NODE_TABLE.get(node_type)
 
 
 def inplace_step_of(node_type) -> tuple | None:

@@ -70,6 +70,13 @@ class Reduction(TensorOp):
             kw.append("keepdims=True")
         return f"{p.atom(ops[0])}.{self.method}({', '.join(kw)})"
 
+    def print_array_api(self, p, ops):
+        axis = _axis_source(p, self.axes, len(shape_of(self.args[0])))
+        kw = [f"axis={axis}"] if axis is not None else []
+        if self.keepdims:
+            kw.append("keepdims=True")
+        return f"xp.{self.method}({', '.join([ops[0]] + kw)})"
+
     def formula(self, ops):
         extra = ""
         if len(self.axes) != len(shape_of(self.args[0])):
@@ -136,6 +143,10 @@ class ArgmaxMask(TensorOp):
         p.need_helper("argmax_mask")
         return f"_argmax_mask({ops[0]}, {tuple(tuple_axes(self.args[1]))})"
 
+    def print_array_api(self, p, ops):
+        p.need_helper("argmax_mask")
+        return f"_argmax_mask(xp, {ops[0]}, {tuple(tuple_axes(self.args[1]))})"
+
 
 class LogSumExp(Reduction):
     """log(sum(exp(x))) over axes, shifted by the max so that it never overflows."""
@@ -155,6 +166,10 @@ class LogSumExp(Reduction):
     def print_numpy(self, p, ops):
         p.need_helper("logsumexp")
         return f"_logsumexp({ops[0]}, {tuple(self.axes)}, {self.keepdims})"
+
+    def print_array_api(self, p, ops):
+        p.need_helper("logsumexp")
+        return f"_logsumexp(xp, {ops[0]}, {tuple(self.axes)}, {self.keepdims})"
 
 
 class Norm(Reduction):
@@ -190,6 +205,12 @@ class Norm(Reduction):
         axis = "None" if axes is None else str(tuple(self.axes))
         return f"_norm({ops[0]}, {axis}, {self.keepdims})"
 
+    def print_array_api(self, p, ops):
+        p.need_helper("norm")
+        axes = _axis_source(p, self.axes, len(shape_of(self.args[0])))
+        axis = "None" if axes is None else str(tuple(self.axes))
+        return f"_norm(xp, {ops[0]}, {axis}, {self.keepdims})"
+
 
 class CumSum(TensorOp):
     """Cumulative sum along one axis; ``reverse`` sums from the end instead (the adjoint of
@@ -222,6 +243,13 @@ class CumSum(TensorOp):
         if bool(self.args[2]):
             return f"np.flip(np.cumsum(np.flip({ops[0]}, {axis}), axis={axis}), {axis})"
         return f"np.cumsum({ops[0]}, axis={axis})"
+
+    def print_array_api(self, p, ops):
+        axis = int(self.args[1])
+        if bool(self.args[2]):
+            return (f"xp.flip(xp.cumulative_sum(xp.flip({ops[0]}, axis={axis}), axis={axis}), "
+                    f"axis={axis})")
+        return f"xp.cumulative_sum({ops[0]}, axis={axis})"
 
     def formula(self, ops):
         reverse = ", reverse" if bool(self.args[2]) else ""

@@ -107,6 +107,12 @@ class BroadcastTo(TensorOp):
             return f"np.full({shape}, {ops[0]}, dtype={p.dtype_source(self.dtype)})"
         return f"np.broadcast_to({ops[0]}, {shape})"
 
+    def print_array_api(self, p, ops):
+        shape = p.shape_source(self.shape)
+        if is_tensor_free(self.args[0]):
+            return p.full_source(shape, ops[0], p.dtype_source(self.dtype))
+        return f"xp.broadcast_to({ops[0]}, {shape})"
+
     def formula(self, ops):
         return f"broadcast_to({ops[0]}, {format_shape(self.shape)})"
 
@@ -144,6 +150,9 @@ class PermuteDims(TensorOp):
             return f"{p.atom(ops[0])}.T"
         return f"{p.atom(ops[0])}.transpose({self.perm})"
 
+    def print_array_api(self, p, ops):
+        return f"xp.permute_dims({ops[0]}, {self.perm})"
+
     def formula(self, ops):
         if self.perm == tuple(reversed(range(len(self.perm)))):
             return f"{ops[0]}.T"
@@ -179,6 +188,12 @@ class Reshape(TensorOp):
             return (f"np.full({p.shape_source(self.shape)}, {ops[0]}, "
                     f"dtype={p.dtype_source(self.dtype or p.float_dtype)})")
         return f"{p.atom(ops[0])}.reshape({p.shape_source(self.shape)})"
+
+    def print_array_api(self, p, ops):
+        shape = p.shape_source(self.shape)
+        if is_tensor_free(self.args[0]):
+            return p.full_source(shape, ops[0], p.dtype_source(self.dtype or p.float_dtype))
+        return f"xp.reshape({ops[0]}, {shape})"
 
     def formula(self, ops):
         return f"reshape({ops[0]}, {format_shape(self.shape)})"
@@ -262,6 +277,26 @@ def _index_shape(shape, index: Tuple, op="index"):
     return tuple(out) + tuple(shape[axis:])
 
 
+def _array_api_index(index: Tuple, ndim: int) -> str:
+    """The index as a tuple literal (``slice(...)`` for slices), with a trailing ``...``
+    when it names fewer axes than the operand has: the standard leaves that case
+    unspecified, numpy fills in ``:``."""
+    parts, named = [], 0
+    for item in index:
+        if item == NEWAXIS:
+            parts.append("None")
+            continue
+        named += 1
+        if isinstance(item, SliceSpec):
+            s = item.as_slice()
+            parts.append(f"slice({s.start}, {s.stop}, {s.step})")
+        else:
+            parts.append(str(int(item)))
+    if named < ndim or not parts:
+        parts.append("...")
+    return f"({', '.join(parts)},)"
+
+
 def _index_source(index: Tuple) -> str:
     parts = []
     for item in index:
@@ -294,6 +329,9 @@ class Index(TensorOp):
     def print_numpy(self, p, ops):
         return f"{p.atom(ops[0])}[{_index_source(self.args[1])}]"
 
+    def print_array_api(self, p, ops):
+        return f"{p.atom(ops[0])}[{_array_api_index(self.args[1], len(shape_of(self.args[0])))}]"
+
     def formula(self, ops):
         return f"{ops[0]}[{_index_source(self.args[1])}]"
 
@@ -319,6 +357,12 @@ class IndexGrad(TensorOp):
         p.need_helper("scatter")
         return (f"_scatter({ops[0]}, {p.shape_source(self.shape)}, "
                 f"np.s_[{_index_source(self.args[2])}], {p.dtype_source(self.dtype)})")
+
+    def print_array_api(self, p, ops):
+        p.need_helper("scatter")
+        index = _array_api_index(self.args[2], len(self.shape))
+        return (f"_scatter(xp, {ops[0]}, {p.shape_source(self.shape)}, {index}, "
+                f"{p.dtype_source(self.dtype)}, _dev)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -351,6 +395,10 @@ class OneHot(TensorOp):
     def print_numpy(self, p, ops):
         return (f"({p.atom(ops[0])}[..., None] == np.arange({int(self.args[1])}))"
                 f".astype({p.dtype_source(self.dtype)})")
+
+    def print_array_api(self, p, ops):
+        return (f"xp.astype(xp.expand_dims({ops[0]}, axis=-1) == "
+                f"xp.arange({int(self.args[1])}, device=_dev), {p.dtype_source(self.dtype)})")
 
 
 # ---------------------------------------------------------------------------------------

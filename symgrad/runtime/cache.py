@@ -507,9 +507,13 @@ def _checked_code(key: str, text: str, filename: str):
 
 def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
     # numpy's C code imports its own helpers lazily (numpy._core._methods for x.sum(), ...)
-    # through the calling frame's __import__: numpy and its submodules only
-    if level != 0 or not (name == "numpy" or name.startswith("numpy.")):
-        raise ImportError(f"a generated module may import only numpy, not {name!r}")
+    # through the calling frame's __import__: numpy and its submodules only; and
+    # array_api_compat itself for the array API target (its own imports of the namespaces
+    # go through its own module's builtins, not these)
+    if level != 0 or not (name == "numpy" or name.startswith("numpy.")
+                          or name == "array_api_compat"):
+        raise ImportError(f"a generated module may import only numpy (and array_api_compat), "
+                          f"not {name!r}")
     return builtins.__import__(name, globals, locals, fromlist, level)
 
 

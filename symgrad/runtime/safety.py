@@ -8,12 +8,17 @@ emits, and nothing else. The lists below are positive, taken from what the gener
 ``NumPyPrinter`` forms the printer inherits), cross-checked against every module the test
 suite and the examples generate. A module passes when:
 
-* its only import is ``import numpy as np``, at the top level;
+* its only imports are ``import numpy as np`` and (the array API target)
+  ``import array_api_compat``, at the top level;
 * every statement and expression is of a kind in :data:`_ALLOWED_NODES` (no classes,
   lambdas, decorators, annotations, ``global``, ``with``, ``while``, ``async``, ...);
 * ``np`` is only read as ``np.<name>`` with ``<name>`` in :data:`NP_NAMES`, or through one of
   the few chains in :data:`NP_CHAINS` (``np.ma.getmaskarray``, ``np.logical_and.reduce``,
   ...): no other attribute chain through numpy's submodules, no bare ``np``;
+* ``array_api_compat`` is only read as ``array_api_compat.<name>`` with ``<name>`` in
+  :data:`ARRAY_API_COMPAT_NAMES`; ``xp`` (the array API target's namespace, a local of the
+  generated function and a parameter of its helpers) is only read as ``xp.<name>`` with
+  ``<name>`` among the standard's names (:data:`XP_NAMES`), or passed to a helper whole;
 * any other attribute read is in :data:`METHODS` (array methods and attributes, a few dict,
   list and str methods, the train-step state's fields) and is read from a value (a local
   name, a call's result, a subscript, a literal), never from a builtin; no dunder anywhere;
@@ -33,12 +38,13 @@ import ast
 import builtins
 
 __all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAMES",
-           "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES"]
+           "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES", "XP_NAMES", "ARRAY_API_COMPAT_NAMES"]
 
 SAFE_BUILTINS = frozenset({
     "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
     "isinstance", "hasattr", "type", "str", "repr", "abs", "min", "max", "sum", "sorted",
     "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError", "IndexError",
+    "slice",
 })
 
 #: ``np.<name>`` the generator emits: math ufuncs (symgrad's and the SymPy NumPyPrinter
@@ -70,6 +76,13 @@ NP_NAMES = frozenset({
 from ..ops.record import numpy_names  # noqa: E402
 
 NP_NAMES = NP_NAMES | numpy_names()
+
+#: ``xp.<name>`` the array API target may read: the standard's names, nothing else (no
+#: extension such as ``xp.linalg``, no attribute chain through ``xp``)
+from ..compiler.array_api import STANDARD_NAMES as XP_NAMES  # noqa: E402
+
+#: ``array_api_compat.<name>`` the array API target calls
+ARRAY_API_COMPAT_NAMES = frozenset({"array_namespace", "device"})
 
 #: the only attribute chains through ``np``: ``np.<first>.<second>``
 NP_CHAINS = {
@@ -104,10 +117,15 @@ DENIED_ATTRIBUTES = frozenset({
     "show_runtime", "get_include", "format", "format_map", "mro", "system", "popen", "core",
     "os", "sys", "builtins", "modules", "exec", "eval", "compile", "random", "polynomial",
 })
-assert not (DENIED_ATTRIBUTES & (NP_NAMES | METHODS | set(NP_CHAINS)))
+assert not (DENIED_ATTRIBUTES & (NP_NAMES | METHODS | set(NP_CHAINS) | XP_NAMES
+                                 | ARRAY_API_COMPAT_NAMES))
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA = "_DATA"
+_XP = "xp"
+_COMPAT = "array_api_compat"
+#: the imports a module may have, each at the top level
+_IMPORTS = ([("numpy", "np")], [(_COMPAT, None)])
 
 
 class UnsafeModuleError(RuntimeError):
@@ -186,6 +204,17 @@ def _check_attribute(node, parent, defined) -> None:
     if isinstance(value, ast.Name) and value.id == "np":
         _check_np_attribute(node, parent)
         return
+    if isinstance(value, ast.Name) and value.id == _XP:
+        if attr not in XP_NAMES:
+            _fail(node, f"xp.{attr} is not a name of the array API standard symgrad generates")
+        return
+    if isinstance(value, ast.Name) and value.id == _COMPAT:
+        if attr not in ARRAY_API_COMPAT_NAMES:
+            _fail(node, f"array_api_compat.{attr} is not something symgrad generates")
+        return
+    if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
+            and value.value.id in (_XP, _COMPAT):
+        _fail(node, f"{value.value.id}.{value.attr}.{attr} is not something symgrad generates")
     if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
             and value.value.id == "np":
         if attr in NP_CHAINS.get(value.attr, ()):
@@ -214,9 +243,9 @@ def check_module_source(source: str) -> ast.Module:
         if t not in _ALLOWED_NODES:
             _fail(node, f"{t.__name__} is not something symgrad generates")
         if t is ast.Import:
-            if parent is not tree or [(a.name, a.asname) for a in node.names] \
-                    != [("numpy", "np")]:
-                _fail(node, "imports other than a top-level 'import numpy as np'")
+            if parent is not tree or [(a.name, a.asname) for a in node.names] not in _IMPORTS:
+                _fail(node, "imports other than a top-level 'import numpy as np' or "
+                            "'import array_api_compat'")
             continue
         if t is ast.alias:
             continue
@@ -225,7 +254,7 @@ def check_module_source(source: str) -> ast.Module:
                 _fail(node, f"binds the builtin name {name!r}")
             if name.startswith("__"):
                 _fail(node, f"binds the dunder name {name!r}")
-            if name in ("np", _DATA):
+            if name in ("np", _DATA) or (name == _COMPAT and t is not ast.alias):
                 _fail(node, f"binds the reserved name {name!r}")
             defined.add(name)
         if t is ast.FunctionDef and (node.decorator_list or node.returns
@@ -250,6 +279,9 @@ def check_module_source(source: str) -> ast.Module:
                         and isinstance(parent.slice, ast.Constant)
                         and isinstance(parent.slice.value, str)):
                     _fail(node, '_DATA used other than as _DATA["<name>"]')
+            elif name == _COMPAT:
+                if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                    _fail(node, "array_api_compat used other than as array_api_compat.<name>")
             elif name not in defined and name not in SAFE_BUILTINS:
                 _fail(node, f"name {name!r} is neither defined here nor an allowed builtin")
         elif t is ast.Attribute:
