@@ -64,13 +64,41 @@ def _build(name, case):
     target = sg.sum(out * sg.constant(weights)) if out.shape else out * float(weights)
     outputs = [out, *sg.grad(target, leaves)]
     reference = sg.compile(outputs, inputs=leaves)
-    generated = sg.compile(outputs, inputs=leaves, backend="array_api")
+    try:
+        generated = sg.compile(outputs, inputs=leaves, backend="array_api")
+    except UnsupportedOpError as e:  # refused when compiling, naming the op and the backend
+        assert name not in CORE_OPS, e
+        assert "array_api" in str(e) and ": no array API form" in str(e), e
+        pytest.skip(f"refused by the array API target (issue 14, open): {e}")
     return reference, generated, values
+
+
+#: the ops symgrad had when the array API target was written: every one has its form
+CORE_OPS = frozenset({
+    "add", "subtract", "multiply", "divide", "power", "negative", "matmul", "exp", "log",
+    "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "square", "sign",
+    "softplus", "log_sigmoid", "maximum", "minimum", "where", "clip", "sum", "mean", "max",
+    "cumsum", "transpose", "reshape", "index", "broadcast_to", "one_hot", "softmax",
+    "log_softmax", "logsumexp", "softmax_cross_entropy", "sigmoid_cross_entropy", "l2_loss",
+    "norm", "stop_gradient", "custom_gradient"})
+
+
+#: compiled for the array API but failing there (issue 14 is open for them)
+KNOWN_WRONG = {
+    "greater_equal": "a mask summed in its gradient stays bool (the standard sums numbers)",
+    "logical_xor": "a mask summed in its gradient stays bool (the standard sums numbers)",
+}
+
+
+def test_the_core_ops_are_all_ops():
+    assert CORE_OPS <= set(sg.PUBLIC_OPS)
 
 
 @pytest.mark.parametrize("namespace", sorted(NAMESPACES))
 @pytest.mark.parametrize("name,case", list(_spec_cases()))
 def test_spec_row_agrees_with_numpy_backend(name, case, namespace):
+    if name in KNOWN_WRONG:
+        pytest.xfail(KNOWN_WRONG[name])
     convert = NAMESPACES[namespace]
     reference, generated, values = _build(name, case)
     want = reference(*values)
@@ -171,6 +199,12 @@ def test_float32_in_float32_out_on_array_api_strict(name, case):
     leaves = [sg.param(f"b{i}", s, "float32", shared=True) for i, s in enumerate(shapes)]
     out = build(*leaves)
     target = sg.sum(out) if out.shape else out
-    f = sg.compile([out, *sg.grad(target, leaves)], inputs=leaves, backend="array_api")
+    if name in KNOWN_WRONG:
+        pytest.xfail(KNOWN_WRONG[name])
+    try:
+        f = sg.compile([out, *sg.grad(target, leaves)], inputs=leaves, backend="array_api")
+    except UnsupportedOpError as e:
+        assert name not in CORE_OPS, e
+        pytest.skip(f"refused by the array API target (issue 14, open): {e}")
     for r in f(*[xs.asarray(v) for v in values]):
         assert r.dtype == xs.float32, (name, r.dtype)

@@ -337,3 +337,19 @@ def test_train_step_with_hostile_names(names):
     got, want = run(names), run(("x", "y", "w"))
     assert got[0] == want[0]
     np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api"])
+def test_user_names_that_are_module_names_the_generated_code_reads(backend):
+    # np, xp (the array API namespace), math and array_api_compat are read by generated
+    # code on some target; a user's tensor of that name is renamed, never shadows them
+    if backend == "array_api":
+        pytest.importorskip("array_api_compat")
+    leaves = [sg.input(n, (3,)) for n in ("np", "xp", "math", "array_api_compat")]
+    total = leaves[0] * leaves[1] + leaves[2] * leaves[3]
+    f = sg.compile([sg.sum(total), *sg.grad(sg.sum(total), leaves)], inputs=leaves,
+                   backend=backend)
+    vals = [np.arange(3.0) + k for k in range(4)]
+    out = f(*vals)
+    assert float(out[0]) == pytest.approx(float(np.sum(vals[0] * vals[1] + vals[2] * vals[3])))
+    np.testing.assert_allclose(np.asarray(out[1]), vals[1])

@@ -80,7 +80,7 @@ RENAMED = {
     "true_divide": "divide", "mod": "remainder", "amax": "max", "amin": "min",
     "transpose": "permute_dims", "concatenate": "concat", "cumsum": "cumulative_sum",
     "bool_": "bool", "invert": "bitwise_invert", "left_shift": "bitwise_left_shift",
-    "right_shift": "bitwise_right_shift",
+    "right_shift": "bitwise_right_shift", "fabs": "abs", "rint": "round", "fix": "trunc",
 }
 assert set(RENAMED.values()) <= STANDARD_NAMES
 
@@ -158,6 +158,10 @@ class ArrayApiPrinter(NumpySourcePrinter):
     def print_op(self, node, ops) -> str:
         """A structural node's source: its ``print_array_api`` form, or its numpy form
         translated where that is standard."""
+        if not getattr(node, "array_api", True) or _negative_step(node):
+            raise UnsupportedOpError(
+                f"{node.op_name}: no array API form checked yet (backend={BACKEND!r}); use "
+                f"backend='numpy' for it")
         form = getattr(node, "print_array_api", None)
         if form is not None:
             return form(self, ops)
@@ -199,6 +203,17 @@ class ArrayApiPrinter(NumpySourcePrinter):
         a = self._print(e.args[0])
         dt = self.dtype_source(self.float_dtype)
         return f"(xp.astype({a} > 0, {dt}) + xp.astype({a} == 0, {dt})*0.5)"
+
+
+def _negative_step(node) -> bool:
+    """A slice with a negative step (x[::-1]): the standard leaves it to the library, and
+    PyTorch refuses it."""
+    from ..ops.shape import Index, IndexGrad, SliceSpec
+    if not isinstance(node, (Index, IndexGrad)):
+        return False
+    index = node.args[1] if isinstance(node, Index) else node.args[2]
+    return any(isinstance(item, SliceSpec) and (item.as_slice().step or 1) < 0
+               for item in index)
 
 
 def _op_name(expr) -> str:

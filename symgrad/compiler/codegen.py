@@ -37,7 +37,10 @@ from .verify import verify_source
 __all__ = ["Namer", "ModuleSpec", "render", "comment_safe", "template_text"]
 
 RESERVED = set(keyword.kwlist) | set(getattr(keyword, "softkwlist", [])) | set(dir(builtins)) \
-    | {"np", "numpy", "compute", "train_step", "self", "cls"}
+    | {"np", "numpy", "compute", "train_step", "self", "cls",
+       # the module names generated code reads on any target: the allowlist checks
+       # ``xp.<name>`` as the array API namespace and ``math.<name>`` as the math module
+       "xp", "array_api_compat", "math"}
 MAX_NAME = 40
 MAX_COMMENT = 240
 

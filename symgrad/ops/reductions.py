@@ -276,6 +276,9 @@ class ReduceProd(Reduction):
     ``p / x`` rounds once more than the product of the others, and overflows where ``p``
     does although the product of the others may not."""
 
+    #: its numpy form is not yet checked on the array API target: refused there
+    array_api = False
+
     op_name = "prod"
     numpy_calls = ("np.prod",)
 
@@ -364,6 +367,9 @@ class CumProd(TensorOp):
     (every product through them holds x_k). Written with symgrad nodes, so it
     differentiates again.
     """
+
+    #: its numpy form is not yet checked on the array API target: refused there
+    array_api = False
 
     op_name = "cumprod"
     operands = (0,)
