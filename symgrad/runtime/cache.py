@@ -507,9 +507,12 @@ def _checked_code(key: str, text: str, filename: str):
 
 def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
     # numpy's C code imports its own helpers lazily (numpy._core._methods for x.sum(), ...)
-    # through the calling frame's __import__: numpy and its submodules only
+    # through the calling frame's __import__: numpy and its submodules only, and math (the
+    # scalar target's functions; the allowlist admits only math.<name> from MATH_NAMES)
+    if level == 0 and name == "math" and not fromlist:
+        return builtins.__import__(name, globals, locals, fromlist, level)
     if level != 0 or not (name == "numpy" or name.startswith("numpy.")):
-        raise ImportError(f"a generated module may import only numpy, not {name!r}")
+        raise ImportError(f"a generated module may import only numpy and math, not {name!r}")
     return builtins.__import__(name, globals, locals, fromlist, level)
 
 

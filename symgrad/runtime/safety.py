@@ -8,9 +8,12 @@ emits, and nothing else. The lists below are positive, taken from what the gener
 ``NumPyPrinter`` forms the printer inherits), cross-checked against every module the test
 suite and the examples generate. A module passes when:
 
-* its only import is ``import numpy as np``, at the top level;
+* its only imports are ``import numpy as np`` and (the scalar target) ``import math``, at
+  the top level;
 * every statement and expression is of a kind in :data:`_ALLOWED_NODES` (no classes,
   lambdas, decorators, annotations, ``global``, ``with``, ``while``, ``async``, ...);
+* ``math`` is only read as ``math.<name>`` with ``<name>`` in :data:`MATH_NAMES` (the
+  elementwise functions of the scalar target, :mod:`symgrad.compiler.scalar`);
 * ``np`` is only read as ``np.<name>`` with ``<name>`` in :data:`NP_NAMES`, or through one of
   the few chains in :data:`NP_CHAINS` (``np.ma.getmaskarray``, ``np.logical_and.reduce``,
   ...): no other attribute chain through numpy's submodules, no bare ``np``;
@@ -32,13 +35,21 @@ from __future__ import annotations
 import ast
 import builtins
 
-__all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAMES",
+__all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAMES", "MATH_NAMES",
            "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES"]
 
 SAFE_BUILTINS = frozenset({
     "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
     "isinstance", "hasattr", "type", "str", "repr", "abs", "min", "max", "sum", "sorted",
     "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError", "IndexError",
+    "ArithmeticError",
+})
+
+#: ``math.<name>`` the scalar target emits (:mod:`symgrad.compiler.scalar`): functions of
+#: floats and two constants, nothing that touches anything but its arguments
+MATH_NAMES = frozenset({
+    "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh",
+    "asin", "acos", "atan", "asinh", "acosh", "atanh", "log2", "log10", "pow", "inf", "nan",
 })
 
 #: ``np.<name>`` the generator emits: math ufuncs (symgrad's and the SymPy NumPyPrinter
@@ -83,7 +94,7 @@ METHODS = frozenset({
     # arrays
     "T", "all", "any", "argmax", "argsort", "astype", "copy", "dot", "dtype", "max", "mean",
     "min", "ndim", "reshape", "shape", "size", "sum", "transpose", "setflags", "item",
-    "filled", "compressed", "ravel",
+    "filled", "compressed", "ravel", "tolist",
     # dtype / finfo
     "kind", "name", "itemsize", "eps", "tiny",
     # dict, list, str
@@ -186,6 +197,10 @@ def _check_attribute(node, parent, defined) -> None:
     if isinstance(value, ast.Name) and value.id == "np":
         _check_np_attribute(node, parent)
         return
+    if isinstance(value, ast.Name) and value.id == "math":
+        if attr not in MATH_NAMES:
+            _fail(node, f"math.{attr} is not something symgrad generates")
+        return
     if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
             and value.value.id == "np":
         if attr in NP_CHAINS.get(value.attr, ()):
@@ -215,8 +230,9 @@ def check_module_source(source: str) -> ast.Module:
             _fail(node, f"{t.__name__} is not something symgrad generates")
         if t is ast.Import:
             if parent is not tree or [(a.name, a.asname) for a in node.names] \
-                    != [("numpy", "np")]:
-                _fail(node, "imports other than a top-level 'import numpy as np'")
+                    not in ([("numpy", "np")], [("math", None)]):
+                _fail(node, "imports other than a top-level 'import numpy as np' or "
+                            "'import math'")
             continue
         if t is ast.alias:
             continue
@@ -225,7 +241,7 @@ def check_module_source(source: str) -> ast.Module:
                 _fail(node, f"binds the builtin name {name!r}")
             if name.startswith("__"):
                 _fail(node, f"binds the dunder name {name!r}")
-            if name in ("np", _DATA):
+            if name in ("np", "math", _DATA):
                 _fail(node, f"binds the reserved name {name!r}")
             defined.add(name)
         if t is ast.FunctionDef and (node.decorator_list or node.returns
@@ -241,9 +257,9 @@ def check_module_source(source: str) -> ast.Module:
                 _fail(node, f"dunder name {name!r}")
             if not isinstance(node.ctx, ast.Load):
                 continue
-            if name == "np":
+            if name in ("np", "math"):
                 if not (isinstance(parent, ast.Attribute) and parent.value is node):
-                    _fail(node, "np used other than as np.<name>")
+                    _fail(node, f"{name} used other than as {name}.<name>")
             elif name == _DATA:
                 if not (isinstance(parent, ast.Subscript) and parent.value is node
                         and isinstance(parent.ctx, ast.Load)
