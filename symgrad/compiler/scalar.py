@@ -381,6 +381,8 @@ class ScalarFunction:
         return out
 
     def _bind(self, value, base: str):
+        if isinstance(value, np.ndarray):
+            raise ScalarUnsupported(f"internal: an array where an element belongs ({base})")
         if isinstance(value, TensorOp):
             raise ScalarUnsupported(f"internal: op {value.op_name} inside an expression")
         if value.is_Atom and (value.is_Symbol or value.is_Number):
@@ -437,7 +439,9 @@ class ScalarFunction:
             return out if isinstance(out, np.ndarray) else np.array(out, dtype=object)
         if isinstance(node, IndexGrad):
             out = np.full(shape, S.Zero, dtype=object)
-            out[_index_tuple(node.args[2])] = args[0]
+            g = args[0]
+            # a 0-d object array assigned to one element would be stored as the array
+            out[_index_tuple(node.args[2])] = g[()] if g.ndim == 0 else g
             return out
         if isinstance(node, (ReduceSum, ReduceMax)):
             x = args[0]
@@ -485,11 +489,11 @@ class ScalarFunction:
         raise ScalarUnsupported(f"internal: an unbound element {e}")
 
     def output_source(self, symbol, shape) -> str:
-        """The return value of an output: ``_s_F64(x)`` (0-d) or ``np.array([...], _s_F64)``."""
+        """The return value of an output: ``_float64(x)`` (0-d) or ``np.array([...], _float64)``."""
         arr = np.broadcast_to(self.elems[symbol], shape)
         if arr.ndim == 0:
-            return f"_s_F64({self.element_source(arr[()])})"
-        return f"np.array({_nested(arr, self.element_source)}, _s_F64)"
+            return f"_float64({self.element_source(arr[()])})"
+        return f"np.array({_nested(arr, self.element_source)}, _float64)"
 
 
 def _sum(terms):
@@ -518,7 +522,7 @@ def _index_tuple(index) -> tuple:
 
 #: module-level names the scalar function reads: never the name of one of its locals
 _MODULE_LOCALS = frozenset({"_check_inputs", "_ok", "_NDARRAY", "_GENERIC", "_INPUTS",
-                            "_s_F64", "_DATA", "_EMPTY_DIM", "_show", "math", "_F64",
+                            "_float64", "_DATA", "_EMPTY_DIM", "_show", "math", "_F64",
                             "_state", "_turn", "_held", "_opt", "_hyper", "_attrs",
                             "_counter", "_t"})
 
@@ -528,7 +532,7 @@ _MODULE_LOCALS = frozenset({"_check_inputs", "_ok", "_NDARRAY", "_GENERIC", "_IN
 WRITE_ELEMENTWISE = 8
 
 #: module-level lines the scalar function needs (after the numpy module's own)
-PRELUDE = ["_s_F64 = np.float64  # outputs of the scalar target"]
+PRELUDE = ["_float64 = np.float64  # outputs of the scalar target"]
 
 
 class _Unbox:  # what codegen._input_checks reads of a ModuleSpec: 0-d float64 as floats
