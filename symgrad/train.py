@@ -583,7 +583,13 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     fn = compiled._fn
     if compiled._rename:  # some input name is not an identifier: map keywords first
         def step(state, /, *args, **kwargs):
-            return fn(state, *compiled._bind(args, kwargs))
+            if kwargs:
+                return fn(state, *compiled._bind(args, kwargs))
+            try:  # positional: straight through (W4's "input" is renamed "input_")
+                return fn(state, *args)
+            except TypeError:
+                compiled._bind(args, kwargs)  # a missing or extra input: say which, by name
+                raise
     else:  # a fresh function object over the generated code, with attributes of its own
         step = types.FunctionType(fn.__code__, fn.__globals__, "train_step", fn.__defaults__,
                                   fn.__closure__)
