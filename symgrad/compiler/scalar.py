@@ -46,11 +46,12 @@ __all__ = ["ScalarUnsupported", "SCALAR_MAX_ELEMENTS", "MATH_FUNCTIONS", "TARGET
            "eligible", "ScalarFunction"]
 
 #: ``target="auto"`` picks the scalar target when every shape is fixed and the inputs and
-#: parameters hold at most this many elements together. Measured (benchmarks/scalar_size.py
-#: in the report of issue 15): the unrolled step beats the numpy step up to a few hundred
-#: elements on a linear model and its module grows linearly with them; 64 keeps the
-#: generated code short (under ~1000 lines for a matmul-heavy model) while covering W0-W4.
-SCALAR_MAX_ELEMENTS = 64
+#: parameters hold at most this many elements together. Measured on SGD train steps of a
+#: linear regression (N x 2 inputs, N x 1 targets, 2 x 1 weights; 3N + 2 elements), each
+#: target timed with timeit, min of 7 x 2000 calls, on a loaded 2-core Xeon (load ~3):
+#: scalar/numpy = 0.93 at 17 elements, 0.90 at 32, 1.85 at 62, 2.66 at 122, 5.48 at 242.
+#: The crossover lies between 32 and 62 elements: 32.
+SCALAR_MAX_ELEMENTS = 32
 
 TARGETS = ("auto", "numpy", "scalar")
 
