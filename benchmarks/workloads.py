@@ -149,7 +149,9 @@ def _w4(quick: bool) -> Workload:
         d = workloads.w4()
         return {"weights": d["weights"]}, [(d["input"], d["target"])]
     return Workload("W4", "W4", "linear regression with a bias column, 5 points, float64",
-                    "float64", (("input", ("N", 2), "float64"), ("target", ("N", 1), "float64")),
+                    # the five points are every batch: fixed shapes, as a tiny model declares
+                    # them (so symgrad's target="auto" may pick the scalar target)
+                    "float64", (("input", (5, 2), "float64"), ("target", (5, 1), "float64")),
                     {"weights": (2, 1)}, loss_w4, "W4Step", 0.002, 50, data,
                     compile=not quick, memory=not quick)
 

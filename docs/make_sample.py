@@ -73,7 +73,7 @@ def sample_w0_adam() -> str:
     import symgrad as sg
     x, target, a = sg.input("x"), sg.input("target"), sg.param("A")
     loss = (x * a - target) ** 2
-    step = sg.train_step(loss, sg.optim.Adam(1e-3))
+    step = sg.train_step(loss, sg.optim.Adam(1e-3), target="numpy")
     return _function(step.source, "train_step")
 
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from .runtime import cache
 from .compiler.codegen import ModuleSpec, render, template_text
+from .compiler.verify import verify_source
 from .compiler.diff import GradientError, gradients
 from .expr import Tensor, as_tensor
 from .graph import post_order
@@ -25,13 +26,14 @@ from .nodes import TensorOp, TensorSymbol, shape_of
 from .ops import BroadcastTo
 from .compiler.optimize import plan
 from .compiler.printer import formula
+from .compiler import scalar
 from .shapes import format_shape
 
 __all__ = ["grad", "compile", "CompiledFunction", "leaves_of", "ExpressionTooLarge"]
 
 #: default caps on expression size (nodes per output) and generated lines per module
 DEFAULT_OPTIONS = {"max_nodes": 200_000, "max_lines": 20_000, "check_finite": False,
-                   "inplace": True, "backend": "numpy"}
+                   "inplace": True, "backend": "numpy", "target": "auto"}
 
 #: the code-generation targets: numpy (with its in-place fast path), and the Python array
 #: API standard (symgrad/compiler/array_api.py: one module for numpy, CuPy, PyTorch, JAX
@@ -352,7 +354,7 @@ def _refuse(key: str, message: str):
 def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
             max_lines: Optional[int] = None, check_finite: bool = False,
             name: str = "compute", inplace: bool = True,
-            backend: str = "numpy") -> "CompiledFunction":
+            backend: str = "numpy", target: str = "auto") -> "CompiledFunction":
     """Compile expressions into a cached numpy function.
 
     Parameters
@@ -384,6 +386,14 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         standard's functions, so it runs on numpy, CuPy, PyTorch, JAX and Dask arrays
         (no buffer reuse; ``inplace`` is ignored there). An op with no standard form
         raises :class:`NotImplementedError` naming the op and the backend.
+    target : {"auto", "numpy", "scalar"}
+        ``"numpy"``: array code. ``"scalar"``: straight-line Python float arithmetic
+        unrolled over the elements (every shape fixed, float64 only; it raises
+        :class:`~symgrad.compiler.scalar.ScalarUnsupported` naming why when it cannot).
+        ``"auto"`` (the default): the scalar target when every shape is fixed and the inputs
+        hold at most ``symgrad.compiler.scalar.SCALAR_MAX_ELEMENTS`` elements together and
+        the function has a scalar form, else numpy. ``f.target`` says which was used and
+        ``f.target_reason`` why not the scalar one.
 
     Returns
     -------
@@ -392,8 +402,15 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     """
     kind, items, keys = _structure(outputs)
     tensors = [as_tensor(t) for t in items]
+    backend = check_backend(backend)
+    target = check_target(target, "compile")
+    if backend == "array_api":  # the scalar target is a numpy-process form
+        if target == "scalar":
+            raise ValueError("compile: target='scalar' writes Python floats for numpy arrays; "
+                             "it does not combine with backend='array_api'")
+        target = "numpy"
     opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite), inplace=bool(inplace),
-                backend=check_backend(backend))
+                backend=backend, target=target)
     if max_nodes is not None:
         opts["max_nodes"] = int(max_nodes)
     if max_lines is not None:
@@ -415,6 +432,8 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
 
     memo, ser = {}, []
     described = [_fingerprint_tensor(t, memo, ser) for t in tensors]
+    if target == "auto":  # the threshold decides: part of the key
+        opts["scalar_max"] = scalar.SCALAR_MAX_ELEMENTS
     spec_text = repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name) for s in chosen])
     shapes_text = repr([(format_shape(t.shape), str(t.dtype)) for t in tensors])
     key = cache.make_key("function", name, cache.version_fingerprint(), template_text(),
@@ -432,8 +451,25 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     # how to build this function again with other options (its no-reuse twin, in tests)
     fn.rebuild = functools.partial(compile, outputs, inputs, max_nodes=max_nodes,
                                    max_lines=max_lines, check_finite=check_finite, name=name,
-                                   inplace=inplace, backend=backend)
+                                   inplace=inplace, backend=backend, target=target)
     return fn
+
+
+def check_target(target, where: str) -> str:
+    """``target`` if it is one of :data:`symgrad.compiler.scalar.TARGETS`, else ValueError."""
+    if target not in scalar.TARGETS:
+        raise ValueError(f"{where}: target must be one of {', '.join(map(repr, scalar.TARGETS))}, "
+                         f"got {target!r}")
+    return target
+
+
+def scalar_attempt(target: str, leaves) -> str:
+    """Why the scalar target is not tried ('' when it is): the option, or (auto) the size."""
+    if target == "numpy":
+        return "target='numpy'"
+    if target == "scalar":
+        return ""
+    return scalar.eligible(leaves)
 
 
 def _key_name(key, i: int) -> str:
@@ -522,11 +558,27 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
         by_id.setdefault(id(o), n)
     formulas = [_header_formula(nm, t, out_names, tensors, by_id)
                 for nm, t in zip(out_names, tensors)]
-    spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names), fn_name=fn_name,
+    reason = scalar_attempt(opts["target"], chosen)
+    scalar_lines = ()
+    if not reason:
+        try:
+            scalar_lines = tuple(scalar.PRELUDE) + tuple(scalar.render_compute(
+                program, chosen, fn_name, f"_numpy_{fn_name}", kind))
+        except scalar.ScalarUnsupported as err:
+            if opts["target"] == "scalar":
+                raise scalar.ScalarUnsupported(
+                    f"compile(target='scalar'): {err}; use target='numpy' or 'auto'") from None
+            reason = str(err)
+    spec = ModuleSpec(title=f"{fn_name}: " + ", ".join(out_names),
+                      fn_name=f"_numpy_{fn_name}" if scalar_lines else fn_name,
                       inputs=chosen, result_kind=kind, key=key, version=__version__,
                       formulas=tuple(formulas), reuse_buffers=opts["inplace"],
-                      backend=opts["backend"])
+                      backend=opts["backend"],
+                      scalar_lines=scalar_target_lines(scalar_lines, reason),
+                      internal_name=bool(scalar_lines))
     source = render(program, spec)
+    if scalar_lines:
+        verify_source(source, fn_name)
     lines = source.count("\n")
     if lines > opts["max_lines"]:
         named = [(nm, e) for nm, e, _, _ in outputs]
@@ -556,6 +608,12 @@ def _header_formula(name: str, t: Tensor, out_names, tensors, by_id=None) -> str
                  for target in targets]
         return f"{name} = d({' + '.join(names)})/d({wrt})"
     return f"{name} = {formula(t.expr, limit)}"
+
+
+def scalar_target_lines(lines, reason: str) -> tuple:
+    """The module's record of its target (``_TARGET``, ``_TARGET_REASON``), then ``lines``."""
+    return (f"_TARGET = {'scalar' if lines else 'numpy'!r}",
+            f"_TARGET_REASON = {reason!r}") + tuple(lines)
 
 
 class CompiledFunction:
@@ -597,6 +655,9 @@ class CompiledFunction:
         self.output_keys = list(keys) if kind == "dict" else None
         self._map_keys = bool(map_keys)
         self._slow = bool(self._rename or self._check_finite or self._map_keys)
+        #: "scalar" (Python floats unrolled) or "numpy"; ``target_reason``: why not scalar
+        self.target = module.namespace.get("_TARGET", "numpy")
+        self.target_reason = module.namespace.get("_TARGET_REASON", "")
         self.__doc__ = f"Compiled symgrad function of ({', '.join(self.inputs)})."
 
     @property

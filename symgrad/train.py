@@ -52,10 +52,11 @@ import numpy as np
 import sympy
 
 from .runtime import cache
-from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, default_input_order,
-                  grad, leaves_of)
+from .api import (CompiledFunction, _fingerprint_tensor, _resolve_inputs, check_target,
+                  default_input_order, grad, leaves_of, scalar_attempt, scalar_target_lines)
 from .compiler.codegen import ModuleSpec, Namer, render, template_text, writable_origins
 from .compiler.verify import verify_source
+from .compiler import scalar
 from .expr import Tensor, as_tensor, check_repeated_params
 from .graph import rebuild
 from .nodes import TensorOp, TensorSymbol, info
@@ -582,7 +583,13 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     fn = compiled._fn
     if compiled._rename:  # some input name is not an identifier: map keywords first
         def step(state, /, *args, **kwargs):
-            return fn(state, *compiled._bind(args, kwargs))
+            if kwargs:
+                return fn(state, *compiled._bind(args, kwargs))
+            try:  # positional: straight through (W4's "input" is renamed "input_")
+                return fn(state, *args)
+            except TypeError:
+                compiled._bind(args, kwargs)  # a missing or extra input: say which, by name
+                raise
     else:  # a fresh function object over the generated code, with attributes of its own
         step = types.FunctionType(fn.__code__, fn.__globals__, "train_step", fn.__defaults__,
                                   fn.__closure__)
@@ -593,6 +600,8 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     step.optimizer = optimizer
     step.params = [p.name for p in params]
     step.inputs = compiled.inputs
+    step.target = compiled.target
+    step.target_reason = compiled.target_reason
     step.loss = loss
     step._param_specs = [(p.name, tuple(p.shape), p.dtype.name) for p in params]
     step._signature = optimizer._signature
@@ -603,7 +612,7 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
 
 
 def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace: bool = True,
-               backend: str = "numpy"):
+               backend: str = "numpy", target: str = "auto"):
     """Compile loss + gradients + ``optimizer`` update into one cached numpy function.
 
     Parameters
@@ -624,6 +633,12 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
         ``"array_api"`` raises :class:`NotImplementedError` (compile the loss and its
         gradients with ``sg.compile(..., backend="array_api")`` and update the parameters
         yourself).
+    target : {"auto", "numpy", "scalar"}
+        As for :func:`symgrad.compile`: ``"scalar"`` unrolls the step (loss, gradients and
+        update) into Python float arithmetic over the elements, reading the batch and the
+        state's arrays once and writing the new values into them; ``"auto"`` picks it when
+        every shape is fixed and the inputs and parameters hold at most
+        ``SCALAR_MAX_ELEMENTS`` elements. ``step.target`` says which was used.
     """
     from .api import check_backend
     if check_backend(backend, "train_step") != "numpy":
@@ -633,6 +648,7 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
             f"gradients with sg.compile(..., backend={backend!r}) and apply the update with "
             f"your namespace's arrays")
     loss = as_tensor(loss)
+    target = check_target(target, "train_step")
     check_repeated_params([loss])  # a dense() helper that made one weight of two
     if loss.shape != ():  # a non-scalar loss is differentiated (and reported) as its sum
         from .ops.reductions import sum as _sum
@@ -669,18 +685,19 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
                      repr([(p.name, tuple(map(str, p.shape)), p.dtype_name) for p in plist]),
                      repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name)
                            for s in chosen]),
-                     "\n".join(ser), described, f"inplace={bool(inplace)}")
+                     "\n".join(ser), described, f"inplace={bool(inplace)}", f"target={target}",
+                     f"scalar_max={scalar.SCALAR_MAX_ELEMENTS}" if target == "auto" else "")
     mod = cache.MODULES.lookup(key)
     if mod is None:
         mod = cache.MODULES.store(key, *_generate_step(loss, optimizer, plist, chosen, key,
-                                                   bool(inplace)))
+                                                   bool(inplace), target))
     compiled = CompiledFunction(mod, "train_step", chosen, "single", None, ["loss"], [loss],
                                 {"check_finite": False})
     return _make_step(compiled, optimizer, plist, loss)
 
 
 def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
-                   inplace: bool = True) -> str:
+                   inplace: bool = True, target: str = "numpy") -> str:
     from ._version import __version__
     ptensors = [Tensor(p, p.shape, p.dtype) for p in plist]
     hyper = {name: _hyper_tensor(name) for name in optimizer.hyper_names}
@@ -737,17 +754,32 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
         return lines
 
     hyper_leaves = [h.expr for h in hyper.values()]
+    reason = scalar_attempt(target, list(chosen) + list(plist))
+    scalar_lines = ()
+    if not reason:
+        try:
+            scalar_lines = tuple(scalar.PRELUDE) + tuple(scalar.render_train_step(
+                program, updates, chosen, plist, slot_syms, hyper_leaves,
+                {g: out_by_name[f"grad_{p.name}"] for g, p in zip(grad_syms, plist)},
+                None if step_t is None else step_t.expr, "_numpy_train_step"))
+        except scalar.ScalarUnsupported as err:
+            if target == "scalar":
+                raise scalar.ScalarUnsupported(
+                    f"train_step(target='scalar'): {err}; use target='numpy' or 'auto'") \
+                    from None
+            reason = str(err)
     formulas = [f"loss = {formula(loss.expr)}",
                 f"update: {optimizer!r}, options {optimizer.config()}"]
     spec = ModuleSpec(title=f"train_step: {optimizer!r} over {', '.join(p.name for p in plist)}",
-                      fn_name="train_step", inputs=chosen, result_kind="single", key=key,
+                      fn_name="_numpy_train_step" if scalar_lines else "train_step",
+                      internal_name=bool(scalar_lines), inputs=chosen, result_kind="single", key=key,
                       version=__version__, formulas=tuple(formulas),
                       leading_params=("_state",),
                       # "_hyper": the live list the template takes from the state token
                       unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
                                 ("_hyper", hyper_leaves)),
                       epilogue=epilogue, unbox_scalars=True, result_wrapper="float",
-                      reuse_buffers=inplace, verify=python_floats)
+                      reuse_buffers=inplace, verify=python_floats and not scalar_lines)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]
@@ -756,8 +788,26 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
     source = render(program, spec, namer)
     if not python_floats:
         source = _numpy_scalars(source, namer.names, list(chosen) + plist + slot_syms)
-        verify_source(source, "train_step", writable_origins(spec))  # the text that is written
+    if scalar_lines:  # the scalar step after the numpy one, which it calls on an error
+        # (the numpy step's own text is final here: the scalar step is added unrewritten)
+        source = _append_scalar(source, scalar_target_lines(scalar_lines, reason))
+        verify_source(source, "train_step", writable_origins(spec))
+    elif reason:
+        source = _append_scalar(source, scalar_target_lines((), reason))
+    if not python_floats or scalar_lines:
+        verify_source(source, spec.fn_name, writable_origins(spec))  # the text that is written
     return source, spec.data
+
+
+def _append_scalar(source: str, lines) -> str:
+    """The module with the scalar target's lines (and its ``import math``) added."""
+    if any(line.startswith("def ") for line in lines):
+        source = source.replace("\nimport numpy as np\n", "\nimport numpy as np\nimport math\n", 1)
+        lines = ("", "", "# The scalar target: the same step unrolled over the elements in "
+                 "Python floats (every", "# shape is fixed and small). An arithmetic error "
+                 "(where numpy gives inf/nan) reruns", "# the step in the numpy function above.") \
+            + tuple(lines)
+    return source.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
 #: names the train step's code binds besides the program's values: the template's (the

@@ -357,10 +357,11 @@ def test_0d_values_in_a_step_follow_numpy_like_compile(name, xv):
 
 
 def test_scalar_steps_with_division_use_numpy_scalars_and_plain_ones_python_floats():
+    # the numpy target's choice (the scalar target: tests/test_scalar_target.py)
     w0 = w0_step().source  # W0 keeps its Python-float fast path
     assert "    A = float(_boxA)" in w0 and "_F64" not in w0
     x, p = sg.input("x"), sg.param("p")
-    source = sg.train_step(p / x, sg.optim.SGD(0.5)).source
+    source = sg.train_step(p / x, sg.optim.SGD(0.5), target="numpy").source
     assert "    x = _F64(x)" in source and "    x = float(x)" not in source
     assert "p = _F64(_boxp)" in source
 

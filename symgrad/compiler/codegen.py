@@ -117,6 +117,11 @@ class ModuleSpec:
     #: verify the rendered module here (False: the caller post-processes the source and
     #: verifies the final text itself, with :func:`symgrad.compiler.verify.verify_source`)
     verify: bool = True
+    #: module-level lines after the function: the scalar target's function
+    #: (:mod:`symgrad.compiler.scalar`), which calls this one on an arithmetic error
+    scalar_lines: tuple = ()
+    #: ``fn_name`` is symgrad's own (``_numpy_compute``): it may start with an underscore
+    internal_name: bool = False
     #: filled by :func:`render`: arrays the module reads as ``_DATA[name]`` (large constants),
     #: to be stored with it
     data: dict = field(default_factory=dict)
@@ -288,8 +293,10 @@ def _constant_lines(program, names, data: dict) -> list:
 
 def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> str:
     """The module source for ``program``."""
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", spec.fn_name) \
-            or spec.fn_name in RESERVED - {"compute", "train_step"}:
+    # the scalar target renames the numpy function _numpy_<name>: the user's name is checked
+    user_name = spec.fn_name.removeprefix("_numpy_") if spec.internal_name else spec.fn_name
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", user_name) \
+            or user_name in RESERVED - {"compute", "train_step"}:
         raise ValueError(f"compile: name={spec.fn_name!r} must be an ASCII identifier that "
                          f"starts with a letter and is not a keyword, a builtin or np")
     array_api = spec.backend == "array_api"
@@ -426,7 +433,8 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         key=spec.key, docstring=f"symgrad-generated: {spec.fn_name}() is straight-line {what}.",
         input_table=_input_table(spec.inputs), constants=_constant_lines(program, names, spec.data),
         dtype_aliases=dtype_aliases, helpers=helpers, params=", ".join(params),
-        checks=checks, body=body, result=result)
+        checks=checks, body=body, result=result, scalar_lines=list(spec.scalar_lines),
+        scalar_def=any(line.startswith("def ") for line in spec.scalar_lines))
     # the buffer plan is checked on every module, before it is written or run; a train
     # step may write into its state (the parameters, slots and step counter), nothing else
     if spec.verify:

@@ -208,7 +208,12 @@ def _assign(stmt: ast.Assign, st: _State) -> None:
             st.names[target.id] = dict(value)
         elif isinstance(target, (ast.Tuple, ast.List)):
             origin = _origin_of(stmt.value, st)
-            for elt in target.elts:
+            elts = list(target.elts)
+            while elts:  # nested unpacking ((a, b), (c, d) = x.tolist()): each name
+                elt = elts.pop(0)
+                if isinstance(elt, (ast.Tuple, ast.List)):
+                    elts[:0] = elt.elts
+                    continue
                 st.names[_target_name(elt, stmt)] = st.new_buffer(origin)
         elif isinstance(target, ast.Subscript):  # x[...] = value: a write into x's buffers
             _reads(target.slice, st)

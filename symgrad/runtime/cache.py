@@ -507,13 +507,16 @@ def _checked_code(key: str, text: str, filename: str):
 
 def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
     # numpy's C code imports its own helpers lazily (numpy._core._methods for x.sum(), ...)
-    # through the calling frame's __import__: numpy and its submodules only; and
-    # array_api_compat itself for the array API target (its own imports of the namespaces
-    # go through its own module's builtins, not these)
+    # through the calling frame's __import__: numpy and its submodules only; array_api_compat
+    # itself for the array API target (its own imports of the namespaces go through its own
+    # module's builtins, not these); and math (the scalar target's functions; the allowlist
+    # admits only math.<name> from MATH_NAMES)
+    if level == 0 and name == "math" and not fromlist:
+        return builtins.__import__(name, globals, locals, fromlist, level)
     if level != 0 or not (name == "numpy" or name.startswith("numpy.")
                           or name == "array_api_compat"):
-        raise ImportError(f"a generated module may import only numpy (and array_api_compat), "
-                          f"not {name!r}")
+        raise ImportError(f"a generated module may import only numpy, math and "
+                          f"array_api_compat, not {name!r}")
     return builtins.__import__(name, globals, locals, fromlist, level)
 
 

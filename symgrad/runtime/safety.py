@@ -8,10 +8,12 @@ emits, and nothing else. The lists below are positive, taken from what the gener
 ``NumPyPrinter`` forms the printer inherits), cross-checked against every module the test
 suite and the examples generate. A module passes when:
 
-* its only imports are ``import numpy as np`` and (the array API target)
-  ``import array_api_compat``, at the top level;
+* its only imports are ``import numpy as np``, (the array API target)
+  ``import array_api_compat`` and (the scalar target) ``import math``, at the top level;
 * every statement and expression is of a kind in :data:`_ALLOWED_NODES` (no classes,
   lambdas, decorators, annotations, ``global``, ``with``, ``while``, ``async``, ...);
+* ``math`` is only read as ``math.<name>`` with ``<name>`` in :data:`MATH_NAMES` (the
+  elementwise functions of the scalar target, :mod:`symgrad.compiler.scalar`);
 * ``np`` is only read as ``np.<name>`` with ``<name>`` in :data:`NP_NAMES`, or through one of
   the few chains in :data:`NP_CHAINS` (``np.ma.getmaskarray``, ``np.logical_and.reduce``,
   ...): no other attribute chain through numpy's submodules, no bare ``np``;
@@ -38,13 +40,22 @@ import ast
 import builtins
 
 __all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAMES",
-           "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES", "XP_NAMES", "ARRAY_API_COMPAT_NAMES"]
+           "MATH_NAMES", "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES", "XP_NAMES",
+           "ARRAY_API_COMPAT_NAMES"]
 
 SAFE_BUILTINS = frozenset({
     "float", "int", "bool", "len", "tuple", "list", "dict", "range", "zip", "enumerate",
     "isinstance", "hasattr", "type", "str", "repr", "abs", "min", "max", "sum", "sorted",
     "any", "all", "TypeError", "ValueError", "AttributeError", "KeyError", "IndexError",
     "slice",
+    "ArithmeticError",
+})
+
+#: ``math.<name>`` the scalar target emits (:mod:`symgrad.compiler.scalar`): functions of
+#: floats and two constants, nothing that touches anything but its arguments
+MATH_NAMES = frozenset({
+    "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh",
+    "asin", "acos", "atan", "asinh", "acosh", "atanh", "log2", "log10", "pow", "inf", "nan",
 })
 
 #: ``np.<name>`` the generator emits: math ufuncs (symgrad's and the SymPy NumPyPrinter
@@ -96,7 +107,7 @@ METHODS = frozenset({
     # arrays
     "T", "all", "any", "argmax", "argsort", "astype", "copy", "dot", "dtype", "max", "mean",
     "min", "ndim", "reshape", "shape", "size", "sum", "transpose", "setflags", "item",
-    "filled", "compressed", "ravel",
+    "filled", "compressed", "ravel", "tolist",
     # dtype / finfo
     "kind", "name", "itemsize", "eps", "tiny",
     # dict, list, str
@@ -215,6 +226,10 @@ def _check_attribute(node, parent, defined) -> None:
     if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
             and value.value.id in (_XP, _COMPAT):
         _fail(node, f"{value.value.id}.{value.attr}.{attr} is not something symgrad generates")
+    if isinstance(value, ast.Name) and value.id == "math":
+        if attr not in MATH_NAMES:
+            _fail(node, f"math.{attr} is not something symgrad generates")
+        return
     if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
             and value.value.id == "np":
         if attr in NP_CHAINS.get(value.attr, ()):
@@ -243,9 +258,10 @@ def check_module_source(source: str) -> ast.Module:
         if t not in _ALLOWED_NODES:
             _fail(node, f"{t.__name__} is not something symgrad generates")
         if t is ast.Import:
-            if parent is not tree or [(a.name, a.asname) for a in node.names] not in _IMPORTS:
-                _fail(node, "imports other than a top-level 'import numpy as np' or "
-                            "'import array_api_compat'")
+            if parent is not tree or [(a.name, a.asname) for a in node.names] \
+                    not in (*_IMPORTS, [("math", None)]):
+                _fail(node, "imports other than a top-level 'import numpy as np', "
+                            "'import array_api_compat' or 'import math'")
             continue
         if t is ast.alias:
             continue
@@ -254,7 +270,7 @@ def check_module_source(source: str) -> ast.Module:
                 _fail(node, f"binds the builtin name {name!r}")
             if name.startswith("__"):
                 _fail(node, f"binds the dunder name {name!r}")
-            if name in ("np", _DATA) or (name == _COMPAT and t is not ast.alias):
+            if name in ("np", "math", _DATA) or (name == _COMPAT and t is not ast.alias):
                 _fail(node, f"binds the reserved name {name!r}")
             defined.add(name)
         if t is ast.FunctionDef and (node.decorator_list or node.returns
@@ -270,9 +286,9 @@ def check_module_source(source: str) -> ast.Module:
                 _fail(node, f"dunder name {name!r}")
             if not isinstance(node.ctx, ast.Load):
                 continue
-            if name == "np":
+            if name in ("np", "math"):
                 if not (isinstance(parent, ast.Attribute) and parent.value is node):
-                    _fail(node, "np used other than as np.<name>")
+                    _fail(node, f"{name} used other than as {name}.<name>")
             elif name == _DATA:
                 if not (isinstance(parent, ast.Subscript) and parent.value is node
                         and isinstance(parent.ctx, ast.Load)
