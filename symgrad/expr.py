@@ -334,6 +334,8 @@ def _wrap(expr, shape, dtype, depth, tree=1) -> Tensor:
     (``x - x`` is ``0``) and let-binding trees that grow too deep."""
     if info(expr)[0] != tuple(shape):
         from .ops.shape import BroadcastTo  # the ops import this module
+        if expr is sympy.S.true or expr is sympy.S.false:  # a folded comparison (x < x):
+            expr = sympy.S.One if expr is sympy.S.true else sympy.S.Zero  # spread as 0/1
         expr = BroadcastTo(expr, shape, dtype)
         depth, tree = 0, 1
     if depth > MAX_ELEMENTWISE_DEPTH or tree > MAX_ELEMENTWISE_TREE:

@@ -154,3 +154,19 @@ def test_equality_stays_identity_and_bad_operands_are_named():
         ~x
     with pytest.raises(TypeError, match="logical_and"):
         x & (x > 0)
+
+
+def test_a_comparison_sympy_folds_to_a_constant_is_still_a_mask():
+    # x <= x - 0.5 is False for every x: SymPy folds it, and the constant is spread over
+    # the shape; it must stay usable in arithmetic, in functions and in where
+    p = sg.param("fold_p", (4, 1))
+    s = sg.softplus(p)
+    never, always = s <= s - 0.5, s >= s
+    u = sg.input("fold_u", (4, 1))
+    loss = sg.sum(sg.arccos(never) * u) + sg.sum(always * p)
+    f = sg.compile([loss, *sg.grad(loss, [p])], inputs=[p, u], target="numpy")
+    value, grad = f(np.full((4, 1), 0.3), np.ones((4, 1)))
+    assert value == pytest.approx(4 * np.pi / 2 + 4 * 0.3)
+    np.testing.assert_array_equal(grad, np.ones((4, 1)))
+    w = sg.where(never, p, 2.0 * p)
+    np.testing.assert_array_equal(sg.compile(w, inputs=[p])(np.ones((4, 1))), np.full((4, 1), 2.0))

@@ -26,7 +26,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditi
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from ..ops import Step
+from ..ops import Step, Where
 from ..ops.record import RealFunction, numpy_form_of
 from ..graph import post_order
 from ..nodes import TensorOp, TensorSymbol, dtype_of, is_tensor_free
@@ -139,11 +139,24 @@ class NumpySourcePrinter(NumPyPrinter):
         if isinstance(expr, TensorOp):
             raise TypeError(f"internal error: structural node {expr.op_name} printed inline")
         if isinstance(expr, RealFunction):
-            return expr.numpy_form(self, *[self._print(a) for a in expr.args])
+            if isinstance(expr, (Where, Step)):  # they take truth values as they are
+                return expr.numpy_form(self, *[self._print(a) for a in expr.args])
+            return expr.numpy_form(self, *self._numeric_args(expr))
         numpy_function = numpy_form_of(type(expr))  # SymPy's exp, Abs, ... by their record
         if numpy_function is not None:
-            return f"{numpy_function}({', '.join(self._print(a) for a in expr.args)})"
+            return f"{numpy_function}({', '.join(self._numeric_args(expr))})"
         return super()._print(expr, **kwargs)
+
+    def _numeric_args(self, expr) -> list:
+        """The printed arguments of a math function, a mask cast to the float dtype: numpy
+        computes np.arccos of a bool array in float16."""
+        out = []
+        for a in expr.args:
+            s = self._print(a)
+            if _is_mask(a):
+                s = f"{self.atom(s)}.astype({self.dtype_source(self.float_dtype)})"
+            out.append(s)
+        return out
 
     def _print_Integer(self, e):
         return str(int(e))

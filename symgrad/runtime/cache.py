@@ -221,7 +221,7 @@ def _part_label(index: int, text: str) -> str:
             return "templates"
     except Exception:  # noqa: BLE001 - a label is best effort
         pass
-    if text.startswith("[('check_finite'") or text.startswith("{'"):
+    if (text.startswith("[('") and "('check_finite'," in text) or text.startswith("{'"):
         return "options"
     return f"part {index}"
 
