@@ -99,16 +99,23 @@ class BroadcastTo(TensorOp):
     def vjp(self, g):
         return [sum_to_shape(g, self.shape, shape_of(self.args[0]))]
 
+    @property
+    def spreads_a_scalar(self) -> bool:
+        """A number (or a weak scalar such as 1/N) spread over the shape: it is written as a
+        new array of the node's dtype (broadcasting a Python float would make it float64,
+        and a float32 model's whole backward pass would run in float64)."""
+        return is_tensor_free(self.args[0]) or dtype_of(self.args[0]) is None
+
     def print_numpy(self, p, ops):
         shape = p.shape_source(self.shape)
-        if is_tensor_free(self.args[0]) or dtype_of(self.args[0]) is None:
-            # a number (or a weak scalar such as 1/N): np.broadcast_to would make a float64
-            # array of it, and a float32 model's whole backward pass would run in float64
+        if self.spreads_a_scalar:
             return f"np.full({shape}, {ops[0]}, dtype={p.dtype_source(self.dtype)})"
         return f"np.broadcast_to({ops[0]}, {shape})"
 
     def print_array_api(self, p, ops):
         shape = p.shape_source(self.shape)
+        # only a number: xp.full takes a Python scalar, and a weak scalar computed there is
+        # a 0-d array of the namespace (broadcasting it keeps its dtype)
         if is_tensor_free(self.args[0]):
             return p.full_source(shape, ops[0], p.dtype_source(self.dtype))
         return f"xp.broadcast_to({ops[0]}, {shape})"
