@@ -184,3 +184,36 @@ def test_clear_errors(client):
     fixed = sg.mean((sg.input("xf", (12, 2)) @ sg.param("w1", (2, 3))) ** 2)
     with pytest.raises(ValueError, match="declare its batch axis symbolic"):
         DataParallel(fixed, opt, {"xf": X}, reduction="mean", client=client)
+
+
+def test_a_single_process_checkpoint_resumes_on_the_cluster_and_back(client, tmp_path):
+    _, _, loss = w1_model()
+    init, xv, yv = w1_data(rows=40)
+    ref = sg.train_step(loss, sg.optim.Adam(0.05))
+    ref_state = ref.init(init)
+    for _ in range(3):
+        ref(ref_state, x=xv, y=yv)
+    ref_state.save(tmp_path / "single.npz")
+    data = {"x": da.from_array(xv, chunks=(15, -1)), "y": da.from_array(yv, chunks=(15, -1))}
+    with DataParallel(loss, sg.optim.Adam(0.05), data, reduction="mean",
+                      client=client) as trainer:
+        state = sg.TrainState.load(tmp_path / "single.npz", trainer.update_step)
+        assert state.step == 3
+        for _ in range(2):
+            trainer.step(state)
+            ref(ref_state, x=xv, y=yv)
+        assert_params_close(state.params, ref_state.params)
+        state.save(tmp_path / "cluster.npz")
+    back = sg.TrainState.load(tmp_path / "cluster.npz", ref)
+    assert back.step == 5
+    assert_params_close(back.params, ref_state.params)
+
+
+def test_the_worker_namespace_admits_numpy_only():
+    from symgrad.dask import _worker_namespace
+    load = _worker_namespace()["load_function"]
+    fn = load("import numpy as np\ndef f(a):\n    return np.sum(_DATA['c']) * a\n",
+              {"c": np.ones(3)}, "f")
+    assert fn(2.0) == 6.0
+    with pytest.raises(ImportError, match="may import only numpy, not 'os'"):
+        load("import os\ndef f():\n    pass\n", {}, "f")
