@@ -132,3 +132,21 @@ def combine(a, b):
 def gather_chunk(*blocks):
     """One chunk's blocks of every batch input, as one tuple held by one worker."""
     return tuple(np.asarray(b) for b in blocks)
+
+
+def reduction_probe(plugin_name, params, constants, chunk, rows):
+    """The loss on the first ``rows`` rows of ``chunk``, and on those rows each taken twice.
+
+    A loss that is a mean over its rows is the same on both; a sum over its rows doubles.
+    :mod:`symgrad.dask` compares the two with the ``reduction`` it was given, once.
+
+    Returns
+    -------
+    tuple of float
+        ``(loss on the rows, loss on the rows twice)``.
+    """
+    fn = get_worker().plugins[plugin_name].function("loss")
+    part = tuple(np.asarray(b)[:rows] for b in chunk)
+    twice = tuple(np.concatenate([b, b]) for b in part)
+    return (float(fn(*part, *constants, *params)[0]),
+            float(fn(*twice, *constants, *params)[0]))

@@ -31,7 +31,10 @@ Promises:
   chunk's rows and the total divided by the dataset's rows, which is exactly the full-batch
   mean (up to rounding) **only if each chunk's loss is the mean over that chunk**. ``"sum"``:
   a sum over its rows; the chunks' values are added. A loss that is neither (a mean over a
-  fixed subset, a batch-dependent normalization) is not data-parallel in this way.
+  fixed subset, a batch-dependent normalization, a sum plus a regularizer) is not
+  data-parallel in this way: at the first step or evaluation, the loss on a few rows and on
+  the same rows taken twice is computed on a worker (a mean stays, a sum doubles), and a loss
+  that does not do what ``reduction`` says raises ValueError before any update.
 * The generated modules travel to the workers as their source text (and stored constants)
   and run there with numpy only: symgrad need not be installed on the workers. Their
   function is the numpy target of :func:`symgrad.compile` (``target="numpy"``), executed
@@ -63,6 +66,8 @@ __all__ = ["DataParallel", "fit", "REDUCTIONS"]
 
 #: what a loss may be over a batch's rows (see the module docstring)
 REDUCTIONS = ("mean", "sum")
+#: rows of the one-time check of ``reduction`` (the loss on them, and on them twice)
+PROBE_ROWS = 64
 
 
 def _require_distributed():
@@ -228,6 +233,11 @@ class DataParallel:
         What to train; default every ``sg.param`` the loss reads, sorted by name.
     client : distributed.Client, optional
         The cluster's client; default the current one (``distributed.get_client()``).
+    check_reduction : bool
+        At the first step or evaluation, compute the loss on a few rows and on the same rows
+        taken twice, on a worker: a mean must stay the same and a sum must double, or
+        ValueError says which the loss looks like (default True; it costs one small extra
+        loss evaluation, once).
 
     Attributes
     ----------
@@ -244,18 +254,20 @@ class DataParallel:
     ------
     ValueError, TypeError
         For data that does not fit the loss's inputs (missing, unknown, wrong dtype or rank,
-        chunked along another axis than the batch axis), naming the input.
+        chunked along another axis than the batch axis), naming the input; at the first
+        step or evaluation, for a loss that is not what ``reduction`` says.
     ImportError
         Without ``dask[distributed]``.
     """
 
     def __init__(self, loss, optimizer: Optimizer, data: Mapping, *, reduction: str,
-                 params=None, client=None):
+                 params=None, client=None, check_reduction: bool = True):
         distributed = _require_distributed()
         if reduction not in REDUCTIONS:
             raise ValueError(f"DataParallel: reduction must be one of {REDUCTIONS} (what the "
                              f"loss is over a batch's rows), got {reduction!r}")
         self.reduction = reduction
+        self._unchecked = bool(check_reduction)
         self._client = client if client is not None else distributed.get_client()
         self._worker = _worker_namespace()
         loss = as_tensor(loss)
@@ -271,6 +283,7 @@ class DataParallel:
         self.inputs = [leaf.name for leaf in batch + const]
         self.rows = int(arrays[0].shape[0])
         self.chunks = len(arrays[0].chunks[0])
+        self._dtype = np.result_type(*[p.dtype for p in plist])
         order = [leaf.name for leaf in batch + const + plist]
         grad_fn = _compile([loss, *grad(loss, [Tensor(p, p.shape, p.dtype) for p in plist])],
                            inputs=order, target="numpy")
@@ -309,6 +322,36 @@ class DataParallel:
         self._client.register_plugin(self._worker["Modules"](specs), name=name)
         self._plugin = name
 
+    def _check_reduction(self, sent) -> None:
+        """Once, at the first step or evaluation: the loss on some rows and on the same rows
+        taken twice must be equal for a mean and double for a sum; else raise.
+
+        That is the property the chunked reduction relies on: a loss that is neither (a sum
+        plus a regularizer, a mean declared as a sum) would train on wrong gradients silently.
+        """
+        chunk = next(f for f, n in zip(self._chunk_futures, self._chunk_rows) if n)
+        rows = min(PROBE_ROWS, max(self._chunk_rows))
+        once, twice = self._client.submit(
+            self._worker["reduction_probe"], self._plugin, sent, self._constants, chunk, rows,
+            pure=False).result()
+        want = once if self.reduction == "mean" else 2 * once
+        rtol = 1e-4 if self._dtype == np.float32 else 1e-9
+        if not np.isfinite(once) or abs(twice - want) <= rtol * max(abs(want), abs(twice)):
+            self._unchecked = False  # checked once; a failed check is made again next time
+            return
+        looks = ("a sum over them (it doubled)" if abs(twice - 2 * once) <= rtol * abs(twice)
+                 else "a mean over them (it stayed the same)" if abs(twice - once) <=
+                 rtol * abs(twice) else "neither a mean nor a sum over them")
+        other = {"mean": "sum", "sum": "mean"}[self.reduction]
+        hint = (f"use reduction={other!r}" if looks.startswith(f"a {other}") else
+                "write the loss as a mean or a sum over the rows")
+        raise ValueError(
+            f"DataParallel: reduction={self.reduction!r}, but the loss is {looks}: on {rows} "
+            f"rows it is {once!r}, and on the same rows taken twice {twice!r}. Chunks combine "
+            f"exactly only for a loss that is a mean (reduction='mean') or a sum "
+            f"(reduction='sum') over the batch's rows; {hint} (check_reduction=False skips "
+            f"this check)")
+
     def _place(self, arrays: list, values: list) -> None:
         """Compute every chunk once onto the workers (all inputs' blocks of a chunk on one
         worker) and remember which worker holds which chunks."""
@@ -319,6 +362,8 @@ class DataParallel:
         gather = dask.delayed(self._worker["gather_chunk"], pure=True)
         chunk_futures = client.compute([gather(*parts) for parts in zip(*blocks)])
         self._futures = list(chunk_futures)
+        self._chunk_futures = list(chunk_futures)
+        self._chunk_rows = list(arrays[0].chunks[0])
         wait(chunk_futures)
         holders = client.who_has(chunk_futures)
         by_worker: dict = {}
@@ -372,6 +417,8 @@ class DataParallel:
         client = self._client
         submit = self._worker
         [sent] = client.scatter([params], broadcast=True, hash=False)
+        if self._unchecked and self.rows:
+            self._check_reduction(sent)
         weighted = self.reduction == "mean"
         parts = [client.submit(submit["partial_sums"], self._plugin, label, weighted, sent,
                                self._constants, *chunks, workers=[addr],
@@ -457,12 +504,12 @@ class DataParallel:
 
 
 def fit(loss, optimizer: Optimizer, values: Mapping, data: Mapping, steps: int, *,
-        reduction: str, params=None, client=None) -> tuple:
+        reduction: str, params=None, client=None, check_reduction: bool = True) -> tuple:
     """Train ``loss`` for ``steps`` full-batch steps on a Dask cluster.
 
     Parameters
     ----------
-    loss, optimizer, data, reduction, params, client
+    loss, optimizer, data, reduction, params, client, check_reduction
         As for :class:`DataParallel`.
     values : dict
         Initial parameter values, name to array.
@@ -476,6 +523,6 @@ def fit(loss, optimizer: Optimizer, values: Mapping, data: Mapping, steps: int, 
         each step (over the whole dataset, before its update).
     """
     with DataParallel(loss, optimizer, data, reduction=reduction, params=params,
-                      client=client) as trainer:
+                      client=client, check_reduction=check_reduction) as trainer:
         state = trainer.init(values)
         return state, trainer.fit(state, steps)

@@ -217,3 +217,39 @@ def test_the_worker_namespace_admits_numpy_only():
     assert fn(2.0) == 6.0
     with pytest.raises(ImportError, match="may import only numpy, not 'os'"):
         load("import os\ndef f():\n    pass\n", {}, "f")
+
+
+def test_a_loss_that_is_not_what_reduction_says_is_refused_at_the_first_step(client):
+    x, y = sg.input("x", ("N", 2)), sg.input("y", ("N", 1))
+    w = sg.param("w", (2, 1))
+    _, xv, yv = w1_data(rows=20)
+    data = {"x": da.from_array(xv, chunks=(8, -1)), "y": da.from_array(yv, chunks=(8, -1))}
+    init = {"w": np.ones((2, 1))}
+    sum_loss = sg.sum((x @ w - y) ** 2)
+    with DataParallel(sum_loss, sg.optim.SGD(0.01), data, reduction="mean",
+                      client=client) as trainer:
+        state = trainer.init(init)
+        with pytest.raises(ValueError, match=r"reduction='mean', but the loss is a sum over "
+                                             r"them.*use reduction='sum'"):
+            trainer.step(state)
+        assert state.step == 0 and np.array_equal(state.params["w"], init["w"])
+    # a sum plus a regularizer is counted once per chunk: not a sum over the rows
+    regularized = sum_loss + 0.5 * sg.sum(w ** 2)
+    with DataParallel(regularized, sg.optim.SGD(0.01), data, reduction="sum",
+                      client=client) as trainer:
+        with pytest.raises(ValueError, match="neither a mean nor a sum"):
+            trainer.evaluate(init)
+    # a mean plus a regularizer is a mean over the rows: exact, and accepted
+    mean_reg = sg.mean((x @ w - y) ** 2) + 0.5 * sg.sum(w ** 2)
+    with DataParallel(mean_reg, sg.optim.SGD(0.01), data, reduction="mean",
+                      client=client) as trainer:
+        want = np.mean((xv @ init["w"] - yv) ** 2) + 0.5 * np.sum(init["w"] ** 2)
+        assert abs(trainer.evaluate(init) - want) <= TOL * want
+    # the check can be turned off: then each chunk's value is weighted by its rows, whatever
+    # the loss is (here a sum per chunk: not the full-batch sum)
+    with DataParallel(sum_loss, sg.optim.SGD(0.01), data, reduction="mean", client=client,
+                      check_reduction=False) as trainer:
+        r = (xv @ init["w"] - yv) ** 2
+        chunk_sums = [r[:8].sum(), r[8:16].sum(), r[16:].sum()]
+        want = (8 * chunk_sums[0] + 8 * chunk_sums[1] + 4 * chunk_sums[2]) / 20
+        assert abs(trainer.evaluate(init) - want) <= TOL * want
