@@ -23,8 +23,6 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy loads BLAS; the workers inherit it
 
-import numpy as np  # noqa: E402
-
 if __package__ in (None, ""):  # run as a script: python benchmarks/dask_w3.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -60,7 +60,7 @@ from .expr import Tensor, as_tensor, input as _input
 from .nodes import TensorSymbol
 from .optim import Optimizer
 from .shapes import Dim, format_shape
-from .train import train_step
+from .train import _check_values, train_step
 
 __all__ = ["DataParallel", "fit", "REDUCTIONS"]
 
@@ -399,33 +399,29 @@ class DataParallel:
         return self._update.init(values)
 
     def _param_values(self, params) -> tuple:
-        if isinstance(params, Mapping):
-            missing = [n for n in self.params if n not in params]
-            if missing:
-                raise ValueError(f"DataParallel: missing value(s) for parameter(s) {missing}")
-            values = params
-        elif hasattr(params, "params"):  # a TrainState
-            values = params.params
-        else:
+        """The parameter arrays, in the modules' order, from a TrainState or a dict (names,
+        shapes and dtypes checked here, as ``step.init`` checks them, not on a worker)."""
+        if hasattr(params, "params") and not isinstance(params, Mapping):  # a TrainState
+            params = params.params
+        if not isinstance(params, Mapping):
             raise TypeError(f"DataParallel: give a TrainState or a dict of parameter values, "
                             f"got {type(params).__name__}")
-        return tuple(np.array(values[n]) for n in self.params)
+        return tuple(_check_values(self._update._param_specs, params, "DataParallel"))
 
     def _reduce(self, label: str, params: tuple) -> list:
         """Run ``label``'s function on every chunk; the outputs summed over the dataset
         (divided by its rows for a mean loss)."""
-        client = self._client
-        submit = self._worker
+        client, worker = self._client, self._worker
         [sent] = client.scatter([params], broadcast=True, hash=False)
         if self._unchecked and self.rows:
             self._check_reduction(sent)
         weighted = self.reduction == "mean"
-        parts = [client.submit(submit["partial_sums"], self._plugin, label, weighted, sent,
+        parts = [client.submit(worker["partial_sums"], self._plugin, label, weighted, sent,
                                self._constants, *chunks, workers=[addr],
                                allow_other_workers=True, pure=False)
                  for addr, chunks in self._by_worker.items()]
         while len(parts) > 1:  # pairwise, one round per level of the tree
-            paired = [client.submit(submit["combine"], a, b, pure=False)
+            paired = [client.submit(worker["combine"], a, b, pure=False)
                       for a, b in zip(parts[::2], parts[1::2])]
             parts = paired + parts[len(paired) * 2:]
         rows, total = parts[0].result()

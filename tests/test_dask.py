@@ -253,3 +253,18 @@ def test_a_loss_that_is_not_what_reduction_says_is_refused_at_the_first_step(cli
         chunk_sums = [r[:8].sum(), r[8:16].sum(), r[16:].sum()]
         want = (8 * chunk_sums[0] + 8 * chunk_sums[1] + 4 * chunk_sums[2]) / 20
         assert abs(trainer.evaluate(init) - want) <= TOL * want
+
+
+def test_parameter_values_are_checked_on_the_client(client):
+    _, _, loss = w1_model()
+    init, xv, yv = w1_data(rows=10)
+    data = {"x": da.from_array(xv, chunks=5), "y": da.from_array(yv, chunks=5)}
+    with DataParallel(loss, sg.optim.SGD(0.1), data, reduction="mean",
+                      client=client) as trainer:
+        with pytest.raises(ValueError, match=r"parameter 'w2' must have shape \(3, 1\)"):
+            trainer.evaluate({"w1": init["w1"], "w2": np.ones(3)})
+        with pytest.raises(ValueError, match=r"missing initial value\(s\) for parameter\(s\) "
+                                             r"\['w2'\]"):
+            trainer.evaluate({"w1": init["w1"]})
+        with pytest.raises(TypeError, match="give a TrainState or a dict"):
+            trainer.evaluate([init["w1"], init["w2"]])
