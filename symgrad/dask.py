@@ -411,6 +411,9 @@ class DataParallel:
     def _reduce(self, label: str, params: tuple) -> list:
         """Run ``label``'s function on every chunk; the outputs summed over the dataset
         (divided by its rows for a mean loss)."""
+        if self._plugin is None:
+            raise RuntimeError("DataParallel: closed (its data and modules on the workers were "
+                               "released); make a new one to train again")
         client, worker = self._client, self._worker
         [sent] = client.scatter([params], broadcast=True, hash=False)
         if self._unchecked and self.rows:

@@ -268,3 +268,6 @@ def test_parameter_values_are_checked_on_the_client(client):
             trainer.evaluate({"w1": init["w1"]})
         with pytest.raises(TypeError, match="give a TrainState or a dict"):
             trainer.evaluate([init["w1"], init["w2"]])
+    with pytest.raises(RuntimeError, match="DataParallel: closed"):
+        trainer.evaluate(init)
+    trainer.close()  # closing again is harmless
