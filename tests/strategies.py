@@ -358,15 +358,7 @@ def _kinked(ref) -> bool:
 
 
 #: record ops not drawn, each for a symgrad bug this generator found (remove when fixed)
-KNOWN_BUGS = {
-    # the gradient of cumsum (np.flip(np.cumsum(np.flip(g)))) with an in-place step after
-    # it: compile raises VerificationError ("reads '_cumsum3' after the memory holding it
-    # was overwritten"); e.g. x (3,), p 0-d, u weights:
-    # sum(stop_gradient(p) * mod(cumsum(log(x**2 + 1)), p**2 + 0.5) * u), grad wrt x, p.
-    # cumprod's gradient goes through the same cumsum.
-    "cumsum": "in-place buffer plan vs the reversed cumsum of its gradient",
-    "cumprod": "in-place buffer plan vs the reversed cumsum of its gradient",
-}
+KNOWN_BUGS: dict = {}
 _CANDIDATES = {n: r for n, r in RECORDS.items()
                if r.kind != "elementwise" and n not in _WRITTEN_PUBLIC and r.exported
                and n not in KNOWN_BUGS}
