@@ -5,7 +5,10 @@ HIPS autograd's test suite checks the gradients of a list of numpy functions (it
 ``test_binary_ops.py``, ``test_linalg.py``, ``test_fft.py`` and ``test_complex.py``; scipy's
 are left out). :data:`PEER_LIST` is that list of names, one :class:`Entry` each, written
 here in our own form (no code of theirs): its group and either the cases that build it on
-symgrad Tensors next to a numpy reference, or the reason symgrad leaves it out.
+symgrad Tensors next to a numpy reference, or the reason symgrad leaves it out. The 156
+entries are numpy's functions by name (``np.sin``, ``np.linalg.inv``, ``np.fft.fft``;
+operators counted as their ufuncs, ``x < y`` as ``np.less``) and the array methods the peer
+tests on their own (``ndarray.reshape`` next to ``np.reshape``, ``ndarray.__getitem__``).
 
 Most cases are *one* numpy-code function, run twice: on ndarrays (the reference) and on
 symgrad Tensors, where numpy's dispatch (``Tensor.__array_function__`` and
@@ -266,9 +269,12 @@ def _shape() -> list:
     g = "shape"
     s = lambda name, *cases: supported(f"np.{name}", g, *cases)  # noqa: E731
     return [
-        s("reshape", same(lambda a: np.reshape(a, (4, -1)), [(2, 3, 4)]),
-          same(lambda a: a.reshape(6, 4), [(2, 3, 4)])),
+        s("reshape", same(lambda a: np.reshape(a, (4, -1)), [(2, 3, 4)])),
+        # the peer tests the method forms of reshape, ravel and squeeze on their own
+        supported("ndarray.reshape", g, same(lambda a: a.reshape(6, 4), [(2, 3, 4)]),
+                  same(lambda a: a.reshape((-1,)), [(2, 3)])),
         s("ravel", same(lambda a: np.ravel(a), [(2, 3, 4)])),
+        supported("ndarray.ravel", g, same(lambda a: a.ravel(), [(2, 3, 4)])),
         s("transpose", same(lambda a: np.transpose(a), [(3, 4)]),
           same(lambda a: np.transpose(a, (1, 2, 0)), [(2, 3, 4)])),
         s("moveaxis", same(lambda a: np.moveaxis(a, 0, -1), [(2, 3, 4)])),
@@ -276,6 +282,8 @@ def _shape() -> list:
                                       "instead, is supported)"),
         s("swapaxes", same(lambda a: np.swapaxes(a, 0, 2), [(2, 3, 4)])),
         s("squeeze", same(lambda a: np.squeeze(a), [(3, 1, 4, 1)])),
+        supported("ndarray.squeeze", g, same(lambda a: a.squeeze(), [(3, 1, 4, 1)]),
+                  same(lambda a: a.squeeze(1), [(3, 1, 4, 1)])),
         s("expand_dims", same(lambda a: np.expand_dims(a, 1), [(3, 4)])),
         s("atleast_1d", same(lambda a: np.atleast_1d(a), [()])),
         s("atleast_2d", same(lambda a: np.atleast_2d(a), [(4,)])),

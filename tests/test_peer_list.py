@@ -27,7 +27,7 @@ from benchmarks.peer_list import ANY, PEER_LIST  # noqa: E402
 
 #: entries of the list that run on this checkout, at least (raise it as ops land; the
 #: issue asks for 125 of the list, FFT and complex numbers aside)
-SUPPORTED_FLOOR = 110
+SUPPORTED_FLOOR = 113
 
 #: finite differences: step and tolerances (as tests/test_op_spec.py)
 H, RTOL, ATOL = 1e-6, 2e-6, 1e-7
@@ -100,10 +100,10 @@ def test_every_entry_is_a_case_or_a_reason():
 
 
 def test_the_list_is_the_peers():
-    # 153 distinct names (see the module docstring of benchmarks/peer_list.py); the issue
-    # counted 156 with a few spellings twice
+    # the issue's count: 156 distinct functions (methods tested on their own, as
+    # ndarray.reshape next to np.reshape, count once each)
     names = [e.name for e in PEER_LIST]
-    assert len(names) == len(set(names)) == 153
+    assert len(names) == len(set(names)) == 156
     assert {"np.sin", "np.linalg.inv", "np.fft.fft", "np.einsum", "ndarray.__getitem__"} <= set(
         names)
 
