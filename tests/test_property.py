@@ -224,6 +224,18 @@ def test_programs_cover_the_ops_they_can_draw():
     drawable = {n for n, r in RECORDS.items()
                 if r.kind == "elementwise" and r.arity == 1 and r.smooth}
     assert drawable <= COVERED_PUBLIC_OPS, drawable - COVERED_PUBLIC_OPS
+    # binary ops, reductions and shape ops come from the records too: the detection by
+    # arity/smooth and by signature finds the ones declared today (a new one joins them)
+    import strategies as S
+    binary = {n for n, r in RECORDS.items() if r.kind == "elementwise" and r.arity == 2
+              and r.smooth and n not in S._WRITTEN_PUBLIC}
+    assert binary == set(S.RECORD_BINARY), binary ^ set(S.RECORD_BINARY)
+    assert {"min", "amax", "prod", "var", "std", "average"} <= set(S.RECORD_REDUCTIONS)
+    assert {"argmax", "argmin"}.isdisjoint(S.RECORD_REDUCTIONS)  # integer valued
+    assert {"flip", "flipud", "rot90", "sort", "diff", "diagonal", "trace", "tril",
+            "ravel"} <= set(S.RECORD_SHAPE)
+    assert "argsort" not in S.RECORD_SHAPE
+    assert S.ORDERING >= {"sort", "min", "amax", "std"} and "prod" not in S.ORDERING
 
 
 @settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True, database=None,

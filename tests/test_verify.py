@@ -76,6 +76,43 @@ def test_read_through_a_view_after_overwrite_is_refused():
         """)
 
 
+def test_a_view_of_a_new_array_does_not_alias_what_made_it():
+    # cumsum's gradient prints as np.flip(np.cumsum(np.flip(g))): a view of the array
+    # cumsum made, so overwriting g afterwards is safe (was refused: sg.cumsum or
+    # sg.cumprod followed by an in-place step failed to compile)
+    _verify("""
+        a = x + y
+        r = np.flip(np.cumsum(np.flip(a, 0), axis=0), 0)
+        t = np.exp(a, out=a)
+        return r + t
+    """)
+    with pytest.raises(VerificationError, match="'r'"):  # a view of a itself still counts
+        _verify("""
+            a = x + y
+            r = np.flip(np.add(a, 1.0, out=a), 0)
+            a += 1.0
+            return r
+        """)
+
+
+def test_a_cumsum_gradient_before_an_in_place_step_compiles_and_is_right():
+    x = sg.input("xc", (3,), "float64")
+    p = sg.param("pc", (), "float64")
+    u = np.array([0.52, 1.11, 0.68])
+    for op, tape_op in ((sg.cumsum, tp.cumsum), (sg.cumprod, tp.cumprod)):
+        loss = sg.sum(sg.mod(op(sg.log(sg.square(x) + 1.0)) * 3.0, sg.square(p) + 0.5) * u)
+        f = sg.compile([loss, *sg.grad(loss, [x, p])])
+        xv, pv = np.array([0.85, 0.42, 0.15]), np.array(-0.65)
+        got = f(xv, pv)
+        with tp.GradientTape() as tape:
+            xt, pt = tp.Variable(xv), tp.Variable(pv)
+            lt = tp.sum(tp.mod(tape_op(tp.log(tp.square(xt) + 1.0)) * 3.0,
+                               tp.square(pt) + 0.5) * u)
+        want = tape.gradient(lt, [xt, pt])
+        np.testing.assert_allclose(got[1], want[0], rtol=1e-12)
+        np.testing.assert_allclose(got[2], want[1], rtol=1e-12)
+
+
 def test_augmented_and_subscript_and_scatter_writes_count():
     with pytest.raises(VerificationError, match="'b'"):
         _verify("""

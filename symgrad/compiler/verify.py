@@ -342,11 +342,29 @@ def _result(expr, st: _State) -> dict:
             st.attributes[key] = st.new_buffer(origins.pop() if len(origins) == 1 else "global")
         return dict(st.attributes[key])
     shared: dict = {}
-    for n in _names_in(expr):
+    for n in _view_names(expr, st.helpers):
         binding = st.names.get(n.id)
         if binding is not None:
             shared.update(binding)
     return shared or st.new_buffer("temp")
+
+
+def _view_names(expr, helpers) -> list:
+    """The names a possible view may share memory with: those ``expr`` reads, except inside
+    a sub-expression that makes a new array (``np.flip(np.cumsum(np.flip(x)))`` is a view
+    of the array cumsum made, never of ``x``). A call with ``out=`` writes into its
+    argument, so it is never taken as new."""
+    found = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node is not expr and _is_fresh(node, helpers) and not (
+                isinstance(node, ast.Call) and any(k.arg == "out" for k in node.keywords)):
+            continue
+        if isinstance(node, ast.Name):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
 
 
 def _origin_of(expr, st: _State) -> str:
