@@ -180,3 +180,95 @@ def test_float32_in_float32_out_on_array_api_strict(name, case):
     f = sg.compile([out, *sg.grad(target, leaves)], inputs=leaves, backend="array_api")
     for r in f(*[xs.asarray(v) for v in values]):
         assert r.dtype == xs.float32, (name, r.dtype)
+
+
+# -- the forms written for the array API target, at the values where they are delicate ----
+
+
+def _agree_on_both(outputs, leaves, values, rtol=1e-12):
+    """The array API module of ``outputs`` agrees with the numpy backend on array_api_strict
+    and on torch (nan where numpy has nan)."""
+    reference = sg.compile(outputs, inputs=leaves)(*values)
+    generated = sg.compile(outputs, inputs=leaves, backend="array_api")
+    for namespace, convert in NAMESPACES.items():
+        got = generated(*[convert(v) for v in values])
+        for i, (g, w) in enumerate(zip(got, reference)):
+            g = _to_numpy(g)
+            assert g.shape == np.shape(w), (namespace, i, g.shape, np.shape(w))
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=1e-12,
+                                       err_msg=f"{namespace}: output {i}")
+
+
+def _with_grads(build, values):
+    leaves = [sg.param(f"a{i}", v.shape, "float64", shared=True) for i, v in enumerate(values)]
+    out = build(*leaves)
+    weights = np.random.default_rng(3).standard_normal(out.shape)
+    target = sg.sum(out * sg.constant(weights)) if out.shape else out
+    return [out, *sg.grad(target, leaves)], leaves
+
+
+ZEROS = np.array([[0.0, 2.0, -1.5, 3.0], [0.0, 0.0, 2.0, 0.5], [1.5, -2.0, 0.5, 3.0]])
+SPECIAL = np.array([0.0, -0.0, 1.5, -2.5, np.inf, -np.inf, np.nan, 7.0])
+
+
+@pytest.mark.parametrize("build,values", [
+    # the exact gradient of a product with one zero, two zeros and none per slice
+    (lambda a: sg.prod(a, axis=1), [ZEROS]),
+    (lambda a: sg.prod(a), [ZEROS[2:]]),
+    (lambda a: sg.cumprod(a, axis=1), [ZEROS]),
+    # negative steps: flipped, then a positive slice (its adjoint: scattered, then flipped)
+    (lambda a: a[::-1, 5:0:-2], [np.arange(28.0).reshape(4, 7)]),
+    (lambda a: a[-1::-3, None, 2], [np.arange(28.0).reshape(4, 7)]),
+    (lambda a: a[:, 6:-9:-4] * 2.0, [np.arange(28.0).reshape(4, 7)]),
+    (lambda a: sg.sum(a[1:3:-1]) + sg.sum(a), [np.arange(28.0).reshape(4, 7)]),
+    # repeated and negative indices add up in the gradient; indices broadcast along axes
+    (lambda a: sg.take(a, [[-1, 0], [3, -1]], axis=0), [np.arange(12.0).reshape(4, 3)]),
+    (lambda a: sg.take_along_axis(a, np.array([[2, -1, 0, 2]]), 1),
+     [np.arange(12.0).reshape(3, 4)]),
+    (lambda a: sg.sort(a, axis=0), [np.array([[3.0, 1.0], [1.0, 1.0], [2.0, -1.0]])]),
+    # einsum: three operands, a letter only one has, a full sum, a transpose, a batch
+    (lambda a, b, c: sg.einsum("ij,jk,kl->il", a, b, c),
+     [np.arange(6.0).reshape(2, 3), np.ones((3, 4)), np.arange(8.0).reshape(4, 2)]),
+    (lambda a, b: sg.einsum("ijk,ik->j", a, b), [np.arange(24.0).reshape(2, 3, 4),
+                                                 np.arange(8.0).reshape(2, 4)]),
+    (lambda a: sg.einsum("ij->", a), [np.arange(6.0).reshape(2, 3)]),
+    (lambda a: sg.einsum("ij->ji", a), [np.arange(6.0).reshape(2, 3)]),
+    (lambda a, b: sg.einsum("bij,bjk->bki", a, b), [np.arange(12.0).reshape(2, 2, 3),
+                                                    np.arange(18.0).reshape(2, 3, 3)]),
+    (lambda a, b: sg.cross(a, b), [np.arange(6.0).reshape(2, 3), np.array([1.0, -2.0, 0.5])]),
+    (lambda a: sg.pad(a, ((1, 0), (2, 3)), constant_values=-1.5), [np.ones((2, 3))]),
+    # numpy's special values: nan, infinities, signed zeros
+    (sg.nan_to_num, [SPECIAL]),
+    (lambda a: sg.fmax(a, SPECIAL[::-1].copy()), [SPECIAL]),
+    (lambda a: sg.fmin(a, SPECIAL[::-1].copy()), [SPECIAL]),
+    (lambda a: sg.heaviside(a, np.full(8, 0.25)), [SPECIAL]),
+    (lambda a: sg.sinc(a) + sg.cbrt(a) + sg.exp2(a / 8.0), [np.array([0.0, -8.0, 27.0, 0.3])]),
+    (lambda a, b: sg.fmod(a, b), [np.array([5.5, -5.5, 5.5, -5.5, 0.0]),
+                                  np.array([2.0, 2.0, -2.0, -2.0, 3.0])]),
+], ids=lambda v: "" if isinstance(v, list) else None)
+def test_delicate_values_agree_with_numpy_backend(build, values):
+    _strict(), _torch()
+    outputs, leaves = _with_grads(build, values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _agree_on_both(outputs, leaves, values)
+
+
+@pytest.mark.parametrize("layer", ["conv2d", "max_pool2d"])
+def test_second_order_gradients_of_the_convolution_helpers(layer):
+    # grad of grad: conv_transpose2d, conv2d_filter_grad and max_pool2d_gather run too
+    _strict(), _torch()
+    rng = np.random.default_rng(7)
+    xv = rng.standard_normal((2, 2, 5, 6))
+    wv = rng.standard_normal((3, 2, 3, 2))
+    x = sg.param("x", xv.shape, "float64")
+    w = sg.param("w", wv.shape, "float64")
+    if layer == "conv2d":
+        y = sg.conv2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2))
+        leaves, values = [x, w], [xv, wv]
+    else:
+        y = sg.max_pool2d(x * 1.0, 3, stride=2, padding=1)
+        leaves, values = [x], [xv]
+    loss = sg.sum(sg.tanh(y) ** 2)
+    first = sg.grad(loss, leaves)
+    second = sg.grad(sum(sg.sum(g * g) for g in first), leaves)
+    _agree_on_both([loss, *first, *second], leaves, values)

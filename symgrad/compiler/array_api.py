@@ -265,10 +265,10 @@ class ArrayApiPrinter(NumpySourcePrinter):
         return out
 
     def _print_Heaviside(self, e):
-        # H(0) = 1/2 (the tie rule of maximum/minimum); the standard has no heaviside
-        a = self._print(e.args[0])
-        dt = self.dtype_source(self.float_dtype)
-        return f"(xp.astype({a} > 0, {dt}) + xp.astype({a} == 0, {dt})*0.5)"
+        # H(0) = 1/2 (the tie rule of maximum/minimum), and nan at nan as numpy's
+        # heaviside (the numpy printer's form); the standard has no heaviside
+        self.need_helper("elementwise")
+        return f"_heaviside(xp, {self._print(e.args[0])}, 0.5)"
 
 
 def _is_bool(e) -> bool:

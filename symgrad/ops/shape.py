@@ -330,6 +330,19 @@ def _positive_steps(index: Tuple, shape) -> tuple:
     return tuple(flips), Tuple(*out)
 
 
+def _kept_axes(index: Tuple, result_shape) -> tuple:
+    """The shape of ``x[index]`` (``result_shape``) without the axes its ``None`` items
+    added."""
+    out, k = [], 0
+    for item in index:
+        if item == NEWAXIS:
+            k += 1
+        elif isinstance(item, SliceSpec):
+            out.append(result_shape[k])
+            k += 1
+    return tuple(out) + tuple(result_shape[k:])
+
+
 def _index_source(index: Tuple) -> str:
     parts = []
     for item in index:
@@ -397,8 +410,13 @@ class IndexGrad(TensorOp):
     def print_array_api(self, p, ops):
         p.need_helper("scatter")
         flips, index = _positive_steps(self.args[2], self.shape)
+        g = ops[0]
+        if NEWAXIS in index.args:  # the standard writes through no None: drop its axes
+            kept = _kept_axes(index, shape_of(self.args[0]))
+            g = f"xp.reshape({g}, {p.shape_source(kept)})"
+            index = Tuple(*[item for item in index if item != NEWAXIS])
         index = _array_api_index(index, len(self.shape))
-        out = (f"_scatter(xp, {ops[0]}, {p.shape_source(self.shape)}, {index}, "
+        out = (f"_scatter(xp, {g}, {p.shape_source(self.shape)}, {index}, "
                f"{p.dtype_source(self.dtype)}, _dev)")
         return f"xp.flip({out}, axis={flips})" if flips else out
 
