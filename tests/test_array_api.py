@@ -150,13 +150,13 @@ def test_missing_array_api_compat_is_a_clear_error(monkeypatch):
         sg.compile(sg.exp(x), backend="array_api")
 
 
-def test_unknown_backend_and_train_step_say_what_is_supported():
+def test_unknown_backend_says_what_is_supported():
     x = sg.input("x", (3,))
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
         sg.compile(sg.exp(x), backend="jax")
     w = sg.param("w", (3,))
-    with pytest.raises(NotImplementedError, match="array_api"):
-        sg.train_step(sg.sum(w * x), sg.optim.SGD(0.1), backend="array_api")
+    with pytest.raises(ValueError, match="target='scalar'.*backend='array_api'"):
+        sg.train_step(sg.sum(w * x), sg.optim.SGD(0.1), backend="array_api", target="scalar")
 
 
 def test_the_cache_key_includes_the_backend():
@@ -272,3 +272,98 @@ def test_second_order_gradients_of_the_convolution_helpers(layer):
     first = sg.grad(loss, leaves)
     second = sg.grad(sum(sg.sum(g * g) for g in first), leaves)
     _agree_on_both([loss, *first, *second], leaves, values)
+
+
+# -- train steps on the array API target ---------------------------------------------------
+
+
+def _w1_case():
+    from symgrad import workloads
+    d = workloads.w1()
+    x, y = sg.input("x", ("N", 2)), sg.input("y", ("N", 1))
+    w1, w2 = sg.param("w1", (2, 3)), sg.param("w2", (3, 1))
+    loss = sg.mean(((x @ w1) @ w2 - y) ** 2)
+    batches = [dict(zip(("x", "y"), workloads.w1_batch(d, i))) for i in range(4)]
+    return loss, {"w1": d["w1"], "w2": d["w2"]}, batches
+
+
+def _w3_case():
+    """A W3-shaped MLP (relu layers, mean squared error on one-hot labels), small."""
+    from symgrad import data, workloads
+    sizes = (20, 16, 12, 10)
+    x, onehot = sg.input("x", ("N", sizes[0])), sg.input("onehot", ("N", sizes[-1]))
+    h = x
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        h = h @ sg.param(f"w{i}", (n_in, n_out)) + sg.param(f"b{i}", (n_out,))
+        if i < len(sizes) - 1:
+            h = sg.relu(h)
+    loss = sg.mean((onehot - h) ** 2)
+    params = workloads.mlp_params(sizes, seed=3, dtype="float64")
+    d = workloads.synthetic_mnist(41, seed=5, dtype="float64", features=sizes[0])
+    batches = [{"x": xb, "onehot": yb}
+               for xb, yb in data.minibatches(d["x"], d["onehot"], batch_size=16, seed=1)]
+    return loss, params, batches
+
+
+OPTIMIZERS = {
+    "SGD": lambda: sg.optim.SGD(0.1),
+    "Momentum": lambda: sg.optim.Momentum(0.05, momentum=0.9, nesterov=True),
+    "Adam": lambda: sg.optim.Adam(0.01),
+    "Adam-decay-clip": lambda: sg.optim.Adam(0.01, weight_decay=0.1, clip_norm=0.5),
+}
+
+
+@pytest.mark.parametrize("namespace", sorted(NAMESPACES))
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("case", [_w1_case, _w3_case], ids=["W1", "W3"])
+def test_train_step_agrees_with_the_numpy_step(case, optimizer, namespace):
+    convert = NAMESPACES[namespace]
+    loss, initial, batches = case()
+    reference = sg.train_step(loss, OPTIMIZERS[optimizer]())
+    step = sg.train_step(loss, OPTIMIZERS[optimizer](), backend="array_api")
+    assert step.backend == "array_api" and "np." not in step.source.split("def train_step(")[1]
+    ref_state = reference.init(initial)
+    state = step.init({k: convert(v) for k, v in initial.items()})
+    for i, batch in enumerate(batches):
+        want = reference(ref_state, **batch)
+        got = step(state, **{k: convert(v) for k, v in batch.items()})
+        assert isinstance(got, float)
+        np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=f"loss of step {i}")
+        for name in initial:
+            value = state.params[name]
+            assert type(value).__module__.split(".")[0] == namespace, type(value)
+            np.testing.assert_allclose(_to_numpy(value), ref_state.params[name], rtol=1e-12,
+                                       atol=1e-15, err_msg=f"{name} after step {i}")
+            for slot, ref_slot in ref_state.slots[name].items():
+                np.testing.assert_allclose(_to_numpy(state.slots[name][slot]), ref_slot,
+                                           rtol=1e-12, atol=1e-15,
+                                           err_msg=f"{name}'s {slot} after step {i}")
+    assert state.step == len(batches)
+
+
+def test_array_api_train_step_follows_its_optimizer_and_checks_its_arguments():
+    xs = _strict()
+    loss, initial, batches = _w1_case()
+    step = sg.train_step(loss, sg.optim.SGD(0.1), backend="array_api")
+    reference = sg.train_step(loss, sg.optim.SGD(0.1))
+    state = step.init({k: xs.asarray(v) for k, v in initial.items()})
+    ref_state = reference.init(initial)
+    step.optimizer.lr = reference.optimizer.lr = 0.02  # read at every call: a schedule
+    ref_batch = batches[0]
+    batch = {k: xs.asarray(v) for k, v in ref_batch.items()}
+    np.testing.assert_allclose(step(state, batch["x"], y=batch["y"]),
+                               reference(ref_state, **ref_batch), rtol=1e-12)
+    np.testing.assert_allclose(_to_numpy(state.params["w2"]), ref_state.params["w2"],
+                               rtol=1e-12)
+    step.optimizer = sg.optim.SGD(0.1, weight_decay=0.5)  # another update rule
+    with pytest.raises(TypeError, match="update rule"):
+        step(state, **batch)
+    step.optimizer = sg.optim.SGD(0.1)
+    with pytest.raises(TypeError, match=r"missing input\(s\) \['y'\]"):
+        step(state, x=batch["x"])
+    with pytest.raises(TypeError, match="unknown input 'z'"):
+        step(state, z=batch["x"], **batch)
+    with pytest.raises(ValueError, match=r"missing initial value\(s\) for parameter\(s\) \['w2'\]"):
+        step.init({"w1": initial["w1"]})
+    with pytest.raises(ValueError, match=r"parameter 'w1' must have shape \(2, 3\)"):
+        step.init({"w1": np.ones((3, 2)), "w2": initial["w2"]})
