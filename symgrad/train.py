@@ -632,8 +632,9 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
         The code-generation target. ``"array_api"`` compiles the loss, the gradients and the
         update into a function of the Python array API standard
         (:func:`symgrad.compile` with ``backend="array_api"``) that returns the new values;
-        the step assigns them to its state, an :class:`ArrayApiTrainState` whose parameters
-        and slots are arrays of the namespace ``step.init`` was given (PyTorch, numpy, ...).
+        the step assigns them to its state, a :class:`symgrad.train.ArrayApiTrainState`
+        whose parameters and slots are arrays of the namespace ``step.init`` was given
+        (PyTorch, numpy, ...). ``inplace`` does not apply there, nor ``target="scalar"``.
     target : {"auto", "numpy", "scalar"}
         As for :func:`symgrad.compile`: ``"scalar"`` unrolls the step (loss, gradients and
         update) into Python float arithmetic over the elements, reading the batch and the

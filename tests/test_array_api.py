@@ -367,3 +367,24 @@ def test_array_api_train_step_follows_its_optimizer_and_checks_its_arguments():
         step.init({"w1": initial["w1"]})
     with pytest.raises(ValueError, match=r"parameter 'w1' must have shape \(2, 3\)"):
         step.init({"w1": np.ones((3, 2)), "w2": initial["w2"]})
+
+
+def test_array_api_train_step_keeps_a_float32_model_in_float32():
+    # the hyperparameters are fed as 0-d arrays of the parameters' dtype: a float64 one
+    # would promote the whole step to float64 in the standard
+    xs = _strict()
+    x, y = sg.input("x", ("N", 2), "float32"), sg.input("y", ("N", 1), "float32")
+    w = sg.param("w", (2, 1), "float32")
+    loss = sg.mean((x @ w - y) ** 2)
+    step = sg.train_step(loss, sg.optim.Adam(0.1), backend="array_api")
+    reference = sg.train_step(loss, sg.optim.Adam(0.1))
+    state = step.init({"w": xs.asarray(np.zeros((2, 1), np.float32))})
+    ref_state = reference.init({"w": np.zeros((2, 1), np.float32)})
+    xb, yb = np.eye(2, dtype=np.float32), np.ones((2, 1), np.float32)
+    for _ in range(3):
+        got = step(state, x=xs.asarray(xb), y=xs.asarray(yb))
+        want = reference(ref_state, x=xb, y=yb)
+    assert state.params["w"].dtype == xs.float32 and state.slots["w"]["v"].dtype == xs.float32
+    # Adam's bias corrections are computed in float32 here, in Python floats by numpy
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(_to_numpy(state.params["w"]), ref_state.params["w"], rtol=1e-5)

@@ -11,15 +11,22 @@ numpy form is translated here, name by name, with the one table :data:`RENAMED` 
 names the standard spells otherwise: ``np.power`` is ``xp.pow``). A node whose numpy form
 is not standard (array methods, ``out=``, numpy-only functions) has a form of its own:
 ``print_array_api`` beside ``print_numpy`` on a structural node, ``array_api_form`` beside
-``numpy_form`` on an elementwise function. What cannot be translated raises
-:class:`UnsupportedOpError` naming the op and the backend, when compiling.
+``numpy_form`` on an elementwise function, or an entry of :data:`WRITTEN` for numpy's
+elementwise functions the standard lacks (``np.fmod``, ``np.nan_to_num``). Where the
+standard has no function for an op (einsum, pad, the convolutions, a scatter-add) the form
+calls a helper of ``templates/helpers_array_api.py.j2`` written with standard functions.
+What cannot be translated raises :class:`UnsupportedOpError` naming the op and the backend,
+when compiling.
 
 What differs from the numpy target, besides the names:
 
 * no buffer reuse, no in-place steps, no ``out=`` (arrays of some namespaces are
   immutable);
 * boolean masks are always cast (``xp.astype(mask, xp.float64)``): the standard defines
-  no arithmetic between bool and float arrays;
+  no arithmetic between bool and float arrays, and sums no booleans (the operands of sums,
+  products and contractions are cast too);
+* a slice with a negative step is a flip and a slice with a positive one (PyTorch refuses
+  negative steps);
 * constants are numpy arrays at module level, moved into the namespace (and onto the
   inputs' device) at each call;
 * indices carry a trailing ``...`` when they name fewer axes than the operand has.
