@@ -65,7 +65,7 @@ from .compiler.optimize import plan
 from .compiler.printer import formula
 from .shapes import Dim, format_shape
 
-__all__ = ["train_step", "TrainStep", "TrainState"]
+__all__ = ["train_step", "TrainStep", "TrainState", "ArrayApiTrainState"]
 
 #: what a checkpoint file says it is, and the layout version this module writes and reads
 CHECKPOINT_FORMAT = "symgrad-train-state"
@@ -628,11 +628,13 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
     inplace : bool
         Evaluate temporaries in the buffers of ones that die there (default). ``False``
         gives every temporary its own array (the parameters are updated in place either way).
-    backend : {"numpy"}
-        The code-generation target. Only ``"numpy"`` for a train step so far:
-        ``"array_api"`` raises :class:`NotImplementedError` (compile the loss and its
-        gradients with ``sg.compile(..., backend="array_api")`` and update the parameters
-        yourself).
+    backend : {"numpy", "array_api"}
+        The code-generation target. ``"array_api"`` compiles the loss, the gradients and the
+        update into a function of the Python array API standard
+        (:func:`symgrad.compile` with ``backend="array_api"``) that returns the new values;
+        the step assigns them to its state, a :class:`symgrad.train.ArrayApiTrainState`
+        whose parameters and slots are arrays of the namespace ``step.init`` was given
+        (PyTorch, numpy, ...). ``inplace`` does not apply there, nor ``target="scalar"``.
     target : {"auto", "numpy", "scalar"}
         As for :func:`symgrad.compile`: ``"scalar"`` unrolls the step (loss, gradients and
         update) into Python float arithmetic over the elements, reading the batch and the
@@ -641,12 +643,7 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
         ``SCALAR_MAX_ELEMENTS`` elements. ``step.target`` says which was used.
     """
     from .api import check_backend
-    if check_backend(backend, "train_step") != "numpy":
-        raise NotImplementedError(
-            f"train_step: backend={backend!r} is not implemented for training steps yet (the "
-            f"step updates its parameters in place, in numpy); compile the loss and its "
-            f"gradients with sg.compile(..., backend={backend!r}) and apply the update with "
-            f"your namespace's arrays")
+    backend = check_backend(backend, "train_step")
     loss = as_tensor(loss)
     target = check_target(target, "train_step")
     check_repeated_params([loss])  # a dense() helper that made one weight of two
@@ -677,6 +674,8 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
                             f"parameters must be floating point")
     data_leaves = [leaf for leaf in leaves if leaf not in plist]
     chosen = _resolve_inputs(inputs, data_leaves)
+    if backend == "array_api":  # a function of the state that returns its new values
+        return _array_api_train_step(loss, optimizer, plist, chosen, target)
 
     memo, ser = {}, []
     described = _fingerprint_tensor(loss, memo, ser)
@@ -1061,3 +1060,184 @@ def _cse_syms():
     while True:
         i += 1
         yield sympy.Symbol(f"_upd{i}", real=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The array API target: the step as a function of the state, returning its new values
+# ---------------------------------------------------------------------------------------
+
+
+class ArrayApiTrainState:
+    """Parameters and optimizer slots of a ``train_step(..., backend="array_api")`` step:
+    arrays of one array API namespace (PyTorch, numpy, array_api_strict, ...), replaced by
+    new arrays at each step (the standard has no ``out=``, and some namespaces' arrays are
+    immutable).
+
+    Made by ``step.init(values)``.
+
+    Attributes
+    ----------
+    params : dict[str, array]
+        The parameters by name; each step assigns new arrays.
+    slots : dict[str, dict[str, array]]
+        The optimizer state of each parameter (``state.slots["w"]["m"]`` for Adam).
+    step : int
+        The number of updates done (Adam's ``t``).
+
+    Notes
+    -----
+    Unlike :class:`TrainState` it holds no lock (one state per thread) and has no
+    checkpoint format of its own: its arrays are the namespace's, saved with its tools.
+    """
+
+    __slots__ = ("params", "slots", "step")
+
+    def __init__(self, params: dict, slots: dict, step: int = 0):
+        self.params = params
+        self.slots = slots
+        self.step = step
+
+    def __repr__(self):
+        return (f"ArrayApiTrainState(params={list(self.params)}, step={self.step}, "
+                f"slots={[s for s in next(iter(self.slots.values()), {})]})")
+
+
+def _array_api_train_step(loss: Tensor, optimizer: Optimizer, plist, chosen, target: str):
+    """``train_step(..., backend="array_api")``: loss, gradients and update compiled by
+    :func:`symgrad.compile` into one array API function of (batch, parameters, slots,
+    hyperparameters, step number) returning (loss, new parameters, new slots); the step
+    calls it and assigns the results to the state."""
+    from .api import compile as compile_
+    if target == "scalar":
+        raise ValueError("train_step: target='scalar' writes Python floats for numpy arrays; "
+                         "it does not combine with backend='array_api'")
+    dtype = np.result_type(*[p.dtype for p in plist])
+
+    def leaf(name, shape=(), dtype_name=dtype.name):
+        # tagged: never the same symbol as a user's leaf of the same name
+        return TensorSymbol(name, shape, dtype_name, "input", tag="train_step")
+
+    # the hyperparameters and the step number are 0-d arrays of the parameters' dtype,
+    # fed at every call (a float64 one would promote a float32 model in the standard)
+    hyper_leaves = {name: leaf(f"hyper_{name}") for name in optimizer.hyper_names}
+    hyper = {name: Tensor(s, (), dtype) for name, s in hyper_leaves.items()}
+    t_leaf = leaf("hyper_t") if optimizer.uses_step else None
+    ptensors = [Tensor(p, p.shape, p.dtype) for p in plist]
+    seed = optimizer.backward_seed(hyper)  # the numpy step's lr seed (SGD): the same values
+    grads = grad(loss, ptensors, grad_ys=None if seed is None else [seed])
+    grads = optimizer.transform_grads(ptensors, grads, _SymbolicOps)
+    rule_hyper = hyper if seed is None else dict(hyper, lr=as_tensor(1))
+    slot_leaves, new_params, new_slots = [], [], []
+    for p, g in zip(plist, grads):
+        slots = {s: leaf(f"{s}_{p.name}", p.shape, p.dtype_name) for s in optimizer.slot_names}
+        slot_leaves += list(slots.values())
+        new_p, updated = optimizer.rule(
+            Tensor(p, p.shape, p.dtype), g,
+            {s: Tensor(v, p.shape, p.dtype) for s, v in slots.items()}, rule_hyper,
+            None if t_leaf is None else Tensor(t_leaf, (), dtype), _SymbolicOps)
+        new_params.append(as_tensor(new_p))
+        new_slots += [as_tensor(updated[s]) for s in optimizer.slot_names]
+    state_leaves = [Tensor(s, s.shape, s.dtype) for s in
+                    [*plist, *slot_leaves, *hyper_leaves.values()]
+                    + ([t_leaf] if t_leaf is not None else [])]
+    compiled = compile_([loss, *new_params, *new_slots],
+                        inputs=[Tensor(s, s.shape, s.dtype) for s in chosen] + state_leaves,
+                        backend="array_api", name="train_step")
+    return _array_api_step_function(compiled, optimizer, plist, chosen, loss)
+
+
+def _array_api_step_function(compiled, optimizer: Optimizer, plist, chosen, loss):
+    fn = compiled._fn
+    names = [p.name for p in plist]
+    slot_names = type(optimizer).slot_names
+    input_names = [leaf.name for leaf in chosen]
+    index = {name: i for i, name in enumerate(input_names)}
+    uses_step = optimizer.uses_step
+
+    def step(state, /, *args, **kwargs):
+        """One step on ``state`` (an :class:`ArrayApiTrainState`) with the batch given by
+        position or by input name; returns the batch loss as a float."""
+        batch = _bind_batch(input_names, index, args, kwargs)
+        opt = step.optimizer
+        hyper = list(opt.hyper_list_for(step._signature))  # raises for another rule
+        t = state.step + 1
+        values = [*batch, *[state.params[n] for n in names],
+                  *[state.slots[n][s] for n in names for s in slot_names], *hyper]
+        if uses_step:
+            values.append(float(t))
+        value, *new = fn(*values)
+        for i, n in enumerate(names):
+            state.params[n] = new[i]
+        k = len(names)
+        for n in names:
+            for s in slot_names:
+                state.slots[n][s] = new[k]
+                k += 1
+        state.step = t
+        return float(value)
+
+    def init(values) -> ArrayApiTrainState:
+        """A fresh state: copies of the initial ``values`` {param name: array} in their
+        array namespace, zero slots."""
+        import array_api_compat
+        arrays = _check_array_api_values(plist, values)
+        params, slots = {}, {}
+        for p in plist:
+            xp = array_api_compat.array_namespace(arrays[p.name])
+            v = arrays[p.name]
+            params[p.name] = xp.asarray(v, dtype=getattr(xp, p.dtype.name), copy=True)
+            slots[p.name] = {s: xp.zeros_like(params[p.name]) for s in slot_names}
+        return ArrayApiTrainState(params, slots, 0)
+
+    step.__doc__ = TrainStep.__doc__
+    step.source = compiled.source
+    step.path = compiled.path
+    step.key = compiled.key
+    step.optimizer = optimizer
+    step.params = names
+    step.inputs = input_names
+    step.target = compiled.target
+    step.backend = "array_api"
+    step.loss = loss
+    step._signature = optimizer._signature
+    step.init = init
+    return step
+
+
+def _bind_batch(names, index, args, kwargs) -> list:
+    """The batch values in input order, from positions and input names."""
+    if len(args) > len(names):
+        raise TypeError(f"train_step takes {len(names)} inputs ({', '.join(names)}), got "
+                        f"{len(args)} positional arguments")
+    values = list(args) + [None] * (len(names) - len(args))
+    given = [i < len(args) for i in range(len(names))]
+    for k, v in kwargs.items():
+        i = index.get(k)
+        if i is None:
+            raise TypeError(f"train_step got an unknown input {k!r}; its inputs are {names}")
+        if given[i]:
+            raise TypeError(f"train_step got input {k!r} twice")
+        values[i], given[i] = v, True
+    missing = [n for n, g in zip(names, given) if not g]
+    if missing:
+        raise TypeError(f"train_step is missing input(s) {missing}; its inputs are {names}")
+    return values
+
+
+def _check_array_api_values(plist, values) -> dict:
+    """``values`` {param name: array}: every parameter, no other name, the right shape."""
+    if not isinstance(values, Mapping):
+        raise TypeError("init: give the initial values as a dict {param name: array}")
+    names = [p.name for p in plist]
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ValueError(f"init: missing initial value(s) for parameter(s) {missing}")
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ValueError(f"init: unknown parameter(s) {unknown}; parameters are {names}")
+    for p in plist:
+        got = tuple(getattr(values[p.name], "shape", np.shape(values[p.name])))
+        if got != tuple(p.shape):
+            raise ValueError(f"init: parameter {p.name!r} must have shape "
+                             f"{format_shape(p.shape)}, got {got}")
+    return dict(values)

@@ -11,15 +11,22 @@ numpy form is translated here, name by name, with the one table :data:`RENAMED` 
 names the standard spells otherwise: ``np.power`` is ``xp.pow``). A node whose numpy form
 is not standard (array methods, ``out=``, numpy-only functions) has a form of its own:
 ``print_array_api`` beside ``print_numpy`` on a structural node, ``array_api_form`` beside
-``numpy_form`` on an elementwise function. What cannot be translated raises
-:class:`UnsupportedOpError` naming the op and the backend, when compiling.
+``numpy_form`` on an elementwise function, or an entry of :data:`WRITTEN` for numpy's
+elementwise functions the standard lacks (``np.fmod``, ``np.nan_to_num``). Where the
+standard has no function for an op (einsum, pad, the convolutions, a scatter-add) the form
+calls a helper of ``templates/helpers_array_api.py.j2`` written with standard functions.
+What cannot be translated raises :class:`UnsupportedOpError` naming the op and the backend,
+when compiling.
 
 What differs from the numpy target, besides the names:
 
 * no buffer reuse, no in-place steps, no ``out=`` (arrays of some namespaces are
   immutable);
 * boolean masks are always cast (``xp.astype(mask, xp.float64)``): the standard defines
-  no arithmetic between bool and float arrays;
+  no arithmetic between bool and float arrays, and sums no booleans (the operands of sums,
+  products and contractions are cast too);
+* a slice with a negative step is a flip and a slice with a positive one (PyTorch refuses
+  negative steps);
 * constants are numpy arrays at module level, moved into the namespace (and onto the
   inputs' device) at each call;
 * indices carry a trailing ``...`` when they name fewer axes than the operand has.
@@ -31,8 +38,9 @@ import re
 
 import numpy as np
 
+from ..nodes import dtype_of
 from ..ops.record import RealFunction, numpy_form_of, record_of
-from .printer import NumpySourcePrinter
+from .printer import NumpySourcePrinter, _is_mask
 
 __all__ = ["ArrayApiPrinter", "UnsupportedOpError", "STANDARD_NAMES", "RENAMED",
            "standard_name", "BACKEND"]
@@ -83,6 +91,26 @@ RENAMED = {
     "right_shift": "bitwise_right_shift", "fabs": "abs", "rint": "round", "fix": "trunc",
 }
 assert set(RENAMED.values()) <= STANDARD_NAMES
+
+#: numpy's elementwise functions the standard lacks -> their form here: written with the
+#: standard's functions, or a call of a helper of ``templates/helpers_array_api.py.j2`` (the
+#: helpers take Python numbers as well as arrays, where a printed operand may be one)
+WRITTEN = {
+    # 2**x: the operator, which every namespace has (xp.pow takes Python numbers only
+    # from the 2024.12 standard on)
+    "np.exp2": lambda p, x: f"2.0**{p.atom(x)}",
+    "np.cbrt": lambda p, x: f"_cbrt(xp, {x})",
+    "np.sinc": lambda p, x: f"_sinc(xp, {x})",
+    "np.nan_to_num": lambda p, x: f"_nan_to_num(xp, {x})",
+    "np.logaddexp2": lambda p, a, b: f"_logaddexp2(xp, {a}, {b})",
+    "np.fmax": lambda p, a, b: f"_fmax(xp, {a}, {b})",
+    "np.fmin": lambda p, a, b: f"_fmin(xp, {a}, {b})",
+    "np.fmod": lambda p, a, b: f"_fmod(xp, {a}, {b})",
+    "np.float_power": lambda p, a, b: f"_float_power(xp, {a}, {b})",
+    "np.heaviside": lambda p, a, b: f"_heaviside(xp, {a}, {b})",
+}
+#: the helpers each written form calls (the helpers template's block names)
+WRITTEN_HELPERS = {name: ("elementwise",) for name in WRITTEN if name != "np.exp2"}
 
 _NP_NAME = re.compile(r"\bnp\.([A-Za-z_]\w*)")
 #: array attributes and methods the standard defines (a method call ``x.sum(...)`` is not)
@@ -158,14 +186,52 @@ class ArrayApiPrinter(NumpySourcePrinter):
     def print_op(self, node, ops) -> str:
         """A structural node's source: its ``print_array_api`` form, or its numpy form
         translated where that is standard."""
-        if not getattr(node, "array_api", True) or _negative_step(node):
+        if not getattr(node, "array_api", True):
             raise UnsupportedOpError(
                 f"{node.op_name}: no array API form checked yet (backend={BACKEND!r}); use "
                 f"backend='numpy' for it")
+        ops = self._numeric_operands(node, list(ops))
         form = getattr(node, "print_array_api", None)
         if form is not None:
             return form(self, ops)
         return translate(node.print_numpy(self, ops), node.op_name)
+
+    def _factor_rank(self, f) -> int:
+        # a function whose value is a bool array (isfinite) is a mask in a product, too
+        if getattr(type(f), "returns_bool", False):
+            return 1
+        return super()._factor_rank(f)
+
+    def _numeric_operands(self, node, ops) -> list:
+        """``ops`` with every boolean operand of an arithmetic node cast to the float dtype:
+        the standard sums, multiplies and compares numbers only (``xp.sum`` of a mask is a
+        TypeError), where numpy counts booleans as 0 and 1."""
+        if not isinstance(node, _arithmetic_nodes()):
+            return ops
+        dt = self.dtype_source(self.mask_dtype)
+        for i in node.operands:
+            a = node.args[i]
+            if _is_bool(a):
+                ops[i] = self.cast_source(ops[i], dt)
+        return ops
+
+    @property
+    def mask_dtype(self):
+        """The float dtype a boolean operand of arithmetic is cast to: the statement's, or
+        the function's default float dtype where the statement's is not a float dtype."""
+        if self.float_dtype is not None and np.dtype(self.float_dtype).kind == "f":
+            return self.float_dtype
+        return getattr(self, "default_float", np.dtype(np.float64))
+
+    def _numeric_args(self, expr) -> list:
+        # the numpy printer's rule with the standard's cast (a function, not .astype())
+        out = []
+        for a in expr.args:
+            s = self._print(a)
+            if _is_bool(a):
+                s = self.cast_source(s, self.dtype_source(self.mask_dtype))
+            out.append(s)
+        return out
 
     def doprint(self, expr, *args, **kwargs):
         # SymPy's own forms (np.sqrt of a Pow, np.inf, ...) are translated once, here
@@ -173,8 +239,15 @@ class ArrayApiPrinter(NumpySourcePrinter):
 
     def _print(self, expr, **kwargs):
         if isinstance(expr, RealFunction):
-            args = [self._print(a) for a in expr.args]
+            from ..ops import Step, Where
+            # Where, Step and the logical ops take truth values as they are
+            args = [self._print(a) for a in expr.args] if isinstance(expr, (Where, Step)) \
+                else self._numeric_args(expr)
             form = getattr(expr, "array_api_form", None)
+            if form is None and type(expr).numpy in WRITTEN:
+                for helper in WRITTEN_HELPERS.get(type(expr).numpy, ()):
+                    self.need_helper(helper)
+                form = WRITTEN[type(expr).numpy]
             if form is not None:
                 return form(self, *args)
             return translate(expr.numpy_form(self, *args), expr.op_name)
@@ -199,21 +272,29 @@ class ArrayApiPrinter(NumpySourcePrinter):
         return out
 
     def _print_Heaviside(self, e):
-        # H(0) = 1/2 (the tie rule of maximum/minimum); the standard has no heaviside
-        a = self._print(e.args[0])
-        dt = self.dtype_source(self.float_dtype)
-        return f"(xp.astype({a} > 0, {dt}) + xp.astype({a} == 0, {dt})*0.5)"
+        # H(0) = 1/2 (the tie rule of maximum/minimum), and nan at nan as numpy's
+        # heaviside (the numpy printer's form); the standard has no heaviside
+        self.need_helper("elementwise")
+        return f"_heaviside(xp, {self._print(e.args[0])}, 0.5)"
 
 
-def _negative_step(node) -> bool:
-    """A slice with a negative step (x[::-1]): the standard leaves it to the library, and
-    PyTorch refuses it."""
-    from ..ops.shape import Index, IndexGrad, SliceSpec
-    if not isinstance(node, (Index, IndexGrad)):
-        return False
-    index = node.args[1] if isinstance(node, Index) else node.args[2]
-    return any(isinstance(item, SliceSpec) and (item.as_slice().step or 1) < 0
-               for item in index)
+def _is_bool(e) -> bool:
+    """``e`` evaluates to a bool array: a comparison, a logical op, a temporary holding
+    one, or a function of bool value (``isfinite``)."""
+    return _is_mask(e) or getattr(type(e), "returns_bool", False) \
+        or dtype_of(e) == np.dtype(bool)
+
+
+def _arithmetic_nodes() -> tuple:
+    """The structural nodes that compute with their operands' values (sums, products,
+    contractions, comparisons): a boolean operand is cast to a float for them. Layout
+    nodes (reshape, index, take, ...) keep booleans as they are."""
+    from ..ops.conv import _ConvBase, _PoolBase
+    from ..ops.linalg import Cross, Einsum, MatMul, TensorDot
+    from ..ops.reductions import ArgReduce, ArgmaxMask, CumProd, CumSum, Reduction
+    from ..ops.shape import ArgSort
+    return (Reduction, ArgReduce, ArgmaxMask, CumSum, CumProd, MatMul, TensorDot, Einsum,
+            Cross, ArgSort, _ConvBase, _PoolBase)
 
 
 def _op_name(expr) -> str:

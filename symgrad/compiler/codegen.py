@@ -355,6 +355,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     else:
         p = NumpySourcePrinter(names, helpers)
     default_dtype = _default_float(spec.inputs)
+    p.default_float = default_dtype  # what the array API target casts a summed mask to
     reuse = _BufferReuse(program, namer, enabled=spec.reuse_buffers and not array_api)
     body = []
     for list_name, leaves in spec.unpacked:

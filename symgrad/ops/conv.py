@@ -90,9 +90,6 @@ class _ConvBase(TensorOp):
     """Args: two operands, stride (2), padding (top, bottom, left, right), dilation (2),
     groups, and a spatial size (2) where the node needs one."""
 
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
-
     operands = (0, 1)
     fresh_result = True
     numpy_calls = ("np.matmul", "np.zeros", "np.full")
@@ -116,6 +113,15 @@ class _ConvBase(TensorOp):
         stride, pad, dilation, groups = self.geometry
         rest = "".join(f", {e}" for e in extra)
         return f"{helper}({ops[0]}, {ops[1]}, {stride}, {pad}, {dilation}, {groups}{rest})"
+
+    def print_array_api(self, p, ops):
+        # a helper of templates/helpers_array_api.py.j2 (block "conv") named after the op
+        p.need_helper("conv")
+        p.need_helper("pad")
+        stride, pad, dilation, groups = self.geometry
+        size = "".join(f", {s}" for s in self.size) if self.op_name != "conv2d" else ""
+        return (f"_{self.op_name}(xp, {ops[0]}, {ops[1]}, {stride}, {pad}, {dilation}, "
+                f"{groups}{size})")
 
     def formula(self, ops):
         stride, pad, dilation, groups = self.geometry
@@ -230,9 +236,6 @@ class Conv2dFilterGrad(_ConvBase):
 class _PoolBase(TensorOp):
     """Args: operands, kernel (2), stride (2), padding (4), dilation (2)."""
 
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
-
     fresh_result = True
     numpy_calls = ("np.zeros", "np.zeros_like", "np.full", "np.array", "np.maximum", "np.inf")
 
@@ -245,6 +248,14 @@ class _PoolBase(TensorOp):
         p.need_helper("conv")
         kernel, stride, pad, dilation = self.window
         return f"{helper}({', '.join(ops)}, {kernel}, {stride}, {pad}, {dilation})"
+
+    def print_array_api(self, p, ops):
+        # a helper of templates/helpers_array_api.py.j2 (block "conv") named after the op
+        p.need_helper("conv")
+        p.need_helper("pad")
+        kernel, stride, pad, dilation = self.window
+        return (f"_{self.op_name}(xp, {', '.join(ops)}, {kernel}, {stride}, {pad}, "
+                f"{dilation})")
 
     def formula(self, ops):
         kernel, stride, pad, dilation = self.window

@@ -454,6 +454,10 @@ class SincDerivative(RealFunction):
         a = p.atom(x)
         return f"(np.cos(np.pi*{a}) - np.sinc({x}))/np.where({a} == 0, 1.0, {a})"
 
+    def array_api_form(self, p, x):
+        p.need_helper("elementwise")
+        return f"_sinc_derivative(xp, {x})"
+
 
 class Sinc(RealFunction):
     """numpy's normalized sinc, sin(pi x)/(pi x), with value 1 at 0."""

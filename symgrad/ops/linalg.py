@@ -272,6 +272,11 @@ class Einsum(TensorOp):
         optimize = ", optimize=True" if len(ops) > 2 else ""  # a contraction order for 3+
         return f"np.einsum({self.subscripts!r}, {', '.join(ops)}{optimize})"
 
+    def print_array_api(self, p, ops):
+        p.need_helper("einsum")  # the standard has no einsum: permute, reshape, matmul
+        ins, out = self.subscripts.replace(" ", "").split("->")
+        return f"_einsum(xp, {tuple(ins.split(','))!r}, {out!r}, {', '.join(ops)})"
+
     def formula(self, ops):
         return f"einsum({self.subscripts!r}, {', '.join(ops[:len(self.args) - 1])})"
 
@@ -301,6 +306,10 @@ class Cross(TensorOp):
 
     def print_numpy(self, p, ops):
         return f"np.cross({ops[0]}, {ops[1]})"
+
+    def print_array_api(self, p, ops):
+        p.need_helper("cross")  # the main namespace has no cross (linalg.cross is optional)
+        return f"_cross(xp, {ops[0]}, {ops[1]})"
 
 
 # ---------------------------------------------------------------------------------------

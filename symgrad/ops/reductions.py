@@ -276,10 +276,8 @@ class ReduceProd(Reduction):
     ``p / x`` rounds once more than the product of the others, and overflows where ``p``
     does although the product of the others may not."""
 
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
-
     op_name = "prod"
+    method = "prod"  # the array API form: xp.prod (Reduction.print_array_api)
     numpy_calls = ("np.prod",)
 
     def vjp(self, g):
@@ -368,9 +366,6 @@ class CumProd(TensorOp):
     differentiates again.
     """
 
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
-
     op_name = "cumprod"
     operands = (0,)
     fresh_result = True
@@ -407,6 +402,9 @@ class CumProd(TensorOp):
 
     def print_numpy(self, p, ops):
         return f"np.cumprod({ops[0]}, axis={int(self.args[1])})"
+
+    def print_array_api(self, p, ops):
+        return f"xp.cumulative_prod({ops[0]}, axis={int(self.args[1])})"
 
     def formula(self, ops):
         return f"cumprod({ops[0]}, axis={int(self.args[1])})"

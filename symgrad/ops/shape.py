@@ -304,6 +304,45 @@ def _array_api_index(index: Tuple, ndim: int) -> str:
     return f"({', '.join(parts)},)"
 
 
+def _positive_steps(index: Tuple, shape) -> tuple:
+    """``(axes, index)``: the operand's axes to flip and an index of positive steps that,
+    applied to the flipped operand, selects what ``index`` selects (PyTorch refuses
+    negative steps, and the standard leaves them to the library). A negative step needs
+    the axis' length, which is concrete: ``_index_shape`` refuses a partial slice of a
+    symbolic dimension."""
+    flips, out, axis = [], [], 0
+    for item in index:
+        if item == NEWAXIS:
+            out.append(item)
+            continue
+        sl = item.as_slice() if isinstance(item, SliceSpec) else None
+        if sl is not None and (sl.step or 1) < 0:
+            n = int(shape[axis])
+            picked = range(*sl.indices(n))
+            if len(picked):  # x[a:b:-s] is flip(x)[n-1-a : n-b : s], both ends inclusive
+                step = -sl.step if sl.step != -1 else None
+                item = SliceSpec(n - 1 - picked[0], n - picked[-1], step)
+            else:
+                item = SliceSpec(0, 0, None)
+            flips.append(axis)
+        out.append(item)
+        axis += 1
+    return tuple(flips), Tuple(*out)
+
+
+def _kept_axes(index: Tuple, result_shape) -> tuple:
+    """The shape of ``x[index]`` (``result_shape``) without the axes its ``None`` items
+    added."""
+    out, k = [], 0
+    for item in index:
+        if item == NEWAXIS:
+            k += 1
+        elif isinstance(item, SliceSpec):
+            out.append(result_shape[k])
+            k += 1
+    return tuple(out) + tuple(result_shape[k:])
+
+
 def _index_source(index: Tuple) -> str:
     parts = []
     for item in index:
@@ -337,7 +376,10 @@ class Index(TensorOp):
         return f"{p.atom(ops[0])}[{_index_source(self.args[1])}]"
 
     def print_array_api(self, p, ops):
-        return f"{p.atom(ops[0])}[{_array_api_index(self.args[1], len(shape_of(self.args[0])))}]"
+        shape = shape_of(self.args[0])
+        flips, index = _positive_steps(self.args[1], shape)
+        x = f"xp.flip({ops[0]}, axis={flips})" if flips else p.atom(ops[0])
+        return f"{x}[{_array_api_index(index, len(shape))}]"
 
     def formula(self, ops):
         return f"{ops[0]}[{_index_source(self.args[1])}]"
@@ -367,9 +409,16 @@ class IndexGrad(TensorOp):
 
     def print_array_api(self, p, ops):
         p.need_helper("scatter")
-        index = _array_api_index(self.args[2], len(self.shape))
-        return (f"_scatter(xp, {ops[0]}, {p.shape_source(self.shape)}, {index}, "
-                f"{p.dtype_source(self.dtype)}, _dev)")
+        flips, index = _positive_steps(self.args[2], self.shape)
+        g = ops[0]
+        if NEWAXIS in index.args:  # the standard writes through no None: drop its axes
+            kept = _kept_axes(index, shape_of(self.args[0]))
+            g = f"xp.reshape({g}, {p.shape_source(kept)})"
+            index = Tuple(*[item for item in index if item != NEWAXIS])
+        index = _array_api_index(index, len(self.shape))
+        out = (f"_scatter(xp, {g}, {p.shape_source(self.shape)}, {index}, "
+               f"{p.dtype_source(self.dtype)}, _dev)")
+        return f"xp.flip({out}, axis={flips})" if flips else out
 
 
 # ---------------------------------------------------------------------------------------
@@ -612,9 +661,6 @@ class Take(TensorOp):
     ``take_along_axis`` (``along`` true). The adjoint adds the cotangent back into zeros at
     the gathered positions (repeated indices add up): :class:`TakeGrad`."""
 
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
-
     op_name = "take"
     operands = (0, 1)
     fresh_result = True
@@ -652,6 +698,11 @@ class Take(TensorOp):
         fn = "np.take_along_axis" if bool(self.args[3]) else "np.take"
         return f"{fn}({ops[0]}, {ops[1]}, axis={int(self.args[2])})"
 
+    def print_array_api(self, p, ops):
+        p.need_helper("take")
+        fn = "_take_along_axis" if bool(self.args[3]) else "_take"
+        return f"{fn}(xp, {ops[0]}, {ops[1]}, {int(self.args[2])})"
+
     def formula(self, ops):
         fn = "take_along_axis" if bool(self.args[3]) else "take"
         return f"{fn}({ops[0]}, {ops[1]}, axis={int(self.args[2])})"
@@ -659,9 +710,6 @@ class Take(TensorOp):
 
 class TakeGrad(TensorOp):
     """zeros(shape) with ``g`` added at the positions :class:`Take` gathered from."""
-
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
 
     op_name = "take_grad"
     operands = (0, 1)
@@ -684,6 +732,12 @@ class TakeGrad(TensorOp):
         p.need_helper("gather_grad")
         return (f"_gather_grad({ops[0]}, {ops[1]}, {p.shape_source(self.shape)}, "
                 f"{int(self.args[3])}, {bool(self.args[4])}, {p.dtype_source(self.dtype)})")
+
+    def print_array_api(self, p, ops):
+        p.need_helper("gather_grad")
+        return (f"_gather_grad(xp, {ops[0]}, {ops[1]}, {p.shape_source(self.shape)}, "
+                f"{int(self.args[3])}, {bool(self.args[4])}, {p.dtype_source(self.dtype)}, "
+                f"_dev)")
 
 
 class Pad(TensorOp):
@@ -719,6 +773,11 @@ class Pad(TensorOp):
         widths = tuple(tuple(int(v) for v in w) for w in self.args[1])
         return f"np.pad({ops[0]}, {widths}, constant_values={p.doprint(self.args[2])})"
 
+    def print_array_api(self, p, ops):
+        p.need_helper("pad")  # the standard has no pad: blocks of the value concatenated
+        widths = tuple(tuple(int(v) for v in w) for w in self.args[1])
+        return f"_pad(xp, {ops[0]}, {widths}, {p.doprint(self.args[2])})"
+
     def formula(self, ops):
         widths = tuple(tuple(int(v) for v in w) for w in self.args[1])
         return f"pad({ops[0]}, {widths}, {self.args[2]})"
@@ -726,9 +785,6 @@ class Pad(TensorOp):
 
 class ArgSort(TensorOp):
     """numpy's ``argsort`` along one axis (stable). Integer-valued: no gradient."""
-
-    #: its numpy form is not yet checked on the array API target: refused there
-    array_api = False
 
     op_name = "argsort"
     operands = (0,)
@@ -748,6 +804,9 @@ class ArgSort(TensorOp):
 
     def print_numpy(self, p, ops):
         return f"np.argsort({ops[0]}, axis={int(self.args[1])}, kind='stable')"
+
+    def print_array_api(self, p, ops):
+        return f"xp.argsort({ops[0]}, axis={int(self.args[1])}, stable=True)"
 
 
 # -- views and rearrangements, written with reshape / transpose / indexing ---------------
