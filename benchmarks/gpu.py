@@ -3,10 +3,9 @@
     python benchmarks/gpu.py                 # CUDA + CuPy (cupy-cuda12x) + PyTorch with CUDA
     python benchmarks/gpu.py --device cpu    # the same logic on the CPU (torch CPU tensors)
 
-For W3 (and W5 when the array API target compiles its convolutions), the script compiles the
-loss and its gradients once with ``sg.compile(..., backend="array_api")``, trains with SGD
-from the same initial values on the same batches as PyTorch eager (``loss.backward()`` and
-``torch.optim.SGD``), checks that both give the same losses and parameters (float32, to
+For W3 and W5, the script compiles the training step (loss, gradients and SGD update) once
+with ``sg.train_step(..., backend="array_api")``, trains from the same initial values on the
+same batches as PyTorch eager (``loss.backward()`` and ``torch.optim.SGD``), checks that both give the same losses and parameters (float32, to
 1e-4 relative), then times a step of each (median over ``--repeat`` steps, the device
 synchronized around each) and prints the times side by side.
 
@@ -108,11 +107,11 @@ def _sg_ops():
 
 
 def symgrad_step(workload):
-    """The workload's loss and gradients as one array API module, and an SGD step over it.
+    """The workload's training step as one array API module: loss, gradients and the SGD
+    update compiled together by ``sg.train_step(..., backend="array_api")``.
 
     Returns ``step(params, batch) -> loss``, updating the dict ``params`` (arrays of any
-    array API namespace). The update is written here (``p - lr * g``): a training step for
-    the array API target is not part of ``sg.train_step`` on this branch.
+    array API namespace) with the step's new values.
 
     Raises NotImplementedError (symgrad's UnsupportedOpError) when the target cannot
     compile an op of the workload.
@@ -122,15 +121,15 @@ def symgrad_step(workload):
     params = {n: sg.param(n, shape, workload.dtype, shared=True)
               for n, shape in workload.param_shapes.items()}
     loss = workload.loss(_sg_ops(), params, inputs)
-    names = list(workload.param_shapes)
-    f = sg.compile([loss, *sg.grad(loss, [params[n] for n in names])],
-                   inputs=[*workload.input_names, *names], backend="array_api")
-    lr = workload.lr
+    train = sg.train_step(loss, sg.optim.SGD(workload.lr), backend="array_api")
+    states = {}  # one training state per params dict the caller trains
 
     def step(values, batch):
-        value, *grads = f(*batch, *[values[n] for n in names])
-        for n, g in zip(names, grads):
-            values[n] = values[n] - lr * g
+        state = states.get(id(values))
+        if state is None:
+            state = states[id(values)] = train.init(values)
+        value = train(state, **dict(zip(workload.input_names, batch)))
+        values.update(state.params)
         return value
 
     return step
