@@ -16,6 +16,7 @@ one is missing. See CONTRIBUTING.md for adding one.
 from . import elementwise, linalg, nn, reductions, shape, special  # noqa: F401 (declares)
 from . import join  # noqa: F401 (declares concatenate, stack, split, ...)
 from . import conv  # noqa: F401 (declares)
+from . import decompositions  # noqa: F401 (declares np.linalg: inv, solve, det, ...)
 from .elementwise import Maximum, Minimum, Relu, Sigmoid, Softplus, Step, StopGradient, Where
 from .linalg import MatMul, swap_last
 from .record import RECORDS, OpRecord, install_tensor_methods
