@@ -393,3 +393,20 @@ def test_float32_stays_float32_and_integers_compute_in_float64():
                 sg.norm(a32, 2, (1, 2))):
         assert out.dtype == np.float32
     assert sg.inv(sg.input("i", (3, 3), "int64")).dtype == np.float64
+
+
+def test_symbolic_batch_dims_work_and_symbolic_matrix_dims_are_named():
+    a = sg.param("a", ("N", 3, 3))
+    loss = sg.sum(sg.eigh(a)[0] ** 2) + sg.sum(sg.inv(a)) + sg.sum(sg.det(a))
+    f = sg.compile([loss, *sg.grad(loss, [a])])
+    x = _separated_symmetric(_rng(11), (5, 3, 3)) + 3 * np.eye(3)
+    value, grad = f(x)
+    v = tp.Variable(x)
+    with tp.GradientTape() as t:  # the tape, on the concrete shape
+        want = tp.sum(tp.eigh(v, 0) ** 2) + tp.sum(tp.inv(v)) + tp.sum(tp.det(v))
+    np.testing.assert_allclose(value, want.value, rtol=1e-12)
+    np.testing.assert_allclose(grad, t.gradient(want, [v])[0], rtol=1e-9)
+    b = sg.param("b", ("N", "M", "M"))
+    with pytest.raises(ShapeError, match=r"^eigh: operand a of shape \(N, M, M\): the matrix "
+                                         r"dims must be known"):
+        sg.grad(sg.sum(sg.eigh(b)[0]), [b])[0].expr

@@ -2,10 +2,11 @@
 
 * :mod:`.record`: what a record holds, how ops are declared, the tables derived from them;
 * :mod:`.elementwise`: arithmetic and functions of scalars, lifted to tensors;
-* :mod:`.reductions`: sum, mean, max, logsumexp, norm;
+* :mod:`.reductions`: sum, mean, max, logsumexp, norm (numpy's vector and matrix norms);
 * :mod:`.shape`: broadcast_to, transpose, reshape, indexing, one_hot (and
   :func:`~symgrad.ops.shape.sum_to_shape`, which undoes broadcasting for every rule);
-* :mod:`.linalg`: matmul;
+* :mod:`.linalg`: matmul, dot, tensordot, einsum, ...;
+* :mod:`.decompositions`: ``np.linalg``'s inv, solve, det, slogdet, cholesky, eigh, svd;
 * :mod:`.nn`: softmax and the losses, written with the others;
 * :mod:`.special`: let-bindings and ``custom_gradient``.
 

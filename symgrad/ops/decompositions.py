@@ -24,9 +24,9 @@ import sympy
 from .. import expr as tensors
 from ..nodes import TensorOp, dtype_of, info, shape_of
 from ..shapes import ShapeError, broadcast_shapes, format_shape
-from .linalg import _typed_adjoint, swap_last
+from .linalg import _typed_adjoint
 from .record import public
-from .shape import ensure_shape, sum_to_shape
+from .shape import sum_to_shape
 
 __all__ = ["Inv", "Solve", "Det", "SlogDet", "Cholesky", "Eigh", "Svd", "LINALG_FUNCTIONS"]
 
@@ -55,7 +55,7 @@ def _known(op: str, shape, *dims) -> list:
     out = []
     for d in dims:
         if not isinstance(shape[d], int):
-            raise ShapeError(f"{op}: operand of shape {format_shape(shape)}: the matrix dims "
+            raise ShapeError(f"{op}: operand a of shape {format_shape(shape)}: the matrix dims "
                              f"must be known integers (not symbolic) for its gradient")
         out.append(shape[d])
     return out
@@ -110,6 +110,7 @@ class _LinalgOp(TensorOp):
     fresh_result = True
     array_api = False
     function = ""  # numpy's function under np.linalg
+    parts = 1  # how many outputs numpy's function returns (this node is one of them)
 
     def __new__(cls, a, part=0):
         return TensorOp.__new__(cls, a, sympy.Integer(part))
@@ -123,8 +124,6 @@ class _LinalgOp(TensorOp):
 
     def print_numpy(self, p, ops):
         return self.call(ops) + (f"[{self.part}]" if self.parts > 1 else "")
-
-    parts = 1
 
     def formula(self, ops):
         name = f"linalg.{self.function}({ops[0]})"
@@ -200,7 +199,7 @@ class Cholesky(_LinalgOp):
         return _matrix("cholesky", a)
 
     def vjp(self, g):
-        (m,) = _known("cholesky", self.shape, -1)
+        (m,) = _known("cholesky", shape_of(self.args[0]), -1)
         low = _t(self)
         g = _t(_typed_adjoint(g, self))
         phi = (_mT(low) @ g) * _const(np.tril(np.ones((m, m))) - 0.5 * np.eye(m), self.dtype)
@@ -229,7 +228,7 @@ class Eigh(_LinalgOp):
 
     def vjp(self, g):
         a = self.args[0]
-        _known("eigh", self.shape, -1)
+        _known("eigh", shape_of(a), -1)
         v = _t(Eigh(a, 1))
         g = _t(_typed_adjoint(g, self))
         if self.part == 0:
@@ -495,7 +494,8 @@ def cholesky(a):
     Raises
     ------
     ShapeError
-        When ``a`` has fewer than 2 dims, is not square, or has symbolic matrix dims.
+        When ``a`` has fewer than 2 dims or is not square; when differentiated, for
+        symbolic matrix dims.
 
     Notes
     -----
@@ -530,7 +530,8 @@ def eigh(a, UPLO="L"):
     Raises
     ------
     ShapeError
-        When ``a`` has fewer than 2 dims, is not square, or has symbolic matrix dims.
+        When ``a`` has fewer than 2 dims or is not square; when differentiated, for
+        symbolic matrix dims.
     ValueError
         For ``UPLO="U"``.
 
@@ -574,7 +575,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     Raises
     ------
     ShapeError
-        When ``a`` has fewer than 2 dims or symbolic matrix dims (for its gradient).
+        When ``a`` has fewer than 2 dims; when differentiated, for symbolic matrix dims.
     ValueError
         For ``full_matrices=True`` (with ``compute_uv``) or ``hermitian=True``.
 
