@@ -332,8 +332,12 @@ def test_solve_and_svd_errors():
         sg.solve(sg.input("a", (2, 3, 3)), sg.input("b", (4, 3, 1)))
     with pytest.raises(ShapeError, match=r"^svd: operand a of shape \(3,\)"):
         sg.svd(sg.input("v", (3,)), full_matrices=False)
-    with pytest.raises(ValueError, match=r"^svd: full_matrices=True is not supported"):
-        sg.svd(sg.input("a", (3, 4)))
+    with pytest.raises(ValueError, match=r"^svd: full_matrices=True is not supported for "
+                                         r"operand a of shape \(2, 3, 4\)"):
+        np.linalg.svd(sg.input("a", (2, 3, 4)))  # numpy's default
+    square = sg.input("s", (2, 3, 3))  # complete and reduced factors are the same
+    assert [t.expr for t in np.linalg.svd(square)] == \
+        [t.expr for t in sg.svd(square, full_matrices=False)]
     with pytest.raises(ValueError, match=r"^svd: hermitian=True"):
         sg.svd(sg.input("a", (3, 3)), False, hermitian=True)
 

@@ -291,10 +291,6 @@ def test_symgrad_numpy_mirrors_every_record_with_a_numpy_name():
         leaves = [sg.input(f"m{i}", s) for i, s in enumerate(shapes)]
         if record.name == "where":
             leaves[0] = leaves[0] > 0
-        if record.name == "svd":  # numpy's default full_matrices=True is refused
-            assert [t.expr for t in function(*leaves, full_matrices=False)] == \
-                [t.expr for t in record.function(*leaves, full_matrices=False)]
-            continue
         got, want = function(*leaves), record.function(*leaves)
         if isinstance(want, tuple):
             assert [t.expr for t in got] == [t.expr for t in want], name

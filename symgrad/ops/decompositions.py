@@ -559,8 +559,9 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     a : Tensor or array_like
         Of shape ``(..., M, N)``.
     full_matrices : bool
-        Must be False (the complete ``U`` or ``Vh`` of a non-square matrix has columns no
-        loss can differentiate through); numpy's default True raises, naming it.
+        numpy's default True is accepted for square matrices only (where the complete and
+        the reduced factors are the same); for others it raises: pass False (the extra
+        columns of a complete ``U`` or ``Vh`` are arbitrary, no gradient goes through them).
     compute_uv : bool
         False: return ``s`` alone (numpy's ``svd(a, compute_uv=False)``).
     hermitian : bool
@@ -577,7 +578,8 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     ShapeError
         When ``a`` has fewer than 2 dims; when differentiated, for symbolic matrix dims.
     ValueError
-        For ``full_matrices=True`` (with ``compute_uv``) or ``hermitian=True``.
+        For ``full_matrices=True`` on a non-square ``a`` (with ``compute_uv``), or
+        ``hermitian=True``.
 
     Notes
     -----
@@ -595,10 +597,12 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     t = tensors.as_tensor(a)
     if not compute_uv:
         return _node(Svd, t, 1)
-    if full_matrices:
-        raise ValueError("svd: full_matrices=True is not supported: pass "
-                         "full_matrices=False (the reduced U, s, Vh); the extra columns of a "
-                         "complete U or Vh are arbitrary and have no gradient")
+    m, n = t.shape[-2:] if t.ndim >= 2 else (None, None)
+    if full_matrices and not (t.ndim >= 2 and m == n):  # square: complete is reduced
+        raise ValueError(f"svd: full_matrices=True is not supported for operand a of shape "
+                         f"{format_shape(t.shape)}: pass full_matrices=False (the reduced U, "
+                         f"s, Vh); the extra columns of a complete U or Vh are arbitrary and "
+                         f"have no gradient")
     return _node(Svd, t, 0), _node(Svd, t, 1), _node(Svd, t, 2)
 
 
