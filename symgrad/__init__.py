@@ -39,6 +39,6 @@ __all__ = [
     "__version__", "Tensor", "input", "param", "constant", "as_tensor", "grad", "compile",
     "CompiledFunction", "latex", "Dim", "ShapeError", "GradientError", "CacheError",
     "ExpressionTooLarge", "cache_dir", "PUBLIC_OPS", "optim", "train_step", "TrainStep",
-    "TrainState", "linalg", "check_grad", "GradCheckReport", "GradientCheckError", "SymgradWarning",
-    "SharedParameterWarning", *FUNCTIONS,
+    "TrainState", "linalg", "check_grad", "GradCheckReport", "GradientCheckError",
+    "SymgradWarning", "SharedParameterWarning", *FUNCTIONS,
 ]

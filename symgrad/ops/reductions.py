@@ -558,6 +558,10 @@ def norm(x, ord=None, axis=None, keepdims=False):
     the singular values involved distinct and nonzero.
     """
     t = tensors.as_tensor(x)
+    if isinstance(ord, (np.integer, np.floating)):  # np.inf is a float already
+        ord = ord.item()
+    if isinstance(axis, np.integer):
+        axis = int(axis)
     if ord is None and (axis is None or isinstance(axis, int) or len(tuple(axis)) != 2):
         if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
             return abs(t)  # the norm of single numbers
