@@ -414,3 +414,12 @@ def test_symbolic_batch_dims_work_and_symbolic_matrix_dims_are_named():
     with pytest.raises(ShapeError, match=r"^eigh: operand a of shape \(N, M, M\): the matrix "
                                          r"dims must be known"):
         sg.grad(sg.sum(sg.eigh(b)[0]), [b])[0].expr
+
+
+def test_the_sign_of_slogdet_has_zero_gradient():
+    a = sg.param("a", (2, 3, 3))
+    z = sg.sum(sg.sin(sg.slogdet(a)[0]))
+    x = _well_conditioned(_rng(12), (2, 3, 3)) * np.array([1.0, -1.0])[:, None, None]
+    value, grad = sg.compile([z, *sg.grad(z, [a])])(x)
+    np.testing.assert_allclose(value, np.sum(np.sin(np.linalg.slogdet(x)[0])), rtol=1e-12)
+    assert grad.shape == x.shape and not np.any(grad)

@@ -11,9 +11,10 @@ needs both ``w`` and ``v`` of ``eigh`` decomposes twice (each call is exact; the
 one more ``O(M**3)`` call).
 
 The nodes have no array API form (``array_api = False``): the standard keeps them in its
-``linalg`` extension, which the array API target does not read yet; compiling one with
-``backend="array_api"`` raises :class:`~symgrad.compiler.array_api.UnsupportedOpError`
-naming the op.
+``linalg`` extension, and the allowlist of generated modules admits no attribute chain
+through ``xp`` (``xp.linalg.inv`` is refused on purpose, tests/test_cache_security.py);
+compiling one with ``backend="array_api"`` raises
+:class:`~symgrad.compiler.array_api.UnsupportedOpError` naming the op.
 """
 
 from __future__ import annotations
