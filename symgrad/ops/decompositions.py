@@ -8,7 +8,8 @@ tuple of Tensors, one node per output sharing the operand: each prints numpy's c
 takes its own part (``np.linalg.eigh(a)[1]``), and the adjoints of the parts add up in the
 operand. The generated module calls LAPACK once per distinct node, so a gradient that
 needs both ``w`` and ``v`` of ``eigh`` decomposes twice (each call is exact; the cost is
-one more ``O(M**3)`` call).
+one more ``O(M**3)`` call). The eigenvalues and the singular values alone print numpy's
+calls without vectors (``np.linalg.eigvalsh``, ``svd(a, compute_uv=False)``).
 
 The nodes have no array API form (``array_api = False``): the standard keeps them in its
 ``linalg`` extension, and the allowlist of generated modules admits no attribute chain
@@ -220,7 +221,12 @@ class Eigh(_LinalgOp):
     op_name = "eigh"
     function = "eigh"
     parts = 2
-    numpy_calls = ("np.linalg.eigh",)
+    numpy_calls = ("np.linalg.eigh", "np.linalg.eigvalsh")
+
+    def print_numpy(self, p, ops):
+        if self.part == 0:  # the eigenvalues alone: LAPACK skips the vectors
+            return f"np.linalg.eigvalsh({ops[0]})"
+        return super().print_numpy(p, ops)
 
     @classmethod
     def infer(cls, a, part):
@@ -271,6 +277,11 @@ class Svd(_LinalgOp):
 
     def call(self, ops) -> str:
         return f"np.linalg.svd({ops[0]}, full_matrices=False)"
+
+    def print_numpy(self, p, ops):
+        if self.part == 1:  # the singular values alone: LAPACK skips the vectors
+            return f"np.linalg.svd({ops[0]}, compute_uv=False)"
+        return super().print_numpy(p, ops)
 
     def formula(self, ops):
         return f"linalg.svd({ops[0]}, full_matrices=False)[{self.part}]"
