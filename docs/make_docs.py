@@ -87,6 +87,8 @@ def render_ops() -> str:
                    f"{numpy} | {record.kind} | {_cell(doc)} |")
     out += ["", "Comparisons (`<`, `<=`, `>`, `>=`) build boolean tensors for `sg.where`; they "
             "have no gradient.", "",
+            "The `np.linalg` operations are also `sg.linalg.<name>`; their gradient formulas "
+            "and what they assume are in [linalg.md](linalg.md).", "",
             "See [api.md](api.md) for the rest of the API and the full docstrings."]
     return "\n".join(out) + "\n"
 

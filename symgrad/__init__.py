@@ -26,6 +26,7 @@ from .expr import (SharedParameterWarning, SymgradWarning, Tensor, as_tensor, co
                    param)
 from .ops import FUNCTIONS, PUBLIC_OPS
 from . import optim
+from . import linalg  # sg.linalg.inv, ...: numpy's np.linalg names for the ops
 from .compiler.printer import latex
 from .train import TrainState, TrainStep, train_step
 from .gradcheck import GradCheckReport, GradientCheckError, check_grad
@@ -38,6 +39,6 @@ __all__ = [
     "__version__", "Tensor", "input", "param", "constant", "as_tensor", "grad", "compile",
     "CompiledFunction", "latex", "Dim", "ShapeError", "GradientError", "CacheError",
     "ExpressionTooLarge", "cache_dir", "PUBLIC_OPS", "optim", "train_step", "TrainStep",
-    "TrainState", "check_grad", "GradCheckReport", "GradientCheckError", "SymgradWarning",
-    "SharedParameterWarning", *FUNCTIONS,
+    "TrainState", "linalg", "check_grad", "GradCheckReport", "GradientCheckError",
+    "SymgradWarning", "SharedParameterWarning", *FUNCTIONS,
 ]

@@ -15,7 +15,7 @@ Two ways to run existing numpy code on symbolic tensors, both derived from the o
 
 Both take numpy's signatures (``np.clip(a, a_min, a_max)``, ``np.sum(a, axis, keepdims=)``)
 and translate them to the symgrad function's. An argument symgrad does not support
-(``out=``, ``where=``, ``dtype=``, ``np.linalg.norm``'s ``ord``) given a value other than
+(``out=``, ``where=``, ``dtype=``, ``np.linalg.cholesky``'s ``upper``) given a value other than
 numpy's default raises a TypeError naming the function and the argument; so does a numpy
 function or ufunc method symgrad does not implement (``np.fft.fft``, ``np.add.reduce``).
 The supported ones are the ``numpy`` column of docs/ops.md, plus numpy's other spellings

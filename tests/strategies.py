@@ -212,7 +212,7 @@ OPS: dict[str, Callable] = {
     "mean": lambda B, a, axis, keepdims: B.mean(a, axis, keepdims),
     "max": _max_op,
     "logsumexp": lambda B, a, axis, keepdims: B.logsumexp(a, axis, keepdims),
-    "norm": lambda B, a, axis, keepdims: B.norm(a, axis, keepdims),
+    "norm": lambda B, a, axis, keepdims: B.norm(a, axis=axis, keepdims=keepdims),
     "l2_loss": lambda B, a: B.l2_loss(a),
     "transpose": lambda B, a, perm: B.transpose(a, perm),
     "reshape": lambda B, a, shape: B.reshape(a, shape),
@@ -532,7 +532,7 @@ class NumpyBackend:
         return out if keepdims else np.squeeze(out, axis=_axes(axis, x.ndim))
 
     @staticmethod
-    def norm(x, axis, keepdims):
+    def norm(x, ord=None, axis=None, keepdims=False):
         return np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims))
 
     @staticmethod

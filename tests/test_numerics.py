@@ -54,7 +54,7 @@ def _close(got, want, rtol):
 
 def _norm_function(shape, axis=None, keepdims=False, dtype="float64"):
     v = sg.input("v", shape, dtype=dtype)
-    n = sg.norm(v, axis, keepdims)
+    n = sg.norm(v, axis=axis, keepdims=keepdims)
     return sg.compile([n, sg.grad(sg.sum(n), [v])[0]])
 
 

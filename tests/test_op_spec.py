@@ -29,6 +29,34 @@ def _cube(x):
     return x * x * x, grad
 
 
+# --- linalg block (helpers) ---
+# float32 constants, so that float32 inputs stay float32 (float64 ones would promote)
+_EYE3V, _EYE4V = 3 * np.eye(3, dtype=np.float32), 4 * np.eye(3, dtype=np.float32)
+_EYE3, _EYE4 = sg.constant(_EYE3V), sg.constant(_EYE4V)
+_SPREAD = np.diag(np.array([0.0, 4.0, 8.0], dtype=np.float32))
+_SINGULAR = {(m, n): np.eye(m, n, dtype=np.float32) * np.array([9.0, 5.0, 2.0, 1.0][:n],
+                                                                 dtype=np.float32)
+             for m, n in ((3, 4), (4, 3), (3, 3))}
+
+
+def _spread(a, swap):
+    """A symmetric matrix with eigenvalues at least 0.4 apart, from ``a`` (entries <= 2)."""
+    return (a + swap(a, -1, -2)) * 0.15 + (sg.constant(_SPREAD) if swap is sg.swapaxes
+                                           else _SPREAD)
+
+
+def _separated(a):
+    """``a`` with singular values near 9, 5, 2: distinct and away from 0."""
+    base = _SINGULAR[tuple(a.shape[-2:])]
+    return a * 0.15 + (base if isinstance(a, np.ndarray) else sg.constant(base))
+
+
+def _eig_projection(wv, swap, exp):
+    """``v diag(exp(w)) v^T``: a matrix function, invariant to the eigenvectors' signs."""
+    w, v = wv
+    return (v * exp(w * 0.3)[..., None, :]) @ swap(v, -1, -2)
+
+
 # domains: "any" (-2..2 away from 0), "pos" (0.5..2)
 ANY, POS = "any", "pos"
 
@@ -377,8 +405,52 @@ SPEC = {
         lambda a: np.maximum(a, 0) - a * np.array([0, 1, 1, 0]) + np.log1p(np.exp(-np.abs(a))),
         [(4,)], ANY)],
     "l2_loss": [(sg.l2_loss, lambda a: (a ** 2).sum() / 2, [(3, 4)], ANY)],
-    "norm": [(lambda a, ax=ax: sg.norm(a, ax), lambda a, ax=ax: np.linalg.norm(a, axis=ax),
-              [(3, 4)], ANY) for ax in (None, 0, 1)],
+    "norm": [(lambda a, ax=ax: sg.norm(a, axis=ax), lambda a, ax=ax: np.linalg.norm(a, axis=ax),
+              [(3, 4)], ANY) for ax in (None, 0, 1)]
+    # numpy's ord values (those through svd, 'nuc', 2, -2, are in tests/test_linalg.py: the
+    # array API target runs every row here, and svd has no array API form yet)
+    + [(lambda a, o=o, ax=ax, k=k: sg.norm(a, o, ax, k),
+        lambda a, o=o, ax=ax, k=k: np.linalg.norm(a, o, ax, k), [(2, 3, 4)], ANY)
+       for o, ax, k in ((1, -1, False), (np.inf, 1, True), (-np.inf, 0, False), (3, 2, False),
+                        (2.5, -1, True), ("fro", (0, 2), False), (1, (2, 1), True),
+                        (-1, (0, 1), False), (np.inf, (1, 2), False), (-np.inf, (2, 0), True))]
+    + [(lambda a, o=o: sg.norm(a, o), lambda a, o=o: np.linalg.norm(a, o), [(4,)], ANY)
+       for o in (1, np.inf, 3)],
+    # --- linalg block ---
+    # well-conditioned inputs built from the drawn ones: a + 4I (nonsingular), a a^T + 3I
+    # (positive definite), 0.3 sym(a) + diag(0, 4, 8) (eigenvalues >= 0.4 apart), 0.15 a +
+    # diag(9, 5, 2) (singular values distinct, >= 0.9); eigenvectors and singular vectors
+    # squared (their signs are arbitrary)
+    "inv": [(lambda a: sg.inv(a + _EYE4), lambda a: np.linalg.inv(a + _EYE4V), [s], ANY)
+            for s in ((3, 3), (2, 3, 3))],
+    "solve": [(lambda a, b: sg.solve(a + _EYE4, b), lambda a, b: np.linalg.solve(a + _EYE4V, b),
+               shapes, ANY)
+              for shapes in ([(3, 3), (3,)], [(2, 3, 3), (3,)], [(3, 3), (3, 2)],
+                             [(2, 1, 3, 3), (3, 3, 2)])],
+    "det": [(lambda a: sg.det(a + _EYE4), lambda a: np.linalg.det(a + _EYE4V), [s], ANY)
+            for s in ((3, 3), (2, 3, 3))],
+    "slogdet": [(lambda a: sg.slogdet(a + _EYE4)[1], lambda a: np.linalg.slogdet(a + _EYE4V)[1],
+                 [(2, 3, 3)], ANY),
+                # the sign (of a - 4I, either) has no gradient; the product checks it
+                (lambda a: sg.slogdet(a - _EYE4)[0] * sg.slogdet(a - _EYE4)[1],
+                 lambda a: np.prod(np.linalg.slogdet(a - _EYE4V), axis=0), [(3, 3)], ANY)],
+    "cholesky": [(lambda a: sg.cholesky(a @ sg.swapaxes(a, -1, -2) + _EYE3),
+                  lambda a: np.linalg.cholesky(a @ np.swapaxes(a, -1, -2) + _EYE3V), [s], ANY)
+                 for s in ((3, 3), (2, 3, 3))],
+    "eigh": [(lambda a: sg.eigh(_spread(a, sg.swapaxes))[0],
+              lambda a: np.linalg.eigh(_spread(a, np.swapaxes))[0], [(2, 3, 3)], ANY),
+             (lambda a: sg.eigh(_spread(a, sg.swapaxes))[1] ** 2,
+              lambda a: np.linalg.eigh(_spread(a, np.swapaxes))[1] ** 2, [(3, 3)], ANY),
+             (lambda a: _eig_projection(sg.eigh(_spread(a, sg.swapaxes)), sg.swapaxes, sg.exp),
+              lambda a: _eig_projection(np.linalg.eigh(_spread(a, np.swapaxes)), np.swapaxes,
+                                        np.exp), [(2, 3, 3)], ANY)],
+    "svd": [(lambda a, i=i, p=p: sg.svd(_separated(a), full_matrices=False)[i] ** p,
+             lambda a, i=i, p=p: np.linalg.svd(_separated(a), full_matrices=False)[i] ** p,
+             [s], ANY)
+            for i, p in ((0, 2), (1, 1), (2, 2)) for s in ((3, 4), (4, 3), (2, 3, 4))]
+    + [(lambda a: sg.svd(_separated(a), compute_uv=False),
+        lambda a: np.linalg.svd(_separated(a), compute_uv=False), [(3, 3)], ANY)],
+    # --- end of linalg block ---
     "stop_gradient": [(lambda a: sg.stop_gradient(a) * a, lambda a: a * a, [(4,)], ANY)],
     "custom_gradient": [(_cube, lambda a: a ** 3, [(4,)], ANY)],
 }

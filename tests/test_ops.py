@@ -269,7 +269,7 @@ SPEC: dict[str, OpSpec] = {
                   lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), REDUCE,
                   domain=(distinct,)),
     "logsumexp": OpSpec(lambda x, axis, keepdims: sg.logsumexp(x, axis, keepdims), _lse, REDUCE),
-    "norm": OpSpec(lambda x, axis, keepdims: sg.norm(x, axis, keepdims),
+    "norm": OpSpec(lambda x, axis, keepdims: sg.norm(x, axis=axis, keepdims=keepdims),
                    lambda x, axis, keepdims: np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims)),
                    REDUCE, domain=(away0,)),
     "softmax": OpSpec(lambda x, axis: sg.softmax(x, axis),

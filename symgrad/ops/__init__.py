@@ -2,10 +2,11 @@
 
 * :mod:`.record`: what a record holds, how ops are declared, the tables derived from them;
 * :mod:`.elementwise`: arithmetic and functions of scalars, lifted to tensors;
-* :mod:`.reductions`: sum, mean, max, logsumexp, norm;
+* :mod:`.reductions`: sum, mean, max, logsumexp, norm (numpy's vector and matrix norms);
 * :mod:`.shape`: broadcast_to, transpose, reshape, indexing, one_hot (and
   :func:`~symgrad.ops.shape.sum_to_shape`, which undoes broadcasting for every rule);
-* :mod:`.linalg`: matmul;
+* :mod:`.linalg`: matmul, dot, tensordot, einsum, ...;
+* :mod:`.decompositions`: ``np.linalg``'s inv, solve, det, slogdet, cholesky, eigh, svd;
 * :mod:`.nn`: softmax and the losses, written with the others;
 * :mod:`.special`: let-bindings and ``custom_gradient``.
 
@@ -16,6 +17,7 @@ one is missing. See CONTRIBUTING.md for adding one.
 from . import elementwise, linalg, nn, reductions, shape, special  # noqa: F401 (declares)
 from . import join  # noqa: F401 (declares concatenate, stack, split, ...)
 from . import conv  # noqa: F401 (declares)
+from . import decompositions  # noqa: F401 (declares np.linalg: inv, solve, det, ...)
 from .elementwise import Maximum, Minimum, Relu, Sigmoid, Softplus, Step, StopGradient, Where
 from .linalg import MatMul, swap_last
 from .record import RECORDS, OpRecord, install_tensor_methods

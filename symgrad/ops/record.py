@@ -33,7 +33,8 @@ import sympy
 from sympy import Function
 
 __all__ = ["OpRecord", "RECORDS", "elementwise", "public", "lift", "RealFunction",
-           "numpy_form_of", "record_of", "inplace_step_of", "numpy_names", "identity_nodes",
+           "numpy_form_of", "record_of", "inplace_step_of", "numpy_names", "numpy_chains",
+           "identity_nodes",
            "install_tensor_methods"]
 
 #: where the tests draw an op's inputs: anywhere (away from 0), positive, or inside (-1, 1)
@@ -385,7 +386,23 @@ def numpy_names() -> frozenset:
             texts += [r.numpy, r.inplace or ""]
         elif r.node is not None:  # a structural node declares what its printer writes
             texts += list(getattr(r.node, "numpy_calls", ()))
-    return frozenset(name for text in texts for name in re.findall(r"\bnp\.([A-Za-z_]\w*)", text))
+    # a name followed by a dot heads a chain (np.linalg.inv): numpy_chains() admits those
+    return frozenset(name for text in texts
+                     for name in re.findall(r"\bnp\.([A-Za-z_]\w*)\b(?!\.)", text))
+
+
+def numpy_chains() -> dict:
+    """``{"linalg": {"inv", ...}}``: the ``np.<module>.<function>`` calls structural nodes
+    declare in ``numpy_calls`` (for the allowlist, which admits each pair, nothing else
+    of the submodule)."""
+    chains: dict = {}
+    for r in RECORDS.values():
+        if r.kind == "elementwise" or r.node is None:
+            continue
+        for text in getattr(r.node, "numpy_calls", ()):
+            for first, second in re.findall(r"\bnp\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)", text):
+                chains.setdefault(first, set()).add(second)
+    return {k: frozenset(v) for k, v in chains.items()}
 
 
 def _operator(fn, name: str):

@@ -510,28 +510,118 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 @public("structural", node=Norm, numpy="np.linalg.norm")
-def norm(x, axis=None, keepdims=False):
-    """The L2 norm ``sqrt(sum(x**2))`` over ``axis``, scaled against underflow and overflow.
+def norm(x, ord=None, axis=None, keepdims=False):
+    """numpy's ``linalg.norm``: a vector norm over one axis, a matrix norm over two.
 
-    Its gradient ``x / norm`` is taken as 0 where the norm is 0 (PyTorch's choice).
+    With ``ord=None`` it is the L2 norm ``sqrt(sum(x**2))`` over ``axis`` (any number of
+    axes; all of them for None), scaled against underflow and overflow, its gradient
+    ``x / norm`` taken as 0 where the norm is 0 (PyTorch's choice).
 
     Parameters
     ----------
     x : Tensor or array_like
         The operand.
-    axis : int, tuple of int or None
-        The axes to reduce (negative ones count from the end); None: all of them.
+    ord : {None, int, float, inf, -inf, 'fro', 'nuc'}
+        Vector norms (one axis): None or 2 (L2), 1 (sum of ``|x|``), ``inf`` (max
+        ``|x|``), ``-inf`` (min ``|x|``), any other real ``p >= 1``
+        (``sum(|x|**p)**(1/p)``). Matrix norms (two axes): None or ``'fro'``
+        (Frobenius), ``'nuc'`` (sum of singular values), 2 and -2 (largest and smallest
+        singular value), 1 and -1 (max and min column sum of ``|x|``), ``inf`` and ``-inf``
+        (max and min row sum). Without ``axis``, ``x`` must be 1-d or 2-d for an ``ord``.
+    axis : int, pair of int or None
+        The vector axis, or the matrix's (row, column) axes; None: all axes (``ord=None``)
+        or those of a 1-d or 2-d ``x``.
     keepdims : bool
         Keep the reduced axes, with length 1.
 
     Returns
     -------
     Tensor
+
+    Raises
+    ------
+    ShapeError
+        For axes out of range or repeated, or an ``ord`` without ``axis`` on an operand
+        of more than 2 dims.
+    ValueError
+        For an ``ord`` numpy does not define, or one symgrad does not differentiate
+        (``0`` and ``0 < p < 1`` vector norms, whose gradient is not finite at 0).
+
+    Notes
+    -----
+    The norms are written with other ops, which give their gradients: ``1``, ``inf`` and
+    the row and column sums go through ``abs`` (gradient 0 at 0) and ``max``/``min``
+    (the whole gradient to the first extremal entry at ties); ``'nuc'``, 2 and -2 go
+    through :func:`symgrad.svd`'s singular values, ``gA = U diag(gs) Vh``, which assumes
+    the singular values involved distinct and nonzero.
     """
     t = tensors.as_tensor(x)
-    if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
-        return abs(t)  # the norm of single numbers
-    return _reduce(Norm, t, axis, keepdims)
+    if isinstance(ord, (np.integer, np.floating)):  # np.inf is a float already
+        ord = ord.item()
+    if isinstance(axis, np.integer):
+        axis = int(axis)
+    if ord is None and (axis is None or isinstance(axis, int) or len(tuple(axis)) != 2):
+        if not normalize_axes(axis, t.ndim, "norm") and not keepdims:
+            return abs(t)  # the norm of single numbers
+        return _reduce(Norm, t, axis, keepdims)
+    axes = _norm_axes(t, ord, axis)
+    if len(axes) == 1:
+        return _vector_norm(t, ord, axes[0], keepdims)
+    return _matrix_norm(t, ord, axes, keepdims)
+
+
+def _norm_axes(t, ord, axis) -> tuple:
+    """The one or two axes of a norm with an ``ord``, in the caller's order (row, column)."""
+    if axis is None:
+        if t.ndim not in (1, 2):
+            raise ShapeError(f"norm: ord={ord!r} without axis needs a 1-d or 2-d operand, got "
+                             f"shape {format_shape(t.shape)}")
+        return tuple(range(t.ndim))
+    given = (axis,) if isinstance(axis, int) else tuple(axis)
+    if len(given) not in (1, 2):
+        raise ShapeError(f"norm: ord={ord!r} needs one axis (a vector norm) or two (a matrix "
+                         f"norm), got axis={axis!r}")
+    normalize_axes(given, t.ndim, "norm")  # checks range and repeats
+    return tuple(a % t.ndim for a in given)
+
+
+def _vector_norm(t, ord, axis, keepdims):
+    from .elementwise import power
+    if ord is None or (not isinstance(ord, str) and ord == 2):
+        return _reduce(Norm, t, axis, keepdims)
+    if isinstance(ord, str) or isinstance(ord, bool) or not isinstance(ord, (int, float)):
+        raise ValueError(f"norm: invalid ord={ord!r} for a vector norm (None, 1, 2, inf, -inf "
+                         f"or a real p >= 1)")
+    if ord == np.inf:
+        return max(abs(t), axis, keepdims)
+    if ord == -np.inf:
+        return min(abs(t), axis, keepdims)
+    if ord == 1:
+        return sum(abs(t), axis, keepdims)
+    if not ord > 1:
+        raise ValueError(f"norm: ord={ord!r}: symgrad differentiates vector norms of p >= 1 "
+                         f"(and inf, -inf) only; the gradient of p < 1 is not finite at 0")
+    return power(sum(power(abs(t), float(ord)), axis, keepdims), 1.0 / float(ord))
+
+
+def _matrix_norm(t, ord, axes, keepdims):
+    from .shape import expand_dims, moveaxis, squeeze
+    row, col = axes
+    if ord is None or ord == "fro":
+        return _reduce(Norm, t, axes, keepdims)
+    if ord in ("nuc", 2, -2) and not isinstance(ord, bool):
+        from .decompositions import svd
+        s = svd(moveaxis(t, (row, col), (-2, -1)), compute_uv=False)
+        out = {"nuc": sum, 2: max, -2: min}[ord](s, -1)
+        return expand_dims(out, tuple(sorted(axes))) if keepdims else out
+    if ord in (1, -1, np.inf, -np.inf) and not isinstance(ord, (bool, str)):
+        # 1: the largest column sum (over the rows); inf: the largest row sum
+        inner, outer = (row, col) if ord in (1, -1) else (col, row)
+        pick = max if ord > 0 else min
+        out = pick(sum(abs(t), inner, True), outer, True)
+        return out if keepdims else squeeze(out, tuple(sorted(axes)))
+    raise ValueError(f"norm: invalid ord={ord!r} for a matrix norm (None, 'fro', 'nuc', 2, -2, "
+                     f"1, -1, inf, -inf)")
 
 
 @public("structural", node=CumSum, numpy="np.cumsum", methods=("cumsum",), reference=np.cumsum)

@@ -101,6 +101,11 @@ NP_CHAINS = {
     "logical_and": frozenset({"reduce"}),
     "logical_or": frozenset({"reduce"}),
 }
+# ... and the np.<module>.<function> calls of the op records (np.linalg.inv)
+from ..ops.record import numpy_chains  # noqa: E402
+
+for _first, _seconds in numpy_chains().items():
+    NP_CHAINS[_first] = NP_CHAINS.get(_first, frozenset()) | _seconds
 
 #: attributes read from values (arrays, dtypes, finfo, dicts, lists, str, the train state)
 METHODS = frozenset({

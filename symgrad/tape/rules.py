@@ -623,18 +623,6 @@ def _logsumexp_vjp(g, y, x, axes, keepdims):
     return (_restore_axes(g, axes, keepdims) * np.exp(x - _restore_axes(y, axes, keepdims)),)
 
 
-def _norm_forward(x, axes, keepdims):
-    y_kept = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
-    return y_kept if keepdims else np.squeeze(y_kept, axis=axes)
-
-
-def _norm_vjp(g, y, x, axes, keepdims):
-    # d/dx ||x|| = x / ||x||, taken as 0 where the norm is 0 (PyTorch's choice)
-    y_kept = _restore_axes(y, axes, keepdims)
-    safe = np.where(y_kept == 0, 1, y_kept)
-    return (_restore_axes(g, axes, keepdims) * (x / safe),)
-
-
 def _cumsum_prepare(op, x, axis):
     return (None if axis is None else _normalize_axis(op, axis, x.shape),)
 
@@ -1750,6 +1738,187 @@ def _softmax_cross_entropy_vjp(g, y, logits, labels, axis):
     return grad_logits, -g * log_p
 
 
+
+# --- linalg block ---
+# np.linalg on real stacks of matrices (..., M, N). Several outputs (eigh, slogdet, svd): the
+# tape records one part per call (``piece``), as split does; the adjoints of the parts add up.
+
+
+def _mt(x):
+    return np.swapaxes(x, -1, -2)
+
+
+def _square_prepare(op, a, *params):
+    """prepare of the ops of one square operand: (..., M, M), or a ValueError naming it."""
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{op}: operand a of shape {a.shape} is not a stack of square "
+                         f"matrices (..., M, M)")
+    return params
+
+
+def _inv_vjp(g, y, a):
+    # d(A^-1) = -A^-1 dA A^-1
+    return (-(_mt(y) @ g @ _mt(y)),)
+
+
+def _solve_prepare(op, a, b):
+    _square_prepare(op, a)
+    m = a.shape[-1]
+    if (b.ndim == 1 and b.shape[0] != m) or (b.ndim != 1 and (b.ndim < 2 or b.shape[-2] != m)):
+        raise ValueError(f"solve: operand b of shape {b.shape} does not fit operand a of shape "
+                         f"{a.shape} (b is (M,) or (..., M, K))")
+    return ()
+
+
+def _solve_vjp(g, y, a, b):
+    # x = A^-1 b: gb = A^-T g, gA = -gb x^T (vectors as one-column matrices)
+    if b.ndim == 1:
+        g, y = g[..., None], y[..., None]
+    gb = np.linalg.solve(_mt(a), g)
+    ga = -gb @ _mt(y)
+    if b.ndim == 1:
+        gb = gb[..., 0]
+    return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+
+def _det_vjp(g, y, a):
+    # Jacobi: d det A = det A * tr(A^-1 dA)
+    return ((g * y)[..., None, None] * _mt(np.linalg.inv(a)),)
+
+
+def _slogdet_forward(a, piece):
+    return np.linalg.slogdet(a)[piece]
+
+
+def _slogdet_vjp(g, y, a, piece):
+    if piece == 0:
+        return (np.zeros_like(a),)  # the sign is piecewise constant
+    return (g[..., None, None] * _mt(np.linalg.inv(a)),)
+
+
+def _cholesky_vjp(g, y, a):
+    # S = L^-T Phi(L^T gL) L^-1 with Phi the lower triangle, diagonal halved; gA = sym(S)
+    phi = np.tril(_mt(y) @ g)
+    m = a.shape[-1]
+    phi[..., np.arange(m), np.arange(m)] *= 0.5
+    linv = np.linalg.inv(y)
+    s = _mt(linv) @ phi @ linv
+    return ((s + _mt(s)) / 2,)
+
+
+def _gap_inverse(values):
+    """1 / (values[j] - values[i]) off the diagonal, 0 on it."""
+    diff = values[..., None, :] - values[..., :, None]
+    off = ~np.eye(values.shape[-1], dtype=bool)
+    return np.where(off, 1.0 / np.where(off, diff, 1.0), 0.0)
+
+
+def _eigh_forward(a, piece):
+    return np.linalg.eigh(a)[piece]
+
+
+def _eigh_vjp(g, y, a, piece):
+    w, v = np.linalg.eigh(a)
+    if piece == 0:
+        return (np.einsum("...ik,...k,...jk->...ij", v, g, v),)
+    x = _mt(v) @ g
+    return (v @ (_gap_inverse(w) * (x - _mt(x)) / 2) @ _mt(v),)
+
+
+def _svd_prepare(op, a, piece):
+    if a.ndim < 2:
+        raise ValueError(f"svd: operand a of shape {a.shape} is not a stack of matrices")
+    return (piece,)
+
+
+def _svd_forward(a, piece):
+    return np.linalg.svd(a, full_matrices=False)[piece]
+
+
+def _svd_vjp(g, y, a, piece):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    if piece == 1:
+        return ((u * g[..., None, :]) @ vh,)
+    f = _gap_inverse(s * s)
+    if piece == 0:
+        j = _mt(u) @ g
+        core = (f * (j - _mt(j))) * s[..., None, :]
+        rest = (g - u @ j) / s[..., None, :]  # the part of gU outside the span of U
+        return (u @ core @ vh + rest @ vh,)
+    gv = _mt(g)  # the adjoint of V = Vh^T
+    v = _mt(vh)
+    k = _mt(v) @ gv
+    core = s[..., :, None] * (f * (k - _mt(k)))
+    rest = (gv - v @ k) / s[..., None, :]  # the part of gV outside the span of V
+    return (u @ core @ vh + u @ _mt(rest),)
+
+
+def _norm_prepare(op, x, ord, axis, keepdims):
+    """(ord, the axes in the caller's order, keepdims)."""
+    if axis is None:
+        if ord is None:
+            return None, tuple(range(x.ndim)), keepdims
+        if x.ndim not in (1, 2):
+            raise ValueError(f"norm: ord={ord!r} without axis needs a 1-d or 2-d operand, "
+                             f"got shape {x.shape}")
+        axis = tuple(range(x.ndim))
+    given = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    _normalize_axes(op, given, x.shape)  # range and repeats
+    axes = tuple(int(a) % x.ndim for a in given)
+    if ord is not None and len(axes) not in (1, 2):
+        raise ValueError(f"norm: ord={ord!r} needs one or two axes, got {axis!r}")
+    return ord, axes, keepdims
+
+
+def _norm_forward(x, ord, axes, keepdims):
+    if ord is None or (ord == "fro" and len(axes) == 2):
+        y = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
+        return y if keepdims else np.squeeze(y, axis=axes)
+    return np.linalg.norm(x, ord, axes[0] if len(axes) == 1 else axes, keepdims)
+
+
+def _first_extreme(values, axis, largest):
+    """A one-hot mask of the first maximum (minimum) along ``axis``."""
+    idx = np.argmax(values, axis) if largest else np.argmin(values, axis)
+    mask = np.zeros(values.shape)
+    np.put_along_axis(mask, np.expand_dims(idx, axis), 1.0, axis)
+    return mask
+
+
+def _norm_vjp(g, y, x, ord, axes, keepdims):
+    kept = tuple(sorted(axes))
+    gk = g if keepdims else np.expand_dims(g, kept)
+    yk = y if keepdims else np.expand_dims(y, kept)
+    if ord is None or ord == "fro" or (ord == 2 and len(axes) == 1):
+        # d/dx ||x|| = x / ||x||, taken as 0 where the norm is 0 (PyTorch's choice)
+        return (gk * (x / np.where(yk == 0, 1, yk)),)
+    if len(axes) == 1:
+        (ax,) = axes
+        if ord == 1:
+            return (gk * np.sign(x),)
+        if ord in (np.inf, -np.inf):
+            return (gk * np.sign(x) * _first_extreme(np.abs(x), ax, ord > 0),)
+        return (gk * np.sign(x) * (np.abs(x) / yk) ** (ord - 1),)
+    # matrix norms: the two axes last, (row, column)
+    xm = np.moveaxis(x, axes, (-2, -1))
+    gm = np.moveaxis(gk, kept, (-2, -1))  # (..., 1, 1)
+    if ord in ("nuc", 2, -2):
+        u, s, vh = np.linalg.svd(xm, full_matrices=False)
+        if ord == "nuc":
+            d = u @ vh
+        else:
+            i = 0 if ord == 2 else -1  # s is descending
+            d = u[..., :, i:i + 1 if i == 0 else None] @ vh[..., i:i + 1 if i == 0 else None, :]
+    elif ord in (1, -1):  # the extreme column sum
+        d = np.sign(xm) * _first_extreme(np.abs(xm).sum(-2, keepdims=True), -1, ord > 0)
+    else:  # inf, -inf: the extreme row sum
+        d = np.sign(xm) * _first_extreme(np.abs(xm).sum(-1, keepdims=True), -2, ord > 0)
+    return (np.moveaxis(gm * d, (-2, -1), axes),)
+
+
+# --- end of linalg block (rule functions) ---
+
+
 # --------------------------------------------------------------------------------------------
 # The table: one entry per op
 # --------------------------------------------------------------------------------------------
@@ -1945,8 +2114,6 @@ _TABLE: tuple[OpRule, ...] = (
                "the gradient.", prepare=_max_prepare),
     _reduction("logsumexp", _logsumexp_forward, _logsumexp_vjp,
                "``log(sum(exp(x)))`` over ``axis``, shifted by the max."),
-    _reduction("norm", _norm_forward, _norm_vjp,
-               "Euclidean (L2) norm over ``axis`` (all axes by default)."),
     OpRule("cumsum", _cumsum_forward, _cumsum_vjp,
            "Cumulative sum along ``axis`` (None: over the flattened operand)." + """
 
@@ -2417,6 +2584,74 @@ _TABLE: tuple[OpRule, ...] = (
         ``max(x, 0) - x*z + log(1 + exp(-|x|))``; its gradients are ``sigmoid(x) - z`` in
         the logits and ``-x`` in the labels.
     """, inputs=("logits", "labels"), prepare=_check_broadcast),
+    # --- linalg block ---
+    OpRule("inv", np.linalg.inv, _inv_vjp, "numpy's ``linalg.inv``." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, M), nonsingular.""" + _RETURNS, inputs=("a",), prepare=_square_prepare),
+    OpRule("solve", np.linalg.solve, _solve_vjp, "numpy's ``linalg.solve`` (numpy 2: only a "
+           "1-d ``b`` is a vector)." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, M), nonsingular.
+    b : TensorLike
+        (M,) or (..., M, K).""" + _RETURNS, inputs=("a", "b"), prepare=_solve_prepare),
+    OpRule("det", np.linalg.det, _det_vjp, "numpy's ``linalg.det``." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, M).""" + _RETURNS, inputs=("a",), prepare=_square_prepare),
+    OpRule("slogdet", _slogdet_forward, _slogdet_vjp,
+           "Part ``piece`` of numpy's ``linalg.slogdet``: 0 the sign (no gradient), 1 "
+           "``log|det a|``." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, M).
+    piece : int""" + _RETURNS, inputs=("a",), params=(("piece", 1),), prepare=_square_prepare),
+    OpRule("cholesky", np.linalg.cholesky, _cholesky_vjp,
+           "numpy's ``linalg.cholesky`` (lower); the symmetrized gradient." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, M), symmetric positive definite.""" + _RETURNS, inputs=("a",),
+           prepare=_square_prepare),
+    OpRule("eigh", _eigh_forward, _eigh_vjp,
+           "Part ``piece`` of numpy's ``linalg.eigh``: 0 the eigenvalues, 1 the eigenvectors; "
+           "the symmetric gradient, for distinct eigenvalues." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, M), symmetric.
+    piece : int""" + _RETURNS, inputs=("a",), params=(("piece", 0),), prepare=_square_prepare),
+    OpRule("svd", _svd_forward, _svd_vjp,
+           "Part ``piece`` of numpy's ``linalg.svd(a, full_matrices=False)``: 0 ``U``, 1 "
+           "``s``, 2 ``Vh``; for distinct nonzero singular values." + """
+
+    Parameters
+    ----------
+    a : TensorLike
+        (..., M, N).
+    piece : int""" + _RETURNS, inputs=("a",), params=(("piece", 1),), prepare=_svd_prepare),
+    OpRule("norm", _norm_forward, _norm_vjp, "numpy's ``linalg.norm``: vector norms over one "
+           "axis, matrix norms over two, the L2 norm over any axes for ``ord=None``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    ord : {None, 1, 2, inf, -inf, p >= 1, 'fro', 'nuc', -1, -2}
+    axis : int, pair of int or None
+    keepdims : bool""" + _RETURNS, params=(("ord", None), ("axis", None), ("keepdims", False)),
+           prepare=_norm_prepare),
+    # --- end of linalg block (entries) ---
 )
 
 
