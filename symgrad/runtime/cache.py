@@ -505,6 +505,21 @@ def _checked_code(key: str, text: str, filename: str):
     return compile(text, filename, "exec")
 
 
+#: the array libraries array_api_compat serves (see _only_numpy)
+_ARRAY_LIBRARIES = frozenset({"torch", "cupy", "jax", "dask", "array_api_strict", "ndonnx",
+                              "sparse"})
+
+
+def _already_loaded_array_library(name: str, fromlist) -> bool:
+    """``name`` (and every submodule ``fromlist`` names) is part of an array library and
+    already imported: importing it again runs nothing."""
+    if name.partition(".")[0] not in _ARRAY_LIBRARIES or name not in sys.modules:
+        return False
+    module = sys.modules[name]
+    return all(hasattr(module, item) or f"{name}.{item}" in sys.modules
+               for item in (fromlist or ()))
+
+
 def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
     # numpy's C code imports its own helpers lazily (numpy._core._methods for x.sum(), ...)
     # through the calling frame's __import__: numpy and its submodules only; array_api_compat
@@ -512,6 +527,11 @@ def _only_numpy(name, globals=None, locals=None, fromlist=(), level=0):
     # module's builtins, not these); and math (the scalar target's functions; the allowlist
     # admits only math.<name> from MATH_NAMES)
     if level == 0 and name == "math" and not fromlist:
+        return builtins.__import__(name, globals, locals, fromlist, level)
+    if level == 0 and _already_loaded_array_library(name, fromlist):
+        # torch's C code imports torch again through the calling frame (``xp.inf`` in a
+        # fresh process did): an array library the caller's arrays already loaded, so no
+        # new code runs
         return builtins.__import__(name, globals, locals, fromlist, level)
     if level != 0 or not (name == "numpy" or name.startswith("numpy.")
                           or name == "array_api_compat"):
