@@ -2,7 +2,9 @@
 
 ``plan(outputs, ...)`` produces a :class:`Program`:
 
-1. stable rewrites (:mod:`symgrad.compiler.stable`) on every elementwise region;
+1. stable rewrites (:mod:`symgrad.compiler.stable`) on every elementwise region; nodes
+   that compute a part another node computes too (a convolution's windows, read again by
+   its weight gradient) lowered to forms that share it (``_lower_shared``);
 2. every structural node becomes one statement (shared nodes are computed once);
 3. ``sympy.cse`` runs over all the elementwise expressions of all outputs together, so the
    backward pass reuses forward intermediates (the relu mask, ``out - y``, ...);

@@ -16,10 +16,18 @@ The generated code calls the helpers of ``templates/helpers.py.j2`` (block ``con
 im2col that copies one strided slice per kernel tap into a channel-major
 ``(C * kh * kw, N * Ho * Wo)`` matrix (a loop over the ``kh * kw`` taps, never over
 pixels), one ``np.matmul`` per forward or adjoint (one GEMM per group for the whole batch),
-and the matching scatter (one strided ``+=`` per tap) for the adjoint in the input. Max
-pooling is a running ``np.maximum`` over the taps' strided views; its adjoint marks, tap by
-tap, the first maximum of each window. The NHWC layout is a transpose on each side of the
-NCHW node.
+and the matching scatter (one strided ``+=`` per tap; at stride 1 one contiguous run per
+tap) for the adjoint in the input. Max pooling is a running ``np.maximum`` over the taps'
+strided views; its adjoint marks, tap by tap, the first maximum of each window. The NHWC
+layout is a transpose on each side of the NCHW node.
+
+Where a program holds both a convolution and its weight gradient over the same input (a
+training step), the planner lowers the two (``shared_part`` / ``lower``, see
+:func:`symgrad.compiler.optimize.plan`) to :class:`Conv2dFromWindows` and
+:class:`Conv2dFilterGradFromWindows` over one :class:`Conv2dWindows`: the im2col is built
+once, in the forward pass, and read again by the backward one. The results of these nodes
+are new arrays the step owns (``owned_result``), so the bias, relu and mask that follow run
+in their buffers.
 """
 
 from __future__ import annotations
@@ -260,7 +268,7 @@ class Conv2dWindows(TensorOp):
     the step builds them once. It has no gradient rule of its own.
     """
 
-    op_name = "im2col"
+    op_name = "conv2d_im2col"
     array_api = False  # as the nodes it stands in for
     operands = (0,)
     fresh_result = True
@@ -273,8 +281,8 @@ class Conv2dWindows(TensorOp):
     def infer(cls, x, kernel, stride, pad, dilation):
         sx = shape_of(x)
         kh, kw = tuple_axes(kernel)
-        c = _static_ints("im2col", sx, (1,), "input")[0]
-        ho, wo = _conv_geometry("im2col", sx, (c, c, kh, kw), tuple_axes(stride),
+        c = _static_ints("conv2d_im2col", sx, (1,), "input")[0]
+        ho, wo = _conv_geometry("conv2d_im2col", sx, (c, c, kh, kw), tuple_axes(stride),
                                 tuple_axes(pad), tuple_axes(dilation), 1)
         return (c, kh, kw, sx[0], ho, wo), info(x)[1]
 
