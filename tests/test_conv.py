@@ -6,6 +6,8 @@ weights) in every input, and compares them with PyTorch eager autograd; the tape
 the torch comparisons are skipped when torch is not installed.
 """
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -433,7 +435,20 @@ def test_float32_w5_step_matches_torch_and_stays_float32():
     loss = sg.mean(sg.softmax_cross_entropy(logits, ys))
     step = sg.train_step(loss, sg.optim.SGD(0.1), params=list(p.values()), inputs=[xs, ys])
     state = step.init({f"{n}_w5f": v for n, v in init.items()})
-    got = step(state, xb, yb)
+    temporaries = {}
+
+    def record(frame, event, arg):  # every array the step still names when it returns
+        if event == "return" and frame.f_code.co_name == "train_step":
+            temporaries.update({k: v.dtype for k, v in frame.f_locals.items()
+                                if isinstance(v, (np.ndarray, np.generic))})
+
+    sys.setprofile(record)
+    try:
+        got = step(state, xb, yb)
+    finally:
+        sys.setprofile(None)
+    assert len(temporaries) > 20
+    assert {k: d for k, d in temporaries.items() if d not in (np.float32, np.bool_)} == {}
     t = {n: torch.tensor(v, requires_grad=True) for n, v in init.items()}
     th = F.max_pool2d(F.relu(F.conv2d(torch.tensor(xb), t["k1"]) + t["b1"]), 2)
     th = F.max_pool2d(F.relu(F.conv2d(th, t["k2"]) + t["b2"]), 2)
