@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .impl_base import Implementation, make_ops
 
 __all__ = ["JaxImpl"]
+
+
+def _limit_threads() -> None:
+    """XLA's CPU thread pool to one thread when the runner asked for one BLAS thread.
+
+    XLA reads no BLAS/OpenMP variable; its own flags must be set before jax is first
+    imported, or its convolutions run on every core while numpy and torch use one.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if os.environ.get("OMP_NUM_THREADS") == "1" and "multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+
+
+def _nn(jax) -> dict:
+    """W5's layers in ``jax.lax``: NCHW, OIHW weights, valid convolutions of stride 1."""
+    jnp, lax = jax.numpy, jax.lax
+
+    def conv2d(x, k):
+        return lax.conv_general_dilated(x, k, window_strides=(1, 1), padding="VALID",
+                                        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+    def max_pool2d(x, size):
+        # -inf as the initial value: reduce_window's max (its gradient sends each window's
+        # adjoint to one maximum, as PyTorch's)
+        window = (1, 1, size, size)
+        return lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
+
+    def softmax_cross_entropy(logits, onehot):
+        return -jnp.sum(onehot * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+
+    return {"conv2d": conv2d, "max_pool2d": max_pool2d, "reshape": jnp.reshape,
+            "softmax_cross_entropy": softmax_cross_entropy}
 
 
 class JaxImpl(Implementation):
@@ -15,20 +50,16 @@ class JaxImpl(Implementation):
     memory_visible = False  # XLA's buffers are invisible to tracemalloc
 
     @classmethod
-    def supports(cls, workload) -> bool:
-        # no adapter of W5's layers (conv2d, max_pool2d) for this framework yet
-        return workload.hand != "W5Step"
-
-    @classmethod
     def version(cls) -> str:
         import jax
         return jax.__version__
 
     def setup(self, workload, init, optimizer):
+        _limit_threads()
         import jax
         import jax.numpy as jnp
         jax.config.update("jax_enable_x64", True)  # float64 workloads stay float64
-        ops = make_ops(jnp.mean, jnp.sum, jax.nn.relu)
+        ops = make_ops(jnp.mean, jnp.sum, jax.nn.relu, **_nn(jax))
         names, loss_fn = workload.input_names, workload.loss
         kind, lr, h = optimizer.kind, optimizer.lr, optimizer.hyper
         self._dtype = np.dtype(workload.dtype)

@@ -6,6 +6,8 @@ weights) in every input, and compares them with PyTorch eager autograd; the tape
 the torch comparisons are skipped when torch is not installed.
 """
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -329,3 +331,132 @@ def test_w5_example_trains_and_matches_the_hand_written_step(monkeypatch):
         np.testing.assert_allclose(state.params[name], value, rtol=1e-10, atol=1e-12)
     result = example.main(["--quick", "--synthetic-rows", "400"])
     assert len(result["losses"]) == 4 and all(np.isfinite(result["losses"]))
+
+
+# ---------------------------------------------------------------------------------------
+# The planner's sharing: a convolution and its weight gradient build one im2col
+# ---------------------------------------------------------------------------------------
+
+
+def _compile_case(build, values, names):
+    leaves = [sg.param(f"{names}_{i}", v.shape, str(v.dtype)) for i, v in enumerate(values)]
+    out = build(*leaves)
+    r = np.random.default_rng(1).standard_normal(out.shape)
+    loss = sg.sum(out * sg.constant(r))
+    return sg.compile([out, *sg.grad(loss, leaves)], inputs=leaves)
+
+
+def _body(source: str) -> str:
+    return source[source.index("def compute("):]
+
+
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", CONV_CASES)
+def test_shared_windows_give_the_unshared_results(monkeypatch, xs, ws, stride, padding,
+                                                  dilation, groups):
+    # the lowered program (one im2col read by the forward product and the weight gradient)
+    # against the program of the unlowered nodes (each helper builds its own windows), in
+    # float64, for every stride, padding, dilation and groups of the torch comparisons
+    from symgrad.compiler import optimize
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    values = [_rand(*xs), _rand(*ws, seed=1)]
+    k = next(_COUNT)
+    shared = _compile_case(lambda x, w: sg.relu(sg.conv2d(x, w, **kw)), values, f"s{k}")
+    body = _body(shared.source)
+    assert body.count("_conv_cols(") == 1 and "_conv2d_filter_grad_from_cols(" in body
+    assert "_conv2d(" not in body and "_conv2d_filter_grad(" not in body
+    monkeypatch.setattr(optimize, "_lower_shared", lambda roots: roots)
+    plain = _compile_case(lambda x, w: sg.relu(sg.conv2d(x, w, **kw)), values, f"u{k}")
+    assert "_conv_cols(" not in _body(plain.source)
+    assert "_conv2d_filter_grad(" in _body(plain.source)
+    for got, want in zip(shared(*values), plain(*values)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+
+
+def test_a_lone_weight_gradient_is_not_lowered():
+    # windows read once: nothing to share, the unlowered helper as before
+    x, w = sg.param("xlone", (2, 3, 6, 6)), sg.param("wlone", (4, 3, 3, 3))
+    gw = sg.grad(sg.sum(sg.conv2d(x, w) * sg.constant(_rand(2, 4, 4, 4))), w)
+    body = _body(sg.compile(gw, inputs=[x, w]).source)
+    assert "_conv2d_filter_grad(" in body and "_conv_cols(" not in body
+
+
+@needs_torch
+def test_shared_windows_of_a_transposed_convolution_match_torch():
+    # conv_transpose2d's second-order terms hold a Conv2d and a Conv2dFilterGrad of the same
+    # operand: d/dw of |d loss / dx|^2 through a transposed convolution
+    x, w = _rand(1, 2, 4, 4), _rand(2, 3, 3, 3, seed=1)
+    xs, wsym = sg.param("xct", x.shape), sg.param("wct", w.shape)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    loss = sg.sum(sg.conv_transpose2d(xs, wsym, **kw) ** 2)
+    (gx,) = sg.grad(loss, [xs])
+    (gw,) = sg.grad(sg.sum(gx * gx), [wsym])
+    got = sg.compile(gw, inputs=[xs, wsym])(x, w)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (tgx,) = torch.autograd.grad((F.conv_transpose2d(tx, tw, **kw) ** 2).sum(), tx,
+                                 create_graph=True)
+    (tgw,) = torch.autograd.grad((tgx * tgx).sum(), tw)
+    np.testing.assert_allclose(got, tgw.numpy(), rtol=1e-9, atol=1e-10)
+
+
+@needs_torch
+def test_in_place_ops_on_conv_and_pool_results_match_torch():
+    # conv and pool results are the step's own buffers: the bias add and relu run in the
+    # conv's buffer and the relu mask in the pool gradient's, but only where nothing reads
+    # the old value again (here the raw conv output is read by a second branch)
+    x, w, b = _rand(2, 2, 8, 8), _rand(3, 2, 3, 3, seed=1), _rand(3, 1, 1, seed=2)
+
+    def build(conv, pool, relu):
+        def f(x, w, b):
+            c = conv(x, w)
+            return pool(relu(c + b), 2) * 2.0 + pool(c, 2)
+        return f
+
+    _check(build(lambda x, w: sg.conv2d(x, w, padding=1), sg.max_pool2d, sg.relu),
+           build(lambda x, w: F.conv2d(x, w, padding=1), F.max_pool2d, F.relu),
+           None, [x, w, b])
+    f = _compile_case(build(lambda x, w: sg.conv2d(x, w, padding=1), sg.max_pool2d, sg.relu),
+                      [x, w, b], "inplace")
+    assert "out=_conv2dcols" not in _body(f.source)  # c is read again after c + b
+
+
+@needs_torch
+def test_float32_w5_step_matches_torch_and_stays_float32():
+    # the generated W5 train step in float32, one SGD step, against torch in float32
+    from symgrad import workloads
+    init = workloads.cnn_params(0, "float32")
+    d = workloads.synthetic_mnist(16, seed=2, dtype="float32")
+    xb, yb = d["x"].reshape(-1, 1, 28, 28), d["onehot"]
+    xs, ys = sg.input("xw5", ("N", 1, 28, 28), "float32"), sg.input("yw5", ("N", 10), "float32")
+    p = {n: sg.param(f"{n}_w5f", v.shape, "float32") for n, v in init.items()}
+    h = sg.max_pool2d(sg.relu(sg.conv2d(xs, p["k1"]) + p["b1"]), 2)
+    h = sg.max_pool2d(sg.relu(sg.conv2d(h, p["k2"]) + p["b2"]), 2)
+    logits = sg.reshape(h, (-1, 400)) @ p["w3"] + p["b3"]
+    loss = sg.mean(sg.softmax_cross_entropy(logits, ys))
+    step = sg.train_step(loss, sg.optim.SGD(0.1), params=list(p.values()), inputs=[xs, ys])
+    state = step.init({f"{n}_w5f": v for n, v in init.items()})
+    temporaries = {}
+
+    def record(frame, event, arg):  # every array the step still names when it returns
+        if event == "return" and frame.f_code.co_name == "train_step":
+            temporaries.update({k: v.dtype for k, v in frame.f_locals.items()
+                                if isinstance(v, (np.ndarray, np.generic))})
+
+    sys.setprofile(record)
+    try:
+        got = step(state, xb, yb)
+    finally:
+        sys.setprofile(None)
+    assert len(temporaries) > 20
+    assert {k: d for k, d in temporaries.items() if d not in (np.float32, np.bool_)} == {}
+    t = {n: torch.tensor(v, requires_grad=True) for n, v in init.items()}
+    th = F.max_pool2d(F.relu(F.conv2d(torch.tensor(xb), t["k1"]) + t["b1"]), 2)
+    th = F.max_pool2d(F.relu(F.conv2d(th, t["k2"]) + t["b2"]), 2)
+    tl = -(torch.tensor(yb) * F.log_softmax(th.reshape(-1, 400) @ t["w3"] + t["b3"],
+                                            dim=-1)).sum(-1).mean()
+    tl.backward()
+    assert got == pytest.approx(tl.item(), rel=1e-5)
+    for n, v in init.items():
+        new = state.params[f"{n}_w5f"]
+        assert new.dtype == np.float32
+        np.testing.assert_allclose(new, v - 0.1 * t[n].grad.numpy(), rtol=1e-4, atol=1e-6)

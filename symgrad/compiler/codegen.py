@@ -526,8 +526,10 @@ class _BufferReuse:
         from ..ops import MatMul
         if s.target in self.outputs or s.target.shape == ():
             return
-        if (s.is_op and isinstance(s.value, MatMul)) or (not s.is_op
-                                                         and not _alias_of(s.value).is_Atom):
+        # a matmul, or an op whose result is declared its own (``owned_result``: a new
+        # array of its shape and dtype that nothing else references)
+        if (s.is_op and (isinstance(s.value, MatMul) or getattr(s.value, "owned_result", False))) \
+                or (not s.is_op and not _alias_of(s.value).is_Atom):
             self.owned.add(s.target)
 
 

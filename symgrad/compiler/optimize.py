@@ -2,7 +2,9 @@
 
 ``plan(outputs, ...)`` produces a :class:`Program`:
 
-1. stable rewrites (:mod:`symgrad.compiler.stable`) on every elementwise region;
+1. stable rewrites (:mod:`symgrad.compiler.stable`) on every elementwise region; nodes
+   that compute a part another node computes too (a convolution's windows, read again by
+   its weight gradient) lowered to forms that share it (``_lower_shared``);
 2. every structural node becomes one statement (shared nodes are computed once);
 3. ``sympy.cse`` runs over all the elementwise expressions of all outputs together, so the
    backward pass reuses forward intermediates (the relu mask, ``out - y``, ...);
@@ -22,7 +24,7 @@ import sympy
 
 from ..nodes import TensorOp, TensorSymbol, info, subexpressions, xreplace_dag
 from ..ops import Relu, Step
-from ..graph import post_order
+from ..graph import post_order, rebuild
 from .stable import rewrite, rewrite_program
 
 __all__ = ["Statement", "Program", "plan", "value_args"]
@@ -129,6 +131,36 @@ def _value_children(e) -> tuple:
     return e.args
 
 
+def _lower_shared(roots) -> list:
+    """Lower the structural nodes that compute a part another node computes too.
+
+    A node may name such a part (``shared_part()``: a convolution's windows, which its
+    weight gradient reads as well) and say how to compute itself from it (``lower()``).
+    Where two or more nodes of the program name the same part, each of them is replaced by
+    its lowered form, so the part becomes one statement that both read; a part named once
+    changes nothing. Bottom-up over the program's DAG, each node once.
+    """
+    counts: dict = {}
+    for node in _collect_ops(roots):
+        part = _shared_part(node)
+        if part is not None:
+            counts[part] = counts.get(part, 0) + 1
+    shared = {part for part, n in counts.items() if n > 1}
+    if not shared:
+        return roots
+
+    def lowered(e, args):
+        new = e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
+        return new.lower() if _shared_part(e) in shared else new
+
+    return list(rebuild(sympy.Tuple(*roots), lowered).args)
+
+
+def _shared_part(node):
+    part = getattr(node, "shared_part", None) if isinstance(node, TensorOp) else None
+    return part() if part is not None else None
+
+
 class _MaskFromRelu:
     """Read relu's derivative off its output: step(u) -> step(relu(u)) where relu(u) exists.
 
@@ -199,7 +231,7 @@ def plan(outputs: list) -> Program:
         elementwise expression, statements in dependency order.
     """
     temps = _Temps()
-    roots = [rewrite_program(e) for _, e, _, _ in outputs]
+    roots = _lower_shared([rewrite_program(e) for _, e, _, _ in outputs])
     ops = _collect_ops(roots)
     op_temp: dict = {}
     op_args: dict = {}

@@ -16,10 +16,18 @@ The generated code calls the helpers of ``templates/helpers.py.j2`` (block ``con
 im2col that copies one strided slice per kernel tap into a channel-major
 ``(C * kh * kw, N * Ho * Wo)`` matrix (a loop over the ``kh * kw`` taps, never over
 pixels), one ``np.matmul`` per forward or adjoint (one GEMM per group for the whole batch),
-and the matching scatter (one strided ``+=`` per tap) for the adjoint in the input. Max
-pooling is a running ``np.maximum`` over the taps' strided views; its adjoint marks, tap by
-tap, the first maximum of each window. The NHWC layout is a transpose on each side of the
-NCHW node.
+and the matching scatter (one strided ``+=`` per tap; at stride 1 one contiguous run per
+tap) for the adjoint in the input. Max pooling is a running ``np.maximum`` over the taps'
+strided views; its adjoint marks, tap by tap, the first maximum of each window. The NHWC
+layout is a transpose on each side of the NCHW node.
+
+Where a program holds both a convolution and its weight gradient over the same input (a
+training step), the planner lowers the two (``shared_part`` / ``lower``, see
+:func:`symgrad.compiler.optimize.plan`) to :class:`Conv2dFromWindows` and
+:class:`Conv2dFilterGradFromWindows` over one :class:`Conv2dWindows`: the im2col is built
+once, in the forward pass, and read again by the backward one. The results of these nodes
+are new arrays the step owns (``owned_result``), so the bias, relu and mask that follow run
+in their buffers.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from .shape import ensure_shape, reshape, transpose
 from .static import ints, tuple_axes
 
 __all__ = ["Conv2d", "ConvTranspose2d", "Conv2dFilterGrad", "MaxPool2d", "MaxPool2dGrad",
-           "MaxPool2dGather"]
+           "MaxPool2dGather", "Conv2dWindows", "Conv2dFromWindows",
+           "Conv2dFilterGradFromWindows"]
 
 _LAYOUTS = ("NCHW", "NHWC")
 
@@ -92,7 +101,10 @@ class _ConvBase(TensorOp):
 
     operands = (0, 1)
     fresh_result = True
-    numpy_calls = ("np.matmul", "np.zeros", "np.full")
+    #: the helper returns a new array of exactly the node's shape and dtype that nothing
+    #: else references: the step may compute the next elementwise op in its buffer
+    owned_result = True
+    numpy_calls = ("np.matmul", "np.zeros", "np.full", "np.concatenate")
 
     def __new__(cls, a, b, stride, pad, dilation, groups, size=(0, 0)):
         return TensorOp.__new__(cls, a, b, ints(stride), ints(pad), ints(dilation),
@@ -153,6 +165,15 @@ class Conv2d(_ConvBase):
         sx, sw = shape_of(x), shape_of(w)
         return [ConvTranspose2d(g, w, *geo, sx[2:]),
                 Conv2dFilterGrad(x, g, *geo, sw[2:])]
+
+    def shared_part(self):
+        """The windows of x this convolution reads (its weight gradient reads them too)."""
+        stride, pad, dilation, _ = self.geometry
+        return Conv2dWindows(self.args[0], shape_of(self.args[1])[2:], stride, pad, dilation)
+
+    def lower(self):
+        """This node as a product with :meth:`shared_part`."""
+        return Conv2dFromWindows(self.shared_part(), self.args[1], self.geometry[3])
 
     def print_numpy(self, p, ops):
         return self._call(p, "_conv2d", ops)
@@ -224,8 +245,98 @@ class Conv2dFilterGrad(_ConvBase):
         geo = self.geometry
         return [ConvTranspose2d(g, hw, *geo, shape_of(x)[2:]), Conv2d(x, hw, *geo)]
 
+    def shared_part(self):
+        """The windows of x this gradient reads (the forward convolution reads them too)."""
+        stride, pad, dilation, _ = self.geometry
+        return Conv2dWindows(self.args[0], self.size, stride, pad, dilation)
+
+    def lower(self):
+        """This node as a product with :meth:`shared_part`."""
+        return Conv2dFilterGradFromWindows(self.shared_part(), self.args[1], self.geometry[3])
+
     def print_numpy(self, p, ops):
         return self._call(p, "_conv2d_filter_grad", ops, *self.size)
+
+
+# ---------------------------------------------------------------------------------------
+# The lowered forms: a convolution and its weight gradient sharing one im2col
+# ---------------------------------------------------------------------------------------
+
+
+class Conv2dWindows(TensorOp):
+    """The im2col of an NCHW input, ``(C, kh, kw, N, Ho, Wo)``: each kernel tap's strided
+    view of the zero-padded input, channel-major (args: x, kernel (2), stride (2), padding
+    (4), dilation (2)).
+
+    Only the planner makes it (:func:`symgrad.compiler.optimize.plan`, from the
+    ``shared_part`` of :class:`Conv2d` and :class:`Conv2dFilterGrad`), after
+    differentiation: where a convolution and its weight gradient read the same windows,
+    the step builds them once. It has no gradient rule of its own.
+    """
+
+    op_name = "conv2d_im2col"
+    array_api = False  # as the nodes it stands in for
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.concatenate", "np.full")
+
+    def __new__(cls, x, kernel, stride, pad, dilation):
+        return TensorOp.__new__(cls, x, ints(kernel), ints(stride), ints(pad), ints(dilation))
+
+    @classmethod
+    def infer(cls, x, kernel, stride, pad, dilation):
+        sx = shape_of(x)
+        kh, kw = tuple_axes(kernel)
+        c = _static_ints("conv2d_im2col", sx, (1,), "input")[0]
+        ho, wo = _conv_geometry("conv2d_im2col", sx, (c, c, kh, kw), tuple_axes(stride),
+                                tuple_axes(pad), tuple_axes(dilation), 1)
+        return (c, kh, kw, sx[0], ho, wo), info(x)[1]
+
+    def print_numpy(self, p, ops):
+        p.need_helper("conv")
+        kernel, stride, pad, dilation = (tuple_axes(a) for a in self.args[1:5])
+        return f"_conv_cols({ops[0]}, {kernel[0]}, {kernel[1]}, {stride}, {pad}, {dilation})"
+
+
+class _FromWindows(TensorOp):
+    """Args: the windows (a :class:`Conv2dWindows`), a second operand, groups."""
+
+    array_api = False
+    operands = (0, 1)
+    fresh_result = True
+    owned_result = True  # as _ConvBase's
+    numpy_calls = ("np.matmul",)
+
+    def __new__(cls, cols, b, groups):
+        return TensorOp.__new__(cls, cols, b, sympy.Integer(groups))
+
+    def print_numpy(self, p, ops):
+        p.need_helper("conv")
+        return f"{self.helper}({ops[0]}, {ops[1]}, {int(self.args[2])})"
+
+
+class Conv2dFromWindows(_FromWindows):
+    """:class:`Conv2d` computed from the input's windows: ``(cols, w, groups)``."""
+
+    op_name = "conv2d_cols"
+    helper = "_conv2d_from_cols"
+
+    @classmethod
+    def infer(cls, cols, w, groups):
+        c, _, _, n, ho, wo = shape_of(cols)
+        return (n, shape_of(w)[0], ho, wo), _dtype(cols, w)
+
+
+class Conv2dFilterGradFromWindows(_FromWindows):
+    """:class:`Conv2dFilterGrad` computed from the input's windows: ``(cols, g, groups)``."""
+
+    op_name = "conv2d_filter_grad_cols"
+    helper = "_conv2d_filter_grad_from_cols"
+
+    @classmethod
+    def infer(cls, cols, g, groups):
+        c, kh, kw = shape_of(cols)[:3]
+        return (shape_of(g)[1], c // int(groups), kh, kw), _dtype(cols, g)
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,7 +348,9 @@ class _PoolBase(TensorOp):
     """Args: operands, kernel (2), stride (2), padding (4), dilation (2)."""
 
     fresh_result = True
-    numpy_calls = ("np.zeros", "np.zeros_like", "np.full", "np.array", "np.maximum", "np.inf")
+    owned_result = True  # as _ConvBase's
+    numpy_calls = ("np.zeros", "np.zeros_like", "np.full", "np.array", "np.maximum", "np.inf",
+                   "np.equal", "np.greater", "np.logical_or", "np.multiply", "np.result_type")
 
     @property
     def window(self):
