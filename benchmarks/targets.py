@@ -27,6 +27,16 @@ def _memory(w: dict, e: dict) -> Optional[float]:
     return None if not hand or mine is None else mine / hand
 
 
+def _ratio_to(impl: str) -> Callable:
+    """symgrad's median step time over implementation ``impl``'s, in the same run."""
+    def value(w: dict, e: dict) -> Optional[float]:
+        other = w["results"].get(impl)
+        if other is None or other["status"] != "OK":
+            return None
+        return e["time"]["median_s"] / other["time"]["median_s"]
+    return value
+
+
 def _cold(w: dict, e: dict) -> Optional[float]:
     return w["compile"]["cold_s"]
 
@@ -51,6 +61,15 @@ TARGETS = (
     Target("W3-hand", "W3 symgrad <= 1.0x hand", "W3", _ratio, "<=", 1.0, "x hand"),
     Target("W0-hand", "W0 symgrad <= 1.0x hand", "W0", _ratio, "<=", 1.0, "x hand"),
     Target("W1-hand", "W1 symgrad <= 1.0x hand", "W1", _ratio, "<=", 1.0, "x hand"),
+    Target("W4-hand", "W4 symgrad <= 1.0x hand", "W4", _ratio, "<=", 1.0, "x hand"),
+    Target("W0-floats", "W0 symgrad <= 1.5x hand-written Python floats", "W0",
+           _ratio_to("floats"), "<=", 1.5, "x floats"),
+    Target("W4-floats", "W4 symgrad <= 1.5x hand-written Python floats", "W4",
+           _ratio_to("floats"), "<=", 1.5, "x floats"),
+    Target("W5-torch", "W5 symgrad <= 1.0x PyTorch eager", "W5", _ratio_to("torch"), "<=",
+           1.0, "x torch"),
+    Target("W5-jax", "W5 symgrad <= 1.0x JAX jit", "W5", _ratio_to("jax"), "<=", 1.0,
+           "x jax"),
     Target("W0-tape10", "W0 symgrad >= 10x faster than tape", "W0", _speedup, ">=", 10.0,
            "x tape"),
     Target("W1-tape10", "W1 symgrad >= 10x faster than tape", "W1", _speedup, ">=", 10.0,

@@ -557,3 +557,19 @@ def test_isolated_passes_go_round_robin_and_take_the_median(monkeypatch, tmp_pat
 def test_cli_passes_needs_isolated():
     with pytest.raises(SystemExit):
         cli.main(["--passes", "3"])
+
+
+def test_peer_targets_are_ratios_of_medians_in_the_same_run():
+    """W5's goals against PyTorch and JAX divide symgrad's median by the peer's; a peer that
+    did not run (or was wrong) leaves its goal unmeasured rather than passed."""
+    def entry(median, status="OK"):
+        return {"time": {"median_s": median}, "ratio_to_hand": None,
+                "speedup_vs_tape": None, "peak_memory_bytes": None, "status": status}
+    report = {"workloads": [{"name": "W5", "compile": None, "results": {
+        "symgrad": entry(2.0), "torch": entry(1.0), "jax": entry(4.0, "WRONG")}}]}
+    rows = {t["id"]: t for t in evaluate_targets(report)}
+    assert rows["W5-torch"]["status"] == "MISS" and rows["W5-torch"]["measured"] == 2.0
+    assert rows["W5-jax"]["status"] == "SKIP"
+    report["workloads"][0]["results"]["jax"]["status"] = "OK"
+    rows = {t["id"]: t for t in evaluate_targets(report)}
+    assert rows["W5-jax"]["status"] == "PASS" and rows["W5-jax"]["measured"] == 0.5
