@@ -837,7 +837,7 @@ def test_every_xp_name_the_generator_writes_is_allowed():
     import re
     from pathlib import Path
 
-    from symgrad.runtime.safety import XP_NAMES
+    from symgrad.runtime.safety import XP_CHAINS, XP_NAMES
     root = Path(sg.__file__).resolve().parent
     texts = []
     for path in [*sorted((root / "compiler").glob("*.py")), *sorted((root / "ops").glob("*.py"))]:
@@ -849,9 +849,17 @@ def test_every_xp_name_the_generator_writes_is_allowed():
     for path in sorted((root.parent / "templates").glob("*array_api*.j2")):
         code = re.sub(r'"""[\s\S]*?"""', "", path.read_text())
         texts.append(re.sub(r"#.*", "", code))
-    used = {m for t in texts for m in re.findall(r"\bxp\.([a-z_][a-z0-9_]*)", t)}
+    used = {m for t in texts for m in re.findall(r"\bxp\.([a-z_][a-z0-9_]*)\b(?!\.)", t)}
     missing = sorted(used - XP_NAMES)
     assert not missing, f"printed but not allowed: {missing}"
+    # xp.<extension>.<function> (xp.linalg.inv): each chain the printers write is declared,
+    # and nothing heads a chain but what the records declare
+    pairs = {m for t in texts for m in re.findall(r"\bxp\.([a-z_]\w*)\.([a-z_]\w*)", t)}
+    chained = sorted(f"xp.{a}.{b}" for a, b in pairs if b not in XP_CHAINS.get(a, ()))
+    assert not chained, f"printed but not allowed: {chained}"
+    heads = {m for t in texts for m in re.findall(r"\bxp\.([a-z_]\w*)\.", t)}
+    assert heads == set(XP_CHAINS) == {"linalg"}
+    assert {("linalg", "svdvals"), ("linalg", "eigh")} <= pairs  # the scan sees the nodes
     assert {"permute_dims", "cumulative_sum", "matmul", "astype", "logsumexp"} - used \
         == {"logsumexp"}  # the scan sees the printers; logsumexp is a helper, not a name
 
@@ -872,7 +880,13 @@ def compute(x):
 
 
 @pytest.mark.parametrize("bad", [
-    "xp.linalg.inv(x)",               # an extension: no chain through xp
+    "xp.linalg.lstsq(x, x)",          # a function of the extension no node declares
+    "xp.linalg.matrix_power(x, 2)",
+    "xp.linalg",                      # the extension itself, not one of its calls
+    "_helper(xp.linalg, x)",
+    "xp.linalg.inv.__call__(x)",      # a declared call, then an attribute of it
+    "xp.fft.fft(x)",                  # another extension
+    "xp.inv(x)",                      # a declared function, outside its extension
     "xp.from_dlpack(x)",              # standard, but moves data in: not admitted
     "xp.save(x)",                     # not a standard name
     "xp.__dict__",                    # dunder
@@ -887,6 +901,26 @@ def test_allowlist_admits_the_array_api_target_and_nothing_around_it(bad):
     assert source != _ARRAY_API_OK
     with pytest.raises(UnsafeModuleError):
         check_module_source(source)
+
+
+def test_allowlist_admits_exactly_the_linalg_calls_the_nodes_declare():
+    # XP_CHAINS comes from the records' array_api_calls: each declared call passes, the
+    # same function through another extension or numpy's extras of linalg do not
+    from symgrad.ops.decompositions import Eigh, Inv, Solve, Svd
+    from symgrad.runtime.safety import XP_CHAINS
+    declared = {c for node in (Inv, Solve, Eigh, Svd) for c in node.array_api_calls}
+    assert {f"xp.linalg.{f}" for f in XP_CHAINS["linalg"]} >= declared
+    assert XP_CHAINS == {"linalg": frozenset({
+        "inv", "solve", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals"})}
+    for fn in sorted(XP_CHAINS["linalg"]):
+        check_module_source(_ARRAY_API_OK.replace(
+            "return _helper(xp, xp.astype(x > 0, xp.float64))",
+            f"return xp.linalg.{fn}(x)[0]"))
+    for bad in ("xp.linalg.eig(x)", "xp.linalg.norm(x)", "xp.linalg.matrix_norm(x)",
+                "xp.linalg.cross(x, x)"):
+        with pytest.raises(UnsafeModuleError, match=r"xp\.linalg\.\w+ is not something"):
+            check_module_source(_ARRAY_API_OK.replace(
+                "return _helper(xp, xp.astype(x > 0, xp.float64))", f"return {bad}"))
 
 
 @pytest.mark.parametrize("imports", [

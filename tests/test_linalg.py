@@ -357,15 +357,38 @@ def test_norm_errors(call, error, pattern):
         call(sg.input("x", (2, 3, 4)))
 
 
-def test_the_array_api_target_refuses_the_decompositions_by_name():
-    from symgrad.compiler.array_api import UnsupportedOpError
+def test_the_array_api_target_prints_the_standards_linalg():
+    # the forms themselves: parts by index, the calls without vectors, a 1-d b as a column;
+    # their values on array-api-strict and torch are the spec rows of tests/test_array_api.py
     pytest.importorskip("array_api_compat")
-    a = sg.input("a", (3, 3))
-    for out, name in ((sg.inv(a), "inv"), (sg.eigh(a)[1], "eigh"),
-                      (sg.norm(a, "nuc"), "svd")):
-        with pytest.raises(UnsupportedOpError, match=rf"^{name}: no array API form"):
-            sg.compile(out, backend="array_api")
-    sg.compile(sg.norm(a, 1), backend="array_api")  # norms without svd compile there
+    a, b = sg.input("a", (2, 3, 3)), sg.input("b", (3,))
+    m = sg.input("m", (3, 4))
+    outs = [sg.inv(a), sg.det(a), sg.slogdet(a)[1], sg.cholesky(a), sg.eigh(a)[1],
+            sg.eigh(a)[0], sg.svd(m, False)[2], sg.svd(m, compute_uv=False),
+            sg.solve(a, b), sg.norm(m, "nuc")]
+    source = sg.compile(outs, backend="array_api").source
+    for call in ("xp.linalg.inv(a)", "xp.linalg.det(a)", "xp.linalg.slogdet(a)[1]",
+                 "xp.linalg.cholesky(a)", "xp.linalg.eigh(a)[1]", "xp.linalg.eigvalsh(a)",
+                 "xp.linalg.svd(m, full_matrices=False)[2]", "xp.linalg.svdvals(m)",
+                 "xp.linalg.solve(a, xp.expand_dims(b, axis=-1))[..., 0]"):
+        assert call in source, call
+    assert "np." not in source.split("def compute(")[1]
+
+
+def test_the_array_api_target_computes_integer_matrices_in_float64():
+    # the standard's linalg takes floating arrays only; numpy computes integers in float64
+    xs = pytest.importorskip("array_api_strict")
+    a, b = sg.input("a", (3, 3), "int64"), sg.input("b", (3, 2), "int64")
+    outs = [sg.inv(a), sg.solve(a, b), sg.svd(a, compute_uv=False), sg.slogdet(a)[1]]
+    f = sg.compile(outs, backend="array_api")
+    av = np.array([[4, 1, 0], [1, 3, 1], [0, 2, 5]])
+    bv = np.arange(6).reshape(3, 2)
+    got = f(xs.asarray(av), xs.asarray(bv))
+    want = [np.linalg.inv(av), np.linalg.solve(av, bv), np.linalg.svd(av, compute_uv=False),
+            np.linalg.slogdet(av)[1]]
+    for g, w in zip(got, want):
+        assert g.dtype == xs.float64
+        np.testing.assert_allclose(np.from_dlpack(g), w, rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------

@@ -407,8 +407,12 @@ SPEC = {
     "l2_loss": [(sg.l2_loss, lambda a: (a ** 2).sum() / 2, [(3, 4)], ANY)],
     "norm": [(lambda a, ax=ax: sg.norm(a, axis=ax), lambda a, ax=ax: np.linalg.norm(a, axis=ax),
               [(3, 4)], ANY) for ax in (None, 0, 1)]
-    # numpy's ord values (those through svd, 'nuc', 2, -2, are in tests/test_linalg.py: the
-    # array API target runs every row here, and svd has no array API form yet)
+    # numpy's ord values; those through svd ('nuc', 2, -2) on matrices with distinct
+    # singular values away from 0
+    + [(lambda a, o=o, ax=ax, k=k: sg.norm(_separated(a), o, ax, k),
+        lambda a, o=o, ax=ax, k=k: np.linalg.norm(_separated(a), o, ax, k), [s], ANY)
+       for o, ax, k, s in (("nuc", None, False, (3, 4)), (2, (1, 2), True, (2, 3, 4)),
+                           (-2, (-1, -2), False, (2, 4, 3)))]
     + [(lambda a, o=o, ax=ax, k=k: sg.norm(a, o, ax, k),
         lambda a, o=o, ax=ax, k=k: np.linalg.norm(a, o, ax, k), [(2, 3, 4)], ANY)
        for o, ax, k in ((1, -1, False), (np.inf, 1, True), (-np.inf, 0, False), (3, 2, False),

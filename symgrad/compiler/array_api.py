@@ -48,9 +48,10 @@ __all__ = ["ArrayApiPrinter", "UnsupportedOpError", "STANDARD_NAMES", "RENAMED",
 BACKEND = "array_api"
 
 #: the names of the array API standard's main namespace (2023.12 and later) that a
-#: generated module may call or read: functions, data types and constants. Nothing from
-#: its extensions (``linalg``, ``fft``) and nothing that moves data in or out of the
-#: process (``from_dlpack``).
+#: generated module may call or read: functions, data types and constants. Nothing that
+#: moves data in or out of the process (``from_dlpack``), and no extension: the functions
+#: of ``linalg`` a node prints it declares in ``array_api_calls`` (``xp.linalg.inv``), and
+#: the allowlist admits those (``safety.XP_CHAINS``).
 STANDARD_NAMES = frozenset({
     # creation
     "arange", "asarray", "empty", "empty_like", "eye", "full", "full_like", "linspace",

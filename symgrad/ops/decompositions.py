@@ -11,11 +11,12 @@ needs both ``w`` and ``v`` of ``eigh`` decomposes twice (each call is exact; the
 one more ``O(M**3)`` call). The eigenvalues and the singular values alone print numpy's
 calls without vectors (``np.linalg.eigvalsh``, ``svd(a, compute_uv=False)``).
 
-The nodes have no array API form (``array_api = False``): the standard keeps them in its
-``linalg`` extension, and the allowlist of generated modules admits no attribute chain
-through ``xp`` (``xp.linalg.inv`` is refused on purpose, tests/test_cache_security.py);
-compiling one with ``backend="array_api"`` raises
-:class:`~symgrad.compiler.array_api.UnsupportedOpError` naming the op.
+The array API target prints the standard's ``linalg`` extension the same way
+(``xp.linalg.eigh(a)[1]``, ``xp.linalg.eigvalsh(a)``, ``xp.linalg.svdvals(a)``), taking
+the parts of its named tuples by index. Each node declares the ``xp.linalg.<fn>`` calls
+its form writes in ``array_api_calls``, as it declares its numpy calls in
+``numpy_calls``: the allowlist of generated modules admits exactly those chains through
+``xp`` (:func:`symgrad.ops.record.array_api_chains`), no other function of the extension.
 """
 
 from __future__ import annotations
@@ -105,14 +106,26 @@ def _skew(x):
     return (x - _mT(x)) * 0.5
 
 
+def _xp_float(p, operand, source: str, dtype) -> str:
+    """An operand's array API source, cast to the node's float ``dtype`` when it is not a
+    float: the standard's ``linalg`` takes floating arrays only, where numpy computes
+    integers in float64."""
+    kind = getattr(dtype_of(operand), "kind", "f")
+    if kind in "fc":
+        return source
+    return p.cast_source(source, p.dtype_source(dtype))
+
+
 class _LinalgOp(TensorOp):
     """Base of the ``np.linalg`` nodes: one square operand ``a`` and an output part."""
 
     operands = (0,)
     fresh_result = True
-    array_api = False
     function = ""  # numpy's function under np.linalg
     parts = 1  # how many outputs numpy's function returns (this node is one of them)
+    #: the standard's calls the array API form writes (the first: the one of every part,
+    #: unless a node prints another for some part); the allowlist admits these chains
+    array_api_calls: tuple = ()
 
     def __new__(cls, a, part=0):
         return TensorOp.__new__(cls, a, sympy.Integer(part))
@@ -127,6 +140,19 @@ class _LinalgOp(TensorOp):
     def print_numpy(self, p, ops):
         return self.call(ops) + (f"[{self.part}]" if self.parts > 1 else "")
 
+    def print_array_api(self, p, ops):
+        part = f"[{self.part}]" if self.parts > 1 else ""
+        return self.xp_call(self.xp_operand(p, ops)) + part
+
+    def xp_operand(self, p, ops) -> str:
+        """The operand's source as the standard's ``linalg`` takes it (a float array)."""
+        return _xp_float(p, self.args[0], ops[0], self.dtype)
+
+    def xp_call(self, a: str) -> str:
+        """The standard's call on the operand source ``a`` (its parts taken by index: a
+        named tuple is a tuple in every namespace)."""
+        return f"{self.array_api_calls[0]}({a})"
+
     def formula(self, ops):
         name = f"linalg.{self.function}({ops[0]})"
         return name + (f"[{self.part}]" if self.parts > 1 else "")
@@ -138,6 +164,7 @@ class Inv(_LinalgOp):
     op_name = "inv"
     function = "inv"
     numpy_calls = ("np.linalg.inv",)
+    array_api_calls = ("xp.linalg.inv",)
 
     @classmethod
     def infer(cls, a, part):
@@ -155,6 +182,7 @@ class Det(_LinalgOp):
     op_name = "det"
     function = "det"
     numpy_calls = ("np.linalg.det",)
+    array_api_calls = ("xp.linalg.det",)
 
     @classmethod
     def infer(cls, a, part):
@@ -175,6 +203,7 @@ class SlogDet(_LinalgOp):
     function = "slogdet"
     parts = 2
     numpy_calls = ("np.linalg.slogdet",)
+    array_api_calls = ("xp.linalg.slogdet",)
 
     @classmethod
     def infer(cls, a, part):
@@ -195,6 +224,7 @@ class Cholesky(_LinalgOp):
     op_name = "cholesky"
     function = "cholesky"
     numpy_calls = ("np.linalg.cholesky",)
+    array_api_calls = ("xp.linalg.cholesky",)
 
     @classmethod
     def infer(cls, a, part):
@@ -222,11 +252,17 @@ class Eigh(_LinalgOp):
     function = "eigh"
     parts = 2
     numpy_calls = ("np.linalg.eigh", "np.linalg.eigvalsh")
+    array_api_calls = ("xp.linalg.eigh", "xp.linalg.eigvalsh")
 
     def print_numpy(self, p, ops):
         if self.part == 0:  # the eigenvalues alone: LAPACK skips the vectors
             return f"np.linalg.eigvalsh({ops[0]})"
         return super().print_numpy(p, ops)
+
+    def print_array_api(self, p, ops):
+        if self.part == 0:
+            return f"{self.array_api_calls[1]}({self.xp_operand(p, ops)})"
+        return super().print_array_api(p, ops)
 
     @classmethod
     def infer(cls, a, part):
@@ -260,6 +296,7 @@ class Svd(_LinalgOp):
     function = "svd"
     parts = 3
     numpy_calls = ("np.linalg.svd",)
+    array_api_calls = ("xp.linalg.svd", "xp.linalg.svdvals")
 
     @classmethod
     def infer(cls, a, part):
@@ -282,6 +319,14 @@ class Svd(_LinalgOp):
         if self.part == 1:  # the singular values alone: LAPACK skips the vectors
             return f"np.linalg.svd({ops[0]}, compute_uv=False)"
         return super().print_numpy(p, ops)
+
+    def xp_call(self, a: str) -> str:
+        return f"{self.array_api_calls[0]}({a}, full_matrices=False)"
+
+    def print_array_api(self, p, ops):
+        if self.part == 1:  # the standard's function for the singular values alone
+            return f"{self.array_api_calls[1]}({self.xp_operand(p, ops)})"
+        return super().print_array_api(p, ops)
 
     def formula(self, ops):
         return f"linalg.svd({ops[0]}, full_matrices=False)[{self.part}]"
@@ -316,8 +361,8 @@ class Solve(TensorOp):
     op_name = "solve"
     operands = (0, 1)
     fresh_result = True
-    array_api = False
     numpy_calls = ("np.linalg.solve",)
+    array_api_calls = ("xp.linalg.solve",)
 
     @classmethod
     def infer(cls, a, b):
@@ -355,6 +400,14 @@ class Solve(TensorOp):
 
     def print_numpy(self, p, ops):
         return f"np.linalg.solve({ops[0]}, {ops[1]})"
+
+    def print_array_api(self, p, ops):
+        a, b = (_xp_float(p, arg, src, self.dtype) for arg, src in zip(self.args, ops))
+        if len(shape_of(self.args[1])) == 1:
+            # one vector: solved as the one column of a matrix, which every namespace
+            # reads alike (numpy 1 and the standard's early drafts read a 1-d b otherwise)
+            return f"{self.array_api_calls[0]}({a}, xp.expand_dims({b}, axis=-1))[..., 0]"
+        return f"{self.array_api_calls[0]}({a}, {b})"
 
     def formula(self, ops):
         return f"linalg.solve({ops[0]}, {ops[1]})"

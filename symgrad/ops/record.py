@@ -19,7 +19,8 @@ Derived from :data:`RECORDS`, and written nowhere else: the functions ``sg.<name
 ``symgrad.__all__``, ``PUBLIC_OPS`` (one spec row each in the tests), the Tensor methods
 and operators, the printer's numpy forms (:func:`numpy_form_of`), the code generator's
 in-place steps (:func:`inplace_step_of`), the allowlist's numpy names
-(:func:`numpy_names`) and the table of ops in ``docs/ops.md``.
+(:func:`numpy_names`), its chains through ``np`` and ``xp`` (:func:`numpy_chains`,
+:func:`array_api_chains`) and the table of ops in ``docs/ops.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sympy import Function
 
 __all__ = ["OpRecord", "RECORDS", "elementwise", "public", "lift", "RealFunction",
            "numpy_form_of", "record_of", "inplace_step_of", "numpy_names", "numpy_chains",
+           "array_api_chains",
            "identity_nodes",
            "install_tensor_methods"]
 
@@ -395,12 +397,25 @@ def numpy_chains() -> dict:
     """``{"linalg": {"inv", ...}}``: the ``np.<module>.<function>`` calls structural nodes
     declare in ``numpy_calls`` (for the allowlist, which admits each pair, nothing else
     of the submodule)."""
+    return _declared_chains("numpy_calls", "np")
+
+
+def array_api_chains() -> dict:
+    """``{"linalg": {"inv", ...}}``: the ``xp.<extension>.<function>`` calls structural
+    nodes declare in ``array_api_calls`` (the array API target's :func:`numpy_chains`: the
+    allowlist admits each pair, nothing else of the extension)."""
+    return _declared_chains("array_api_calls", "xp")
+
+
+def _declared_chains(attribute: str, root: str) -> dict:
+    """The ``<root>.<first>.<second>`` pairs in the structural nodes' ``attribute``."""
     chains: dict = {}
     for r in RECORDS.values():
         if r.kind == "elementwise" or r.node is None:
             continue
-        for text in getattr(r.node, "numpy_calls", ()):
-            for first, second in re.findall(r"\bnp\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)", text):
+        for text in getattr(r.node, attribute, ()):
+            for first, second in re.findall(rf"\b{root}\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)",
+                                            text):
                 chains.setdefault(first, set()).add(second)
     return {k: frozenset(v) for k, v in chains.items()}
 

@@ -20,7 +20,9 @@ suite and the examples generate. A module passes when:
 * ``array_api_compat`` is only read as ``array_api_compat.<name>`` with ``<name>`` in
   :data:`ARRAY_API_COMPAT_NAMES`; ``xp`` (the array API target's namespace, a local of the
   generated function and a parameter of its helpers) is only read as ``xp.<name>`` with
-  ``<name>`` among the standard's names (:data:`XP_NAMES`), or passed to a helper whole;
+  ``<name>`` among the standard's names (:data:`XP_NAMES`), through one of the extension
+  calls the op records declare (:data:`XP_CHAINS`: ``xp.linalg.inv``, never ``xp.linalg``
+  alone), or passed to a helper whole;
 * any other attribute read is in :data:`METHODS` (array methods and attributes, a few dict,
   list and str methods, the train-step state's fields) and is read from a value (a local
   name, a call's result, a subscript, a literal), never from a builtin; no dunder anywhere;
@@ -40,7 +42,7 @@ import ast
 import builtins
 
 __all__ = ["UnsafeModuleError", "check_module_source", "SAFE_BUILTINS", "NP_NAMES",
-           "MATH_NAMES", "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES", "XP_NAMES",
+           "MATH_NAMES", "NP_CHAINS", "METHODS", "DENIED_ATTRIBUTES", "XP_NAMES", "XP_CHAINS",
            "ARRAY_API_COMPAT_NAMES"]
 
 SAFE_BUILTINS = frozenset({
@@ -88,8 +90,8 @@ from ..ops.record import numpy_names  # noqa: E402
 
 NP_NAMES = NP_NAMES | numpy_names()
 
-#: ``xp.<name>`` the array API target may read: the standard's names, nothing else (no
-#: extension such as ``xp.linalg``, no attribute chain through ``xp``)
+#: ``xp.<name>`` the array API target may read: the standard's names, nothing else (an
+#: extension such as ``xp.linalg`` only through :data:`XP_CHAINS`)
 from ..compiler.array_api import STANDARD_NAMES as XP_NAMES  # noqa: E402
 
 #: ``array_api_compat.<name>`` the array API target calls
@@ -106,6 +108,12 @@ from ..ops.record import numpy_chains  # noqa: E402
 
 for _first, _seconds in numpy_chains().items():
     NP_CHAINS[_first] = NP_CHAINS.get(_first, frozenset()) | _seconds
+
+#: the only attribute chains through ``xp``, ``xp.<extension>.<function>``: the calls the
+#: op records declare in ``array_api_calls`` (``xp.linalg.inv``), nothing else
+from ..ops.record import array_api_chains  # noqa: E402
+
+XP_CHAINS = array_api_chains()
 
 #: attributes read from values (arrays, dtypes, finfo, dicts, lists, str, the train state)
 METHODS = frozenset({
@@ -134,7 +142,7 @@ DENIED_ATTRIBUTES = frozenset({
     "os", "sys", "builtins", "modules", "exec", "eval", "compile", "random", "polynomial",
 })
 assert not (DENIED_ATTRIBUTES & (NP_NAMES | METHODS | set(NP_CHAINS) | XP_NAMES
-                                 | ARRAY_API_COMPAT_NAMES))
+                                 | set(XP_CHAINS) | ARRAY_API_COMPAT_NAMES))
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA = "_DATA"
@@ -200,15 +208,18 @@ def _bindings(node) -> list:
     return []
 
 
+def _heads_chain(node, parent, chains) -> bool:
+    """``node`` is ``<root>.<first>`` read only as the head of ``<root>.<first>.<second>``
+    with the pair in ``chains`` (never the submodule itself)."""
+    return node.attr in chains and isinstance(parent, ast.Attribute) \
+        and parent.value is node and parent.attr in chains[node.attr]
+
+
 def _check_np_attribute(node, parent) -> None:
     """``node`` is ``np.<attr>``: in the table, or the head of an allowed chain."""
-    attr = node.attr
-    if attr in NP_NAMES:
+    if node.attr in NP_NAMES or _heads_chain(node, parent, NP_CHAINS):
         return
-    if attr in NP_CHAINS and isinstance(parent, ast.Attribute) and parent.value is node \
-            and parent.attr in NP_CHAINS[attr]:
-        return
-    _fail(node, f"np.{attr} is not something symgrad generates")
+    _fail(node, f"np.{node.attr} is not something symgrad generates")
 
 
 def _check_attribute(node, parent, defined) -> None:
@@ -221,15 +232,17 @@ def _check_attribute(node, parent, defined) -> None:
         _check_np_attribute(node, parent)
         return
     if isinstance(value, ast.Name) and value.id == _XP:
-        if attr not in XP_NAMES:
-            _fail(node, f"xp.{attr} is not a name of the array API standard symgrad generates")
-        return
+        if attr in XP_NAMES or _heads_chain(node, parent, XP_CHAINS):
+            return
+        _fail(node, f"xp.{attr} is not a name of the array API standard symgrad generates")
     if isinstance(value, ast.Name) and value.id == _COMPAT:
         if attr not in ARRAY_API_COMPAT_NAMES:
             _fail(node, f"array_api_compat.{attr} is not something symgrad generates")
         return
     if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) \
             and value.value.id in (_XP, _COMPAT):
+        if value.value.id == _XP and attr in XP_CHAINS.get(value.attr, ()):
+            return  # xp.<extension>.<function>, checked as a pair
         _fail(node, f"{value.value.id}.{value.attr}.{attr} is not something symgrad generates")
     if isinstance(value, ast.Name) and value.id == "math":
         if attr not in MATH_NAMES:
