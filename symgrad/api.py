@@ -539,7 +539,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     outputs = [(nm, t.expr, t.shape, t.dtype) for nm, t in zip(out_names, tensors)]
     _check_size(key, opts, [(nm, e) for nm, e, _, _ in outputs], set(),
                 "before planning")
-    program = plan(outputs)
+    program = plan(outputs, lower_shared=opts["backend"] == "numpy")
     # every planned statement but a transpose prints as one line at least, and every input
     # as a row of the input table and a line of the header: a program already over the cap
     # is refused before rendering (below _RENDER_CHEAP lines rendering is quick, and the

@@ -216,13 +216,16 @@ class _Temps:
         return TensorSymbol(f"_{hint}{self.count}", shape, dtype.name if dtype else "", "temp")
 
 
-def plan(outputs: list) -> Program:
+def plan(outputs: list, lower_shared: bool = True) -> Program:
     """Plan output expressions into a straight-line :class:`Program`.
 
     Parameters
     ----------
     outputs : list of tuple
         ``(name, expr, shape, dtype)`` per output.
+    lower_shared : bool
+        Lower nodes that share a part (``_lower_shared``). The lowered forms are numpy
+        helpers; the array API target plans without them and prints the nodes whole.
 
     Returns
     -------
@@ -231,7 +234,9 @@ def plan(outputs: list) -> Program:
         elementwise expression, statements in dependency order.
     """
     temps = _Temps()
-    roots = _lower_shared([rewrite_program(e) for _, e, _, _ in outputs])
+    roots = [rewrite_program(e) for _, e, _, _ in outputs]
+    if lower_shared:
+        roots = _lower_shared(roots)
     ops = _collect_ops(roots)
     op_temp: dict = {}
     op_args: dict = {}
