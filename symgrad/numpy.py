@@ -140,6 +140,15 @@ class _Entry:
                 translated[self.pairs[name]] = value
             elif not _is_default(value, params[name].default):
                 self._refuse(name, value)
+        if passed:  # np.gradient(f, *varargs): the named ones before the star go first
+            lead = []
+            for p in self.target.parameters.values():
+                if p.kind not in (_inspect.Parameter.POSITIONAL_ONLY,
+                                  _inspect.Parameter.POSITIONAL_OR_KEYWORD) \
+                        or p.name not in translated:
+                    break
+                lead.append(translated.pop(p.name))
+            passed = tuple(lead) + passed
         numpy_names = {v: k for k, v in self.pairs.items()}
         filled = {p.name for p in list(self.target.parameters.values())[:len(passed)]}
         for p in self.target.parameters.values():

@@ -870,7 +870,7 @@ def expand_dims(a, axis):
     return reshape(t, tuple(1 if i in new else next(rest) for i in range(ndim)))
 
 
-@public("composite", numpy="np.ravel", methods=("ravel",), reference=np.ravel)
+@public("composite", numpy="np.ravel", methods=("ravel", "flatten"), reference=np.ravel)
 def ravel(a):
     """The elements of ``a`` as a 1-D tensor, in C order (numpy's ``ravel``).
 
@@ -1358,6 +1358,242 @@ def diff(a, n=1, axis=-1):
     return t
 
 
+# --- more block ---
+# rollaxis, fftshift/ifftshift, gradient and linspace: composites of transpose, roll, slices
+# and broadcasting (no node of their own, so their gradients are those of the parts)
+
+
+@public("composite", numpy="np.rollaxis", reference=np.rollaxis)
+def rollaxis(a, axis, start=0):
+    """Roll ``axis`` backwards until it lies before position ``start`` (numpy's
+    ``rollaxis``; :func:`moveaxis` says the same more plainly).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis : int
+        The axis to move (negative counts from the end).
+    start : int
+        The axis is moved to lie before the axis now at ``start`` (``0 <= start <=
+        a.ndim`` after a negative one is counted from the end).
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ShapeError
+        If ``axis`` or ``start`` is out of range.
+    """
+    t = tensors.as_tensor(a)
+    n = t.ndim
+    axis = _axis(axis, n, "rollaxis")
+    start = int(start) + n if int(start) < 0 else int(start)
+    if not 0 <= start <= n:
+        raise ShapeError(f"rollaxis: start must be in [{-n}, {n}] for an operand of shape "
+                         f"{format_shape(t.shape)}, got {start - n if start < 0 else start}")
+    if axis < start:  # numpy's rule: the axis is taken out before counting to start
+        start -= 1
+    if axis == start:
+        return t
+    order = [i for i in range(n) if i != axis]
+    order.insert(start, axis)
+    return transpose(t, order)
+
+
+def _shift_axes(t, axes, op: str) -> list:
+    if axes is None:
+        return list(range(t.ndim))
+    axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
+    return [_axis(ax, t.ndim, op) for ax in axes]
+
+
+@public("composite", numpy="np.fft.fftshift", reference=np.fft.fftshift)
+def fftshift(x, axes=None):
+    """Move the zero-frequency term to the centre (numpy's ``fft.fftshift``): a roll by
+    half the length of each axis, on real values.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand (real-valued: symgrad has no complex dtype).
+    axes : int or sequence of int, optional
+        The axes to shift; all of them by default.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(x)
+    axes = _shift_axes(t, axes, "fftshift")
+    if not axes:
+        return t
+    return roll(t, [_concrete(t, ax, "fftshift") // 2 for ax in axes], axes)
+
+
+@public("composite", numpy="np.fft.ifftshift", reference=np.fft.ifftshift)
+def ifftshift(x, axes=None):
+    """The inverse of :func:`fftshift` (numpy's ``fft.ifftshift``): a roll back by half the
+    length of each axis (they differ for odd lengths).
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand (real-valued).
+    axes : int or sequence of int, optional
+        The axes to shift; all of them by default.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(x)
+    axes = _shift_axes(t, axes, "ifftshift")
+    if not axes:
+        return t
+    return roll(t, [-(_concrete(t, ax, "ifftshift") // 2) for ax in axes], axes)
+
+
+def _spacings(varargs, count: int) -> list:
+    """np.gradient's sample distances: none (1), one for every axis, or one per axis; only
+    scalars (coordinate arrays would make the differences non-uniform)."""
+    if len(varargs) not in (0, 1, count):
+        raise TypeError(f"gradient: give no spacing, one, or one per axis ({count}); got "
+                        f"{len(varargs)}")
+    out = []
+    for h in varargs:
+        if isinstance(h, tensors.Tensor) or np.ndim(h) != 0:
+            raise TypeError("gradient: symgrad supports scalar sample distances only (a "
+                            "uniform grid), not coordinate arrays")
+        out.append(float(h))
+    if not out:
+        return [1.0] * count
+    return out * count if len(out) == 1 else out
+
+
+def _gradient_along(t, axis: int, h: float, edge_order: int):
+    n = _concrete(t, axis, "gradient")
+    if n < edge_order + 1:
+        raise ValueError(f"gradient: axis {axis} of shape {format_shape(t.shape)} is too "
+                         f"short; edge_order={edge_order} needs at least {edge_order + 1} "
+                         f"elements")
+    from .join import concatenate
+
+    def part(start, stop=None):
+        sl = slice(start, stop)
+        return index(t, tuple(sl if i == axis else slice(None) for i in range(t.ndim)))
+    if edge_order == 1:  # one-sided first differences at the ends
+        first = (part(1, 2) - part(0, 1)) / h
+        last = (part(-1) - part(-2, -1)) / h
+    else:  # second-order one-sided differences, as numpy's edge_order=2
+        first = (part(0, 1) * -1.5 + part(1, 2) * 2.0 - part(2, 3) * 0.5) / h
+        last = (part(-3, -2) * 0.5 - part(-2, -1) * 2.0 + part(-1) * 1.5) / h
+    pieces = [first]
+    if n > 2:  # central differences inside
+        pieces.append((part(2) - part(0, -2)) / (2.0 * h))
+    return concatenate(pieces + [last], axis)
+
+
+@public("composite", numpy="np.gradient", reference=np.gradient)
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """The gradient of samples on a uniform grid (numpy's ``gradient``): central
+    differences inside, one-sided differences at the ends.
+
+    Parameters
+    ----------
+    f : Tensor or array_like
+        The samples.
+    *varargs : float
+        The sample distance: none (1), one for every axis, or one per axis. Coordinate
+        arrays are not supported.
+    axis : int or tuple of int, optional
+        The axes; all by default.
+    edge_order : {1, 2}
+        The order of the one-sided differences at the ends.
+
+    Returns
+    -------
+    Tensor or tuple of Tensor
+        One Tensor of ``f``'s shape per axis (a single one for a single axis).
+
+    Raises
+    ------
+    ValueError
+        If ``edge_order`` is not 1 or 2, or an axis is shorter than ``edge_order + 1``.
+    TypeError
+        For coordinate arrays, or a count of spacings that fits neither rule.
+    """
+    t = tensors.as_tensor(f)
+    if edge_order not in (1, 2):
+        raise ValueError(f"gradient: edge_order must be 1 or 2, got {edge_order!r}")
+    if axis is None:
+        axes = list(range(t.ndim))
+    else:
+        axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+        axes = [_axis(ax, t.ndim, "gradient") for ax in axes]
+        if len(set(axes)) != len(axes):
+            raise ShapeError(f"gradient: repeated axis in {axis}")
+    steps = _spacings(varargs, len(axes))
+    out = tuple(_gradient_along(t, ax, h, int(edge_order)) for ax, h in zip(axes, steps))
+    return out[0] if len(out) == 1 else out
+
+
+@public("composite", numpy="np.linspace", reference=np.linspace)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
+    """``num`` evenly spaced samples from ``start`` to ``stop`` (numpy's ``linspace``):
+    ``start + (stop - start) * grid`` with a constant grid, so the gradient flows to
+    ``start`` and ``stop``.
+
+    Parameters
+    ----------
+    start, stop : Tensor or array_like
+        The ends (they broadcast; the samples run along a new axis).
+    num : int
+        The number of samples.
+    endpoint : bool
+        Whether ``stop`` is the last sample.
+    retstep : bool
+        Also return the step.
+    dtype : None
+        Must be None (the result has the operands' floating dtype).
+    axis : int
+        Where the new axis of the samples goes in the result.
+
+    Returns
+    -------
+    Tensor, or (Tensor, Tensor) with ``retstep``
+        Of shape ``(num,) + broadcast shape`` (the new axis moved to ``axis``).
+
+    Raises
+    ------
+    ValueError
+        If ``num`` is negative.
+    TypeError
+        If ``dtype`` is given.
+    """
+    if dtype is not None:
+        raise TypeError(f"linspace: symgrad does not support dtype={dtype!r} (the result "
+                        f"has the floating dtype of start and stop)")
+    num = int(num)
+    if num < 0:
+        raise ValueError(f"linspace: the number of samples must be non-negative, got {num}")
+    lo, hi = tensors.as_tensor(start), tensors.as_tensor(stop)
+    shape = broadcast_shapes(lo.shape, hi.shape, op="linspace")
+    dt = tensors.result_dtype([lo, hi], float_result=True) or np.dtype(np.float64)
+    div = num - 1 if endpoint else num
+    grid = np.arange(num, dtype=np.float64) / div if div > 0 else np.zeros(num)
+    delta = hi - lo
+    samples = lo + delta * tensors.constant(grid.reshape((num,) + (1,) * len(shape)).astype(dt))
+    samples = moveaxis(samples, 0, axis) if samples.ndim > 1 and axis != 0 else samples
+    if not retstep:
+        return samples
+    return samples, delta / float(div) if div > 0 else delta * float("nan")
+
+# --- end of more block ---
+
+
 # -- diagonals and triangles ----------------------------------------------------------------
 
 
@@ -1457,8 +1693,12 @@ def diag(v, k=0):
 def _triangle(m, k, op, keep):
     from .elementwise import where
     t = tensors.as_tensor(m)
+    if t.ndim == 1:
+        # numpy reads a vector as the rows of a square matrix: (M,) gives (M, M)
+        n = _concrete(t, 0, op)
+        t = broadcast_to(t, (n, n))
     if t.ndim < 2:
-        raise ShapeError(f"{op}: the operand must have at least 2 dims, got shape "
+        raise ShapeError(f"{op}: the operand must have at least 1 dim, got shape "
                          f"{format_shape(t.shape)}")
     rows, cols = _concrete(t, -2 % t.ndim, op), _concrete(t, -1 % t.ndim, op)
     mask = keep(np.ones((rows, cols), dtype=bool), int(k)).astype(bool)
@@ -1473,7 +1713,8 @@ def tril(m, k=0):
     Parameters
     ----------
     m : Tensor or array_like
-        An operand of at least two dimensions.
+        The operand; a 1-D one of length ``M`` is read as ``M`` equal rows (numpy's
+        ``(M, M)`` result).
     k : int
         The diagonal above which to zero.
 
@@ -1492,7 +1733,8 @@ def triu(m, k=0):
     Parameters
     ----------
     m : Tensor or array_like
-        An operand of at least two dimensions.
+        The operand; a 1-D one of length ``M`` is read as ``M`` equal rows (numpy's
+        ``(M, M)`` result).
     k : int
         The diagonal below which to zero.
 
