@@ -34,6 +34,9 @@ TAPE_CASES = {
     "hsplit_1d": (lambda x: tp.rules.FUNCTIONS["hsplit"](x, [2], 1), [(5,)]),
     "dsplit": (lambda x: tp.rules.FUNCTIONS["dsplit"](x, 2, 0), [(2, 1, 4)]),
     "tril_1d": (lambda x: tp.tril(x, -1), [(4,)]),
+    "partition": (lambda x: tp.partition(x, [1, 3]), [(2, 6)]),
+    "partition_flat": (lambda x: tp.partition(x, 4, None), [(3, 3)]),
+    "astype": (lambda x: tp.astype(x, "float64") * 2.0, [(3,)]),
     "triu_1d": (lambda x: tp.triu(x, 1), [(4,)]),
 }
 
@@ -68,6 +71,8 @@ VERSUS_TAPE = {
     "clip_above": (lambda a: sg.clip(a, None, -0.2), lambda a: tp.clip(a, None, -0.2), [(3, 4)]),
     "tril_1d": (lambda a: np.tril(a, 1), lambda a: tp.tril(a, 1), [(4,)]),
     "triu_1d": (lambda a: np.triu(a), tp.triu, [(3,)]),
+    "partition": (lambda a: np.partition(a, -2, axis=0), lambda a: tp.partition(a, -2, 0),
+                  [(7, 3)]),
 }
 
 
@@ -156,3 +161,35 @@ def test_errors_name_the_op_and_shape():
         sg.gradient(sg.input("w", (2,)), edge_order=2)
     with pytest.raises(TypeError, match="linspace: symgrad does not support dtype"):
         sg.linspace(0.0, v, 3, dtype=np.float32)
+
+
+def test_astype_float32_to_float64_and_back_casts_the_gradient():
+    a = sg.input("a", (3,), "float32")
+    y = np.sin(a.astype("float64")) * sg.constant(np.array([1.0, 2.0, 3.0]))
+    (g,) = sg.grad(sg.sum(y), [a])
+    v = np.array([0.1, 0.2, 0.3], np.float32)
+    out, gv = sg.compile([y, g], inputs=[a])(v)
+    assert out.dtype == np.float64 and gv.dtype == np.float32
+    want = np.cos(v.astype(np.float64)) * [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(gv, want.astype(np.float32), rtol=1e-7)
+    # the tape agrees
+    x = tp.Variable(v)
+    with tp.GradientTape() as t:
+        loss = tp.sum(tp.sin(tp.astype(x, "float64")) * np.array([1.0, 2.0, 3.0]))
+    tg = t.gradient(loss, [x])[0]
+    assert tg.dtype == np.float32
+    np.testing.assert_allclose(gv, tg, rtol=1e-7)
+    with pytest.raises(TypeError, match="astype: symgrad tensors hold numbers or bools"):
+        a.astype(complex)
+
+
+def test_partition_is_numpys_arrangement_and_refuses_bad_kth():
+    a = sg.input("a", (4, 9))
+    v = np.random.default_rng(3).standard_normal((4, 9))
+    for kth, axis in ((3, -1), ([0, 4, -1], 1), (1, 0), (10, None)):
+        got = sg.compile([np.partition(a, kth, axis)], inputs=[a])(v)[0]
+        np.testing.assert_array_equal(got, np.partition(v, kth, axis))
+    with pytest.raises(ValueError, match=r"partition: kth 9 is out of bounds .*length 9"):
+        np.partition(a, 9)
+    with pytest.raises(ValueError, match="partition: symgrad supports kind='introselect'"):
+        sg.partition(a, 1, kind="heapsort")

@@ -18,7 +18,7 @@ from .static import flag, ints, shape_tuple, tuple_axes, tuple_shape
 
 __all__ = ["ensure_shape", "sum_to_shape", "BroadcastTo", "PermuteDims", "Reshape",
            "SliceSpec", "encode_index", "Index", "IndexGrad", "OneHot", "Take", "TakeGrad",
-           "Pad", "ArgSort"]
+           "Pad", "ArgSort", "Cast", "ArgPartition"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1590,6 +1590,194 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     if not retstep:
         return samples
     return samples, delta / float(div) if div > 0 else delta * float("nan")
+
+
+
+class Cast(TensorOp):
+    """numpy's ``astype``: the operand's values in another dtype. The gradient of a float
+    result is cast back to the operand's float dtype; integer and bool ends have none."""
+
+    op_name = "astype"
+    operands = (0,)
+    fresh_result = True
+
+    def __new__(cls, x, dtype):
+        # a rebuild (func(*args), as in xreplace) passes the dtype back as a sympy Str
+        dtype = dtype.name if isinstance(dtype, Str) else str(np.dtype(dtype))
+        return TensorOp.__new__(cls, x, Str(dtype))
+
+    @classmethod
+    def infer(cls, x, dtype):
+        shape, _ = info(x)
+        return shape, np.dtype(dtype.name)
+
+    def vjp(self, g):
+        source = dtype_of(self.args[0])
+        if self.dtype.kind != "f" or source is None or source.kind != "f":
+            return [None]
+        g = ensure_shape(g, self.shape)
+        return [g if dtype_of(g) == source else Cast(g, source)]
+
+    def print_numpy(self, p, ops):
+        return f"{p.atom(ops[0])}.astype({p.dtype_source(self.dtype)})"
+
+    def print_array_api(self, p, ops):
+        return f"xp.astype({ops[0]}, {p.dtype_source(self.dtype)})"
+
+
+@public("structural", node=Cast, numpy="np.astype", methods=("astype",))
+def astype(x, dtype):
+    """The values of ``x`` in ``dtype`` (numpy's ``astype``, as the method ``x.astype``);
+    the gradient is cast back to ``x``'s dtype.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    dtype : dtype or str
+        A numeric or bool numpy dtype (``np.float32``, ``"float64"``, ``int``).
+
+    Returns
+    -------
+    Tensor
+        Of ``x``'s shape and ``dtype``; ``x`` itself when it has that dtype already.
+
+    Raises
+    ------
+    TypeError
+        For a dtype that is not a number or a bool (strings, objects, complex numbers).
+    """
+    t = tensors.as_tensor(x)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"astype: {dtype!r} is not a numpy dtype") from None
+    if dt.kind not in "biuf":
+        raise TypeError(f"astype: symgrad tensors hold numbers or bools, not dtype {dt} "
+                        f"(operand of shape {format_shape(t.shape)}, dtype {t.dtype})")
+    if t.dtype == dt:
+        return t
+    return tensors.structural_node(Cast, t, dt)
+
+
+class ArgPartition(TensorOp):
+    """numpy's ``argpartition`` along one axis. Integer-valued: no gradient."""
+
+    #: its numpy form is not yet checked on the array API target (which has no partition)
+    array_api = False
+
+    op_name = "argpartition"
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.argpartition",)
+
+    def __new__(cls, x, kth, axis):
+        return TensorOp.__new__(cls, x, kth if isinstance(kth, Tuple) else ints(kth),
+                                Integer(axis))
+
+    @classmethod
+    def infer(cls, x, kth, axis):
+        shape, _ = info(x)
+        return shape, np.dtype(np.intp)
+
+    def vjp(self, g):
+        return [None]
+
+    def print_numpy(self, p, ops):
+        return (f"np.argpartition({ops[0]}, {list(tuple_axes(self.args[1]))}, "
+                f"axis={int(self.args[2])})")
+
+
+def _kth(kth, t, axis: int, op: str) -> list:
+    n = _concrete(t, axis, op)
+    values = [kth] if isinstance(kth, (int, np.integer)) else list(kth)
+    out = []
+    for k in values:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"{op}: kth must be an int or a sequence of ints, got {kth!r}")
+        if not -n <= int(k) < n:
+            raise ValueError(f"{op}: kth {int(k)} is out of bounds for axis {axis} of length "
+                             f"{n} (shape {format_shape(t.shape)})")
+        out.append(int(k) % n)
+    return out
+
+
+@public("structural", node=ArgPartition, numpy="np.argpartition", reference=np.argpartition)
+def argpartition(a, kth, axis=-1, kind="introselect", order=None):
+    """Indices that partition ``a`` along ``axis`` (numpy's ``argpartition``): the element
+    at each ``kth`` position is where a sort would put it, the smaller ones before it, the
+    others after. Integer valued: it has no gradient.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    kth : int or sequence of int
+        The positions (negative count from the end).
+    axis : int or None
+        The axis; None: over the flattened operand.
+    kind : {"introselect"}
+        numpy's selection algorithm (the only one).
+    order : None
+        Must be None (no structured dtypes).
+
+    Returns
+    -------
+    Tensor
+        Of dtype intp: numpy's own indices (the generated code calls numpy).
+
+    Raises
+    ------
+    ValueError
+        If a ``kth`` is out of bounds, or ``kind`` or ``order`` is not numpy's default.
+    """
+    return _argpartition(a, kth, axis, kind, order, "argpartition")
+
+
+def _argpartition(a, kth, axis, kind, order, op: str):
+    if kind != "introselect" or order is not None:
+        raise ValueError(f"{op}: symgrad supports kind='introselect' and order=None only, "
+                         f"got kind={kind!r}, order={order!r}")
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, op)
+    return tensors.structural_node(ArgPartition, t, _kth(kth, t, axis, op), axis)
+
+
+@public("composite", numpy="np.partition", reference=np.partition)
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """``a`` partitioned along ``axis`` (numpy's ``partition``): numpy's own arrangement
+    (:func:`argpartition`, gathered); the gradient goes back through that permutation.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    kth : int or sequence of int
+        The positions whose elements end where a sort would put them.
+    axis : int or None
+        The axis; None: over the flattened operand.
+    kind : {"introselect"}
+        numpy's selection algorithm (the only one).
+    order : None
+        Must be None.
+
+    Returns
+    -------
+    Tensor
+        Of ``a``'s shape (1-D with ``axis=None``).
+
+    Raises
+    ------
+    ValueError
+        If a ``kth`` is out of bounds, or ``kind`` or ``order`` is not numpy's default.
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, "partition")
+    return take_along_axis(t, _argpartition(t, kth, axis, kind, order, "partition"), axis)
 
 # --- end of more block ---
 

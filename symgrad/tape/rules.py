@@ -1845,6 +1845,40 @@ def _axis_split_forward(name, axis_of):
     return forward, vjp
 
 
+def _astype_forward(x, dtype):
+    return x.astype(dtype)
+
+
+def _astype_vjp(g, y, x, dtype):
+    # a float result's gradient goes back in the operand's float dtype; none through ints
+    if np.dtype(dtype).kind != "f" or x.dtype.kind != "f":
+        return (np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else g.dtype),)
+    return (g.astype(x.dtype),)
+
+
+def _argpartition_forward(x, kth, axis):
+    return np.argpartition(x, kth, axis)
+
+
+def _argpartition_vjp(g, y, x, kth, axis):
+    return (None,)  # integer valued
+
+
+def _partition_forward(x, kth, axis):
+    return np.partition(x, kth, axis)
+
+
+def _partition_vjp(g, y, x, kth, axis):
+    # each element's cotangent goes back to where argpartition took it from
+    if axis is None:
+        out = np.zeros(x.size, dtype=g.dtype)
+        out[np.argpartition(x, kth, axis=None)] = g
+        return (out.reshape(x.shape),)
+    out = np.zeros(x.shape, dtype=g.dtype)
+    np.put_along_axis(out, np.argpartition(x, kth, axis), g, axis)
+    return (out,)
+
+
 _vsplit_forward, _vsplit_vjp = _axis_split_forward("vsplit", lambda x: 0)
 _hsplit_forward, _hsplit_vjp = _axis_split_forward("hsplit", lambda x: 1 if x.ndim > 1 else 0)
 _dsplit_forward, _dsplit_vjp = _axis_split_forward("dsplit", lambda x: 2)
@@ -2586,6 +2620,28 @@ _TABLE: tuple[OpRule, ...] = (
     indices_or_sections : int or sequence of int
     piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
            public=False),
+    OpRule("astype", _astype_forward, _astype_vjp, "numpy's ``astype``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    dtype : dtype""" + _RETURNS, params=(("dtype", REQUIRED),)),
+    OpRule("argpartition", _argpartition_forward, _argpartition_vjp, "numpy's "
+           "``argpartition``; no gradient." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    kth : int or sequence of int
+    axis : int or None""" + _RETURNS, params=(("kth", REQUIRED), ("axis", -1))),
+    OpRule("partition", _partition_forward, _partition_vjp, "numpy's ``partition``; the "
+           "gradient goes back through argpartition's permutation." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    kth : int or sequence of int
+    axis : int or None""" + _RETURNS, params=(("kth", REQUIRED), ("axis", -1))),
     # --- end of more block ---
 )
 
