@@ -65,6 +65,17 @@ class Tensor:
         from .numpy import array_function
         return array_function(func, types, args, kwargs)
 
+    def __array__(self, dtype=None, copy=None):
+        """Refuse conversion to an ndarray: a Tensor has no values until it is run.
+
+        Without this, ``np.array([t1, t2])`` would silently build an object array of
+        Tensors (numpy reads a Tensor as a sequence through ``len`` and ``[i]``).
+        """
+        raise TypeError(f"a symgrad Tensor (shape {format_shape(self.shape)}) cannot become a "
+                        f"numpy array: it is symbolic, with no values until compiled and run. "
+                        f"To join Tensors use sg.stack([t1, t2]) (or np.stack, which dispatches "
+                        f"to it); to get values, sg.compile the expression and call it")
+
     def __init__(self, expr, shape, dtype, depth: int = 0, thunk: Callable = None,
                  recipe=None, tree: int = 1):
         self._expr = expr

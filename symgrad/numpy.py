@@ -140,6 +140,15 @@ class _Entry:
                 translated[self.pairs[name]] = value
             elif not _is_default(value, params[name].default):
                 self._refuse(name, value)
+        if passed:  # np.gradient(f, *varargs): the named ones before the star go first
+            lead = []
+            for p in self.target.parameters.values():
+                if p.kind not in (_inspect.Parameter.POSITIONAL_ONLY,
+                                  _inspect.Parameter.POSITIONAL_OR_KEYWORD) \
+                        or p.name not in translated:
+                    break
+                lead.append(translated.pop(p.name))
+            passed = tuple(lead) + passed
         numpy_names = {v: k for k, v in self.pairs.items()}
         filled = {p.name for p in list(self.target.parameters.values())[:len(passed)]}
         for p in self.target.parameters.values():
@@ -411,6 +420,15 @@ def _namespace_function(entry: _Entry, name: str):
     return function
 
 
+def _missing(module: str, numpy_module: str):
+    """A submodule's ``__getattr__``: what symgrad lacks is named, as at the top level."""
+    def __getattr__(name):
+        raise AttributeError(f"{module} has no {name!r}: symgrad does not implement "
+                             f"{numpy_module}.{name}; the numpy functions it implements are "
+                             f"the numpy column of {SUPPORTED_DOC} (and the module's __all__)")
+    return __getattr__
+
+
 def _build_namespace() -> dict:
     """``{name: function}`` for the top level (a submodule, ``linalg``, for dotted names)."""
     table = _table()
@@ -430,6 +448,7 @@ def _build_namespace() -> dict:
                     qualified, f"numpy's ``np.{'.'.join(path[:depth + 1])}`` names for "
                                "symgrad's operations.")
                 module.__all__ = []
+                module.__getattr__ = _missing(qualified, "np." + ".".join(path[:depth + 1]))
                 _sys.modules[qualified] = module
                 scope[part] = module
             scope = vars(scope[part])

@@ -944,10 +944,6 @@ def gen_op(b: _Builder, op: str, a: int) -> bool:
         if op in ("maximum", "minimum", "fmax", "fmin"):
             cands = _offsets(np.broadcast_to(va - vb, np.broadcast_shapes(va.shape, vb.shape)))
             return b.try_step(op, args, c=cands[b.int(0, len(cands) - 1)])
-        if op == "heaviside" and np.min(np.abs(va)) < MARGIN:
-            # at a == 0 (floor() makes exact zeros) heaviside(a, b) is b, but symgrad's
-            # and the tape's gradient wrt b is 0 there (reported): keep a off its kink
-            return False
         if op == "where":
             sel = b.int(0, 1)
             cands = _offsets(va if sel == 0 else vb)

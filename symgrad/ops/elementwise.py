@@ -326,23 +326,40 @@ def _where(cond, a, b):
                                     dtype=tensors.result_dtype([ta, tb]), truth_args=(0,))
 
 
-def _clip(x, lo, hi):
+def _clip(x, lo=None, hi=None):
     """Elementwise clip to ``[lo, hi]`` (numpy's ``clip``); gradient 1 inside, 0 outside.
 
     Parameters
     ----------
     x : Tensor or array_like
         The operand.
-    lo, hi : float
-        Constant bounds.
+    lo, hi : float or None
+        Constant bounds; None leaves that side open (``clip(x, 0.5, None)``), as in numpy
+        (both None: ``x`` unchanged, as numpy 2 gives).
 
     Returns
     -------
     Tensor
         Of ``x``'s shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        If a bound is not a number (a Tensor or an array: symgrad's bounds are constants).
     """
-    lo, hi = float(lo), float(hi)
+    lo, hi = _clip_bound(lo, -math.inf, "lo"), _clip_bound(hi, math.inf, "hi")
     return tensors.elementwise_node("clip", lambda a: Clip(a, lo, hi), x, float_result=False)
+
+
+def _clip_bound(value, open_side: float, which: str) -> float:
+    """A bound of clip as a float: None is the open side (an infinite bound)."""
+    if value is None:
+        return open_side
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"clip: the bound {which} must be a number or None, got "
+                        f"{type(value).__name__} {value!r:.60}") from None
 
 
 where = elementwise("where", Where, "", numpy="np.where", build=_where, arity=3)
@@ -581,6 +598,16 @@ deg2rad = elementwise("deg2rad", lambda a: a * sympy.Float(math.pi / 180, 17),
                       "Elementwise degrees to radians.", numpy="np.deg2rad")
 rad2deg = elementwise("rad2deg", lambda a: a * sympy.Float(180 / math.pi, 17),
                       "Elementwise radians to degrees.", numpy="np.rad2deg")
+# --- more block ---
+# numpy's other names of rad2deg and deg2rad: other ufuncs (np.degrees is not np.rad2deg),
+# so numpy's dispatch needs records of their own
+degrees = elementwise("degrees", lambda a: a * sympy.Float(180 / math.pi, 17),
+                      "Elementwise radians to degrees (numpy's ``degrees``, the same as "
+                      "``rad2deg``).", numpy="np.degrees")
+radians = elementwise("radians", lambda a: a * sympy.Float(math.pi / 180, 17),
+                      "Elementwise degrees to radians (numpy's ``radians``, the same as "
+                      "``deg2rad``).", numpy="np.radians")
+# --- end of more block ---
 floor = _rounding("floor", "np.floor", "Elementwise floor.")
 ceil = _rounding("ceil", "np.ceil", "Elementwise ceiling.")
 trunc = _rounding("trunc", "np.trunc", "Elementwise rounding toward zero.")
@@ -658,7 +685,11 @@ true_divide = elementwise("true_divide", lambda a, b: a / b, "Elementwise true d
                           numpy="np.true_divide", arity=2, domain="positive")
 heaviside = elementwise("heaviside", None, "Elementwise step: 0 where ``a < 0``, ``b`` where "
                         "``a == 0``, 1 where ``a > 0`` (numpy's ``heaviside``); its gradient "
-                        "is 0.", derivative=_zero, numpy="np.heaviside", arity=2)
+                        "in ``a`` is 0, in ``b`` 1 where ``a == 0`` (the value is ``b`` "
+                        "there) and 0 elsewhere.",
+                        # the value at a == 0 is b itself: d/db is the indicator of a == 0
+                        derivative=lambda a, b: (S.Zero, Where(sympy.Eq(a, 0), S.One, S.Zero)),
+                        numpy="np.heaviside", arity=2)
 
 # -- comparisons and logical ops: boolean tensors, masks in arithmetic ------------------------
 

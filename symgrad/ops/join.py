@@ -292,3 +292,96 @@ def array_split(ary, indices_or_sections, axis=0):
     list of Tensor
     """
     return _split(ary, indices_or_sections, axis, "array_split", equal=False)
+
+
+# --- more block ---
+# vsplit, hsplit and dsplit: numpy's split along a fixed axis, with numpy's checks of ndim
+
+
+def _split_at(ary, indices_or_sections, axis: int, op: str, min_ndim: int):
+    t = tensors.as_tensor(ary)
+    if t.ndim < min_ndim:
+        raise ShapeError(f"{op}: only works on operands of {min_ndim} or more dimensions, "
+                         f"got shape {format_shape(t.shape)}")
+    return _split(t, indices_or_sections, axis, op, equal=True)
+
+
+@public("composite", numpy="np.vsplit", reference=np.vsplit)
+def vsplit(ary, indices_or_sections):
+    """Split along the first axis (numpy's ``vsplit``: :func:`split` with ``axis=0``, for
+    operands of two or more dimensions).
+
+    Parameters
+    ----------
+    ary : Tensor or array_like
+        The operand, of at least 2 dimensions.
+    indices_or_sections : int or sequence of int
+        A number of equal sections, or the positions to split at.
+
+    Returns
+    -------
+    list of Tensor
+
+    Raises
+    ------
+    ShapeError
+        If ``ary`` has fewer than 2 dimensions.
+    ValueError
+        If a number of sections does not divide the axis.
+    """
+    return _split_at(ary, indices_or_sections, 0, "vsplit", 2)
+
+
+@public("composite", numpy="np.hsplit", reference=np.hsplit)
+def hsplit(ary, indices_or_sections):
+    """Split along the second axis, or the only axis of a 1-D operand (numpy's
+    ``hsplit``).
+
+    Parameters
+    ----------
+    ary : Tensor or array_like
+        The operand, of at least 1 dimension.
+    indices_or_sections : int or sequence of int
+        A number of equal sections, or the positions to split at.
+
+    Returns
+    -------
+    list of Tensor
+
+    Raises
+    ------
+    ShapeError
+        If ``ary`` is 0-d.
+    ValueError
+        If a number of sections does not divide the axis.
+    """
+    t = tensors.as_tensor(ary)
+    return _split_at(t, indices_or_sections, 1 if t.ndim > 1 else 0, "hsplit", 1)
+
+
+@public("composite", numpy="np.dsplit", reference=np.dsplit)
+def dsplit(ary, indices_or_sections):
+    """Split along the third axis (numpy's ``dsplit``, for operands of three or more
+    dimensions).
+
+    Parameters
+    ----------
+    ary : Tensor or array_like
+        The operand, of at least 3 dimensions.
+    indices_or_sections : int or sequence of int
+        A number of equal sections, or the positions to split at.
+
+    Returns
+    -------
+    list of Tensor
+
+    Raises
+    ------
+    ShapeError
+        If ``ary`` has fewer than 3 dimensions.
+    ValueError
+        If a number of sections does not divide the axis.
+    """
+    return _split_at(ary, indices_or_sections, 2, "dsplit", 3)
+
+# --- end of more block ---

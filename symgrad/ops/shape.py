@@ -18,7 +18,7 @@ from .static import flag, ints, shape_tuple, tuple_axes, tuple_shape
 
 __all__ = ["ensure_shape", "sum_to_shape", "BroadcastTo", "PermuteDims", "Reshape",
            "SliceSpec", "encode_index", "Index", "IndexGrad", "OneHot", "Take", "TakeGrad",
-           "Pad", "ArgSort"]
+           "Pad", "ArgSort", "Cast", "ArgPartition"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -929,7 +929,7 @@ def expand_dims(a, axis):
     return reshape(t, tuple(1 if i in new else next(rest) for i in range(ndim)))
 
 
-@public("composite", numpy="np.ravel", methods=("ravel",), reference=np.ravel)
+@public("composite", numpy="np.ravel", methods=("ravel", "flatten"), reference=np.ravel)
 def ravel(a):
     """The elements of ``a`` as a 1-D tensor, in C order (numpy's ``ravel``).
 
@@ -1417,6 +1417,430 @@ def diff(a, n=1, axis=-1):
     return t
 
 
+# --- more block ---
+# rollaxis, fftshift/ifftshift, gradient and linspace: composites of transpose, roll, slices
+# and broadcasting (no node of their own, so their gradients are those of the parts)
+
+
+@public("composite", numpy="np.rollaxis", reference=np.rollaxis)
+def rollaxis(a, axis, start=0):
+    """Roll ``axis`` backwards until it lies before position ``start`` (numpy's
+    ``rollaxis``; :func:`moveaxis` says the same more plainly).
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    axis : int
+        The axis to move (negative counts from the end).
+    start : int
+        The axis is moved to lie before the axis now at ``start`` (``0 <= start <=
+        a.ndim`` after a negative one is counted from the end).
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ShapeError
+        If ``axis`` or ``start`` is out of range.
+    """
+    t = tensors.as_tensor(a)
+    n = t.ndim
+    axis = _axis(axis, n, "rollaxis")
+    start = int(start) + n if int(start) < 0 else int(start)
+    if not 0 <= start <= n:
+        raise ShapeError(f"rollaxis: start must be in [{-n}, {n}] for an operand of shape "
+                         f"{format_shape(t.shape)}, got {start - n if start < 0 else start}")
+    if axis < start:  # numpy's rule: the axis is taken out before counting to start
+        start -= 1
+    if axis == start:
+        return t
+    order = [i for i in range(n) if i != axis]
+    order.insert(start, axis)
+    return transpose(t, order)
+
+
+def _shift_axes(t, axes, op: str) -> list:
+    if axes is None:
+        return list(range(t.ndim))
+    axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
+    return [_axis(ax, t.ndim, op) for ax in axes]
+
+
+@public("composite", numpy="np.fft.fftshift", reference=np.fft.fftshift)
+def fftshift(x, axes=None):
+    """Move the zero-frequency term to the centre (numpy's ``fft.fftshift``): a roll by
+    half the length of each axis, on real values.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand (real-valued: symgrad has no complex dtype).
+    axes : int or sequence of int, optional
+        The axes to shift; all of them by default.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(x)
+    axes = _shift_axes(t, axes, "fftshift")
+    if not axes:
+        return t
+    return roll(t, [_concrete(t, ax, "fftshift") // 2 for ax in axes], axes)
+
+
+@public("composite", numpy="np.fft.ifftshift", reference=np.fft.ifftshift)
+def ifftshift(x, axes=None):
+    """The inverse of :func:`fftshift` (numpy's ``fft.ifftshift``): a roll back by half the
+    length of each axis (they differ for odd lengths).
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand (real-valued).
+    axes : int or sequence of int, optional
+        The axes to shift; all of them by default.
+
+    Returns
+    -------
+    Tensor
+    """
+    t = tensors.as_tensor(x)
+    axes = _shift_axes(t, axes, "ifftshift")
+    if not axes:
+        return t
+    return roll(t, [-(_concrete(t, ax, "ifftshift") // 2) for ax in axes], axes)
+
+
+def _spacings(varargs, count: int) -> list:
+    """np.gradient's sample distances: none (1), one for every axis, or one per axis; only
+    scalars (coordinate arrays would make the differences non-uniform)."""
+    if len(varargs) not in (0, 1, count):
+        raise TypeError(f"gradient: give no spacing, one, or one per axis ({count}); got "
+                        f"{len(varargs)}")
+    out = []
+    for h in varargs:
+        if isinstance(h, tensors.Tensor) or np.ndim(h) != 0:
+            raise TypeError("gradient: symgrad supports scalar sample distances only (a "
+                            "uniform grid), not coordinate arrays")
+        out.append(float(h))
+    if not out:
+        return [1.0] * count
+    return out * count if len(out) == 1 else out
+
+
+def _gradient_along(t, axis: int, h: float, edge_order: int):
+    n = _concrete(t, axis, "gradient")
+    if n < edge_order + 1:
+        raise ValueError(f"gradient: axis {axis} of shape {format_shape(t.shape)} is too "
+                         f"short; edge_order={edge_order} needs at least {edge_order + 1} "
+                         f"elements")
+    from .join import concatenate
+
+    def part(start, stop=None):
+        sl = slice(start, stop)
+        return index(t, tuple(sl if i == axis else slice(None) for i in range(t.ndim)))
+    if edge_order == 1:  # one-sided first differences at the ends
+        first = (part(1, 2) - part(0, 1)) / h
+        last = (part(-1) - part(-2, -1)) / h
+    else:  # second-order one-sided differences, as numpy's edge_order=2
+        first = (part(0, 1) * -1.5 + part(1, 2) * 2.0 - part(2, 3) * 0.5) / h
+        last = (part(-3, -2) * 0.5 - part(-2, -1) * 2.0 + part(-1) * 1.5) / h
+    pieces = [first]
+    if n > 2:  # central differences inside
+        pieces.append((part(2) - part(0, -2)) / (2.0 * h))
+    return concatenate(pieces + [last], axis)
+
+
+@public("composite", numpy="np.gradient", reference=np.gradient)
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """The gradient of samples on a uniform grid (numpy's ``gradient``): central
+    differences inside, one-sided differences at the ends.
+
+    Parameters
+    ----------
+    f : Tensor or array_like
+        The samples.
+    *varargs : float
+        The sample distance: none (1), one for every axis, or one per axis. Coordinate
+        arrays are not supported.
+    axis : int or tuple of int, optional
+        The axes; all by default.
+    edge_order : {1, 2}
+        The order of the one-sided differences at the ends.
+
+    Returns
+    -------
+    Tensor or tuple of Tensor
+        One Tensor of ``f``'s shape per axis (a single one for a single axis).
+
+    Raises
+    ------
+    ValueError
+        If ``edge_order`` is not 1 or 2, or an axis is shorter than ``edge_order + 1``.
+    TypeError
+        For coordinate arrays, or a count of spacings that fits neither rule.
+    """
+    t = tensors.as_tensor(f)
+    if edge_order not in (1, 2):
+        raise ValueError(f"gradient: edge_order must be 1 or 2, got {edge_order!r}")
+    if axis is None:
+        axes = list(range(t.ndim))
+    else:
+        axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+        axes = [_axis(ax, t.ndim, "gradient") for ax in axes]
+        if len(set(axes)) != len(axes):
+            raise ShapeError(f"gradient: repeated axis in {axis}")
+    steps = _spacings(varargs, len(axes))
+    out = tuple(_gradient_along(t, ax, h, int(edge_order)) for ax, h in zip(axes, steps))
+    return out[0] if len(out) == 1 else out
+
+
+@public("composite", numpy="np.linspace", reference=np.linspace)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
+    """``num`` evenly spaced samples from ``start`` to ``stop`` (numpy's ``linspace``):
+    ``start + (stop - start) * grid`` with a constant grid, so the gradient flows to
+    ``start`` and ``stop``.
+
+    Parameters
+    ----------
+    start, stop : Tensor or array_like
+        The ends (they broadcast; the samples run along a new axis).
+    num : int
+        The number of samples.
+    endpoint : bool
+        Whether ``stop`` is the last sample.
+    retstep : bool
+        Also return the step.
+    dtype : None
+        Must be None (the result has the operands' floating dtype).
+    axis : int
+        Where the new axis of the samples goes in the result.
+
+    Returns
+    -------
+    Tensor, or (Tensor, Tensor) with ``retstep``
+        Of shape ``(num,) + broadcast shape`` (the new axis moved to ``axis``).
+
+    Raises
+    ------
+    ValueError
+        If ``num`` is negative.
+    TypeError
+        If ``dtype`` is given.
+    """
+    if dtype is not None:
+        raise TypeError(f"linspace: symgrad does not support dtype={dtype!r} (the result "
+                        f"has the floating dtype of start and stop)")
+    num = int(num)
+    if num < 0:
+        raise ValueError(f"linspace: the number of samples must be non-negative, got {num}")
+    lo, hi = tensors.as_tensor(start), tensors.as_tensor(stop)
+    shape = broadcast_shapes(lo.shape, hi.shape, op="linspace")
+    dt = tensors.result_dtype([lo, hi], float_result=True) or np.dtype(np.float64)
+    div = num - 1 if endpoint else num
+    grid = np.arange(num, dtype=np.float64) / div if div > 0 else np.zeros(num)
+    delta = hi - lo
+    samples = lo + delta * tensors.constant(grid.reshape((num,) + (1,) * len(shape)).astype(dt))
+    samples = moveaxis(samples, 0, axis) if samples.ndim > 1 and axis != 0 else samples
+    if not retstep:
+        return samples
+    return samples, delta / float(div) if div > 0 else delta * float("nan")
+
+
+
+class Cast(TensorOp):
+    """numpy's ``astype``: the operand's values in another dtype. The gradient of a float
+    result is cast back to the operand's float dtype; integer and bool ends have none."""
+
+    op_name = "astype"
+    operands = (0,)
+    fresh_result = True
+
+    def __new__(cls, x, dtype):
+        # a rebuild (func(*args), as in xreplace) passes the dtype back as a sympy Str
+        dtype = dtype.name if isinstance(dtype, Str) else str(np.dtype(dtype))
+        return TensorOp.__new__(cls, x, Str(dtype))
+
+    @classmethod
+    def infer(cls, x, dtype):
+        shape, _ = info(x)
+        return shape, np.dtype(dtype.name)
+
+    def vjp(self, g):
+        source = dtype_of(self.args[0])
+        if self.dtype.kind != "f" or source is None or source.kind != "f":
+            return [None]
+        g = ensure_shape(g, self.shape)
+        return [g if dtype_of(g) == source else Cast(g, source)]
+
+    def print_numpy(self, p, ops):
+        return f"{p.atom(ops[0])}.astype({p.dtype_source(self.dtype)})"
+
+    def print_array_api(self, p, ops):
+        return f"xp.astype({ops[0]}, {p.dtype_source(self.dtype)})"
+
+
+@public("structural", node=Cast, numpy="np.astype", methods=("astype",))
+def astype(x, dtype):
+    """The values of ``x`` in ``dtype`` (numpy's ``astype``, as the method ``x.astype``);
+    the gradient is cast back to ``x``'s dtype.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        The operand.
+    dtype : dtype or str
+        A numeric or bool numpy dtype (``np.float32``, ``"float64"``, ``int``).
+
+    Returns
+    -------
+    Tensor
+        Of ``x``'s shape and ``dtype``; ``x`` itself when it has that dtype already.
+
+    Raises
+    ------
+    TypeError
+        For a dtype that is not a number or a bool (strings, objects, complex numbers).
+    """
+    t = tensors.as_tensor(x)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"astype: {dtype!r} is not a numpy dtype") from None
+    if dt.kind not in "biuf":
+        raise TypeError(f"astype: symgrad tensors hold numbers or bools, not dtype {dt} "
+                        f"(operand of shape {format_shape(t.shape)}, dtype {t.dtype})")
+    if t.dtype == dt:
+        return t
+    return tensors.structural_node(Cast, t, dt)
+
+
+class ArgPartition(TensorOp):
+    """numpy's ``argpartition`` along one axis. Integer-valued: no gradient."""
+
+    #: its numpy form is not yet checked on the array API target (which has no partition)
+    array_api = False
+
+    op_name = "argpartition"
+    operands = (0,)
+    fresh_result = True
+    numpy_calls = ("np.argpartition",)
+
+    def __new__(cls, x, kth, axis):
+        return TensorOp.__new__(cls, x, kth if isinstance(kth, Tuple) else ints(kth),
+                                Integer(axis))
+
+    @classmethod
+    def infer(cls, x, kth, axis):
+        shape, _ = info(x)
+        return shape, np.dtype(np.intp)
+
+    def vjp(self, g):
+        return [None]
+
+    def print_numpy(self, p, ops):
+        return (f"np.argpartition({ops[0]}, {list(tuple_axes(self.args[1]))}, "
+                f"axis={int(self.args[2])})")
+
+
+def _kth(kth, t, axis: int, op: str) -> list:
+    n = _concrete(t, axis, op)
+    values = [kth] if isinstance(kth, (int, np.integer)) else list(kth)
+    out = []
+    for k in values:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"{op}: kth must be an int or a sequence of ints, got {kth!r}")
+        if not -n <= int(k) < n:
+            raise ValueError(f"{op}: kth {int(k)} is out of bounds for axis {axis} of length "
+                             f"{n} (shape {format_shape(t.shape)})")
+        out.append(int(k) % n)
+    return out
+
+
+@public("structural", node=ArgPartition, numpy="np.argpartition", reference=np.argpartition)
+def argpartition(a, kth, axis=-1, kind="introselect", order=None):
+    """Indices that partition ``a`` along ``axis`` (numpy's ``argpartition``): the element
+    at each ``kth`` position is where a sort would put it, the smaller ones before it, the
+    others after. Integer valued: it has no gradient.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    kth : int or sequence of int
+        The positions (negative count from the end).
+    axis : int or None
+        The axis; None: over the flattened operand.
+    kind : {"introselect"}
+        numpy's selection algorithm (the only one).
+    order : None
+        Must be None (no structured dtypes).
+
+    Returns
+    -------
+    Tensor
+        Of dtype intp: numpy's own indices (the generated code calls numpy).
+
+    Raises
+    ------
+    ValueError
+        If a ``kth`` is out of bounds, or ``kind`` or ``order`` is not numpy's default.
+    """
+    return _argpartition(a, kth, axis, kind, order, "argpartition")
+
+
+def _argpartition(a, kth, axis, kind, order, op: str):
+    if kind != "introselect" or order is not None:
+        raise ValueError(f"{op}: symgrad supports kind='introselect' and order=None only, "
+                         f"got kind={kind!r}, order={order!r}")
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, op)
+    return tensors.structural_node(ArgPartition, t, _kth(kth, t, axis, op), axis)
+
+
+@public("composite", numpy="np.partition", reference=np.partition)
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """``a`` partitioned along ``axis`` (numpy's ``partition``): numpy's own arrangement
+    (:func:`argpartition`, gathered); the gradient goes back through that permutation.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+        The operand.
+    kth : int or sequence of int
+        The positions whose elements end where a sort would put them.
+    axis : int or None
+        The axis; None: over the flattened operand.
+    kind : {"introselect"}
+        numpy's selection algorithm (the only one).
+    order : None
+        Must be None.
+
+    Returns
+    -------
+    Tensor
+        Of ``a``'s shape (1-D with ``axis=None``).
+
+    Raises
+    ------
+    ValueError
+        If a ``kth`` is out of bounds, or ``kind`` or ``order`` is not numpy's default.
+    """
+    t = tensors.as_tensor(a)
+    if axis is None:
+        t, axis = ravel(t), 0
+    axis = _axis(axis, t.ndim, "partition")
+    return take_along_axis(t, _argpartition(t, kth, axis, kind, order, "partition"), axis)
+
+# --- end of more block ---
+
+
 # -- diagonals and triangles ----------------------------------------------------------------
 
 
@@ -1516,8 +1940,12 @@ def diag(v, k=0):
 def _triangle(m, k, op, keep):
     from .elementwise import where
     t = tensors.as_tensor(m)
+    if t.ndim == 1:
+        # numpy reads a vector as the rows of a square matrix: (M,) gives (M, M)
+        n = _concrete(t, 0, op)
+        t = broadcast_to(t, (n, n))
     if t.ndim < 2:
-        raise ShapeError(f"{op}: the operand must have at least 2 dims, got shape "
+        raise ShapeError(f"{op}: the operand must have at least 1 dim, got shape "
                          f"{format_shape(t.shape)}")
     rows, cols = _concrete(t, -2 % t.ndim, op), _concrete(t, -1 % t.ndim, op)
     mask = keep(np.ones((rows, cols), dtype=bool), int(k)).astype(bool)
@@ -1532,7 +1960,8 @@ def tril(m, k=0):
     Parameters
     ----------
     m : Tensor or array_like
-        An operand of at least two dimensions.
+        The operand; a 1-D one of length ``M`` is read as ``M`` equal rows (numpy's
+        ``(M, M)`` result).
     k : int
         The diagonal above which to zero.
 
@@ -1551,7 +1980,8 @@ def triu(m, k=0):
     Parameters
     ----------
     m : Tensor or array_like
-        An operand of at least two dimensions.
+        The operand; a 1-D one of length ``M`` is read as ``M`` equal rows (numpy's
+        ``(M, M)`` result).
     k : int
         The diagonal below which to zero.
 

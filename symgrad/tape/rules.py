@@ -317,7 +317,9 @@ def _minimum_vjp(g, y, a, b):
 
 
 def _clip_prepare(op, x, lo, hi):
-    lo, hi = float(lo), float(hi)
+    # None leaves a side open, as in numpy's clip
+    lo = -math.inf if lo is None else float(lo)
+    hi = math.inf if hi is None else float(hi)
     if not lo <= hi:
         raise ValueError(f"{op}: the lower bound {lo} is above the upper bound {hi}")
     return lo, hi
@@ -378,6 +380,12 @@ def _no_gradient_unary(g, y, x):
 
 def _no_gradient_binary(g, y, a, b):
     return _zero_like(a, g), _zero_like(b, g)
+
+
+def _heaviside_vjp(g, y, a, b):
+    # the value is b where a == 0: the gradient flows to b there, nowhere to a
+    gb = np.where(a == 0, g, np.zeros((), g.dtype))
+    return _zero_like(a, g), unbroadcast(np.broadcast_to(gb, y.shape), b.shape)
 
 
 def _tan_vjp(g, y, x):
@@ -1234,7 +1242,12 @@ def _tril_forward(x, k):
 
 
 def _tril_vjp(g, y, x, k):
-    return (np.tril(g, k),)
+    # a 1-D x was every row of the (M, M) result: its gradient is the sum over the rows
+    return (_rows_back(np.tril(g, k), x),)
+
+
+def _rows_back(grad, x):
+    return grad.sum(axis=0) if x.ndim == 1 else grad
 
 
 def _triu_forward(x, k):
@@ -1242,7 +1255,7 @@ def _triu_forward(x, k):
 
 
 def _triu_vjp(g, y, x, k):
-    return (np.triu(g, k),)
+    return (_rows_back(np.triu(g, k), x),)
 
 
 def _pad_forward(x, pad_width, constant_values):
@@ -1919,6 +1932,129 @@ def _norm_vjp(g, y, x, ord, axes, keepdims):
 # --- end of linalg block (rule functions) ---
 
 
+# --- more block ---
+# rollaxis, fftshift/ifftshift, gradient, linspace, vsplit/hsplit/dsplit (degrees and
+# radians reuse the vjp of rad2deg and deg2rad)
+
+def _rollaxis_forward(x, axis, start):
+    return np.rollaxis(x, axis, start)
+
+
+def _rollaxis_vjp(g, y, x, axis, start):
+    # y = transpose(x, perm) with perm numpy's rule; the gradient is g transposed back
+    n = x.ndim
+    axis, start = axis % n, (start + n if start < 0 else start)
+    perm = [i for i in range(n) if i != axis]
+    perm.insert(start - 1 if axis < start else start, axis)
+    return (np.transpose(g, np.argsort(perm)),)
+
+
+def _fftshift_forward(x, axes):
+    return np.fft.fftshift(x, axes)
+
+
+def _fftshift_vjp(g, y, x, axes):
+    return (np.fft.ifftshift(g, axes),)  # the adjoint of a roll is the roll back
+
+
+def _ifftshift_forward(x, axes):
+    return np.fft.ifftshift(x, axes)
+
+
+def _ifftshift_vjp(g, y, x, axes):
+    return (np.fft.fftshift(g, axes),)
+
+
+def _gradient_parts(x, spacing, axis):
+    axes = list(range(x.ndim)) if axis is None else (
+        [axis] if np.ndim(axis) == 0 else list(axis))
+    steps = np.broadcast_to(np.asarray(spacing, dtype=float), (len(axes),))
+    return axes, steps
+
+
+def _gradient_forward(x, spacing, axis, edge_order, piece):
+    axes, steps = _gradient_parts(x, spacing, axis)
+    return np.gradient(x, steps[piece], axis=axes[piece], edge_order=edge_order)
+
+
+def _gradient_vjp(g, y, x, spacing, axis, edge_order, piece):
+    # linear along one axis: y = J x with J the gradient of the identity's columns, so
+    # the vjp is J^T g along that axis
+    axes, steps = _gradient_parts(x, spacing, axis)
+    ax = axes[piece] % x.ndim
+    n = x.shape[ax]
+    jac = np.gradient(np.eye(n), steps[piece], axis=0, edge_order=edge_order)
+    back = np.tensordot(jac.T, np.moveaxis(g, ax, 0), axes=1)
+    return (np.moveaxis(back, 0, ax).astype(g.dtype, copy=False),)
+
+
+def _linspace_forward(start, stop, num, endpoint, axis):
+    return np.linspace(start, stop, num, endpoint, axis=axis)
+
+
+def _linspace_vjp(g, y, start, stop, num, endpoint, axis):
+    # sample i is (1 - w_i) start + w_i stop, w_i = i / (num - 1) (num with endpoint=False)
+    div = num - 1 if endpoint else num
+    w = np.arange(num) / div if div > 0 else np.zeros(num)
+    gs = np.moveaxis(g, axis, 0)
+    to_stop = np.tensordot(w, gs, axes=1)
+    to_start = np.tensordot(1.0 - w, gs, axes=1)
+    return (unbroadcast(to_start.astype(g.dtype), np.shape(start)),
+            unbroadcast(to_stop.astype(g.dtype), np.shape(stop)))
+
+
+def _axis_split_forward(name, axis_of):
+    def forward(x, indices_or_sections, piece):
+        return getattr(np, name)(x, indices_or_sections)[piece].copy()
+
+    def vjp(g, y, x, indices_or_sections, piece):
+        axis = axis_of(x)
+        positions = np.split(np.arange(x.shape[axis]), indices_or_sections)[piece]
+        return _piece_vjp(g, positions, x, axis)
+    return forward, vjp
+
+
+def _astype_forward(x, dtype):
+    return x.astype(dtype)
+
+
+def _astype_vjp(g, y, x, dtype):
+    # a float result's gradient goes back in the operand's float dtype; none through ints
+    if np.dtype(dtype).kind != "f" or x.dtype.kind != "f":
+        return (np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else g.dtype),)
+    return (g.astype(x.dtype),)
+
+
+def _argpartition_forward(x, kth, axis):
+    return np.argpartition(x, kth, axis)
+
+
+def _argpartition_vjp(g, y, x, kth, axis):
+    return (None,)  # integer valued
+
+
+def _partition_forward(x, kth, axis):
+    return np.partition(x, kth, axis)
+
+
+def _partition_vjp(g, y, x, kth, axis):
+    # each element's cotangent goes back to where argpartition took it from
+    if axis is None:
+        out = np.zeros(x.size, dtype=g.dtype)
+        out[np.argpartition(x, kth, axis=None)] = g
+        return (out.reshape(x.shape),)
+    out = np.zeros(x.shape, dtype=g.dtype)
+    np.put_along_axis(out, np.argpartition(x, kth, axis), g, axis)
+    return (out,)
+
+
+_vsplit_forward, _vsplit_vjp = _axis_split_forward("vsplit", lambda x: 0)
+_hsplit_forward, _hsplit_vjp = _axis_split_forward("hsplit", lambda x: 1 if x.ndim > 1 else 0)
+_dsplit_forward, _dsplit_vjp = _axis_split_forward("dsplit", lambda x: 2)
+
+# --- end of more block ---
+
+
 # --------------------------------------------------------------------------------------------
 # The table: one entry per op
 # --------------------------------------------------------------------------------------------
@@ -2018,8 +2154,8 @@ _TABLE: tuple[OpRule, ...] = (
     Parameters
     ----------
     x : TensorLike
-    lo, hi : float
-        Constant bounds.""" + _RETURNS, params=(("lo", REQUIRED), ("hi", REQUIRED)),
+    lo, hi : float or None
+        Constant bounds (None: that side open).""" + _RETURNS, params=(("lo", None), ("hi", None)),
            prepare=_clip_prepare),
     # --- ops-elem: issue 12 elementwise ops ---
     _unary("tan", np.tan, _tan_vjp, "Elementwise tangent."),
@@ -2068,8 +2204,8 @@ _TABLE: tuple[OpRule, ...] = (
             "Elementwise |a| with the sign of b; no gradient to b."),
     _binary("float_power", np.float_power, _float_power_vjp, "Elementwise a ** b in float64."),
     _binary("true_divide", np.true_divide, _divide_vjp, "Elementwise a / b."),
-    _binary("heaviside", np.heaviside, _no_gradient_binary,
-            "Elementwise step: 0 below 0, b at 0, 1 above; gradient 0."),
+    _binary("heaviside", np.heaviside, _heaviside_vjp,
+            "Elementwise step: 0 below 0, b at 0, 1 above; gradient to b where a == 0."),
     _binary("greater", np.greater, _no_gradient_comparison, "Elementwise a > b (bool)."),
     _binary("greater_equal", np.greater_equal, _no_gradient_comparison,
             "Elementwise a >= b (bool)."),
@@ -2652,6 +2788,96 @@ _TABLE: tuple[OpRule, ...] = (
     keepdims : bool""" + _RETURNS, params=(("ord", None), ("axis", None), ("keepdims", False)),
            prepare=_norm_prepare),
     # --- end of linalg block (entries) ---
+    # --- more block ---
+    _unary("degrees", np.degrees, _rad2deg_vjp, "Elementwise radians to degrees."),
+    _unary("radians", np.radians, _deg2rad_vjp, "Elementwise degrees to radians."),
+    OpRule("rollaxis", _rollaxis_forward, _rollaxis_vjp, "numpy's ``rollaxis``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axis, start : int""" + _RETURNS, params=(("axis", REQUIRED), ("start", 0))),
+    OpRule("fftshift", _fftshift_forward, _fftshift_vjp, "numpy's ``fft.fftshift``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axes : int or tuple of int, optional""" + _RETURNS, params=(("axes", None),)),
+    OpRule("ifftshift", _ifftshift_forward, _ifftshift_vjp, "numpy's ``fft.ifftshift``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    axes : int or tuple of int, optional""" + _RETURNS, params=(("axes", None),)),
+    # gradient returns one array per axis: the tape records one piece per call
+    OpRule("gradient", _gradient_forward, _gradient_vjp,
+           "Piece ``piece`` of numpy's ``gradient``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    spacing : float or tuple of float
+        One sample distance, or one per axis.
+    axis : int or tuple of int, optional
+    edge_order : int
+    piece : int""" + _RETURNS, params=(("spacing", 1.0), ("axis", None), ("edge_order", 1),
+                                       ("piece", 0)), public=False),
+    OpRule("linspace", _linspace_forward, _linspace_vjp, "numpy's ``linspace``." + """
+
+    Parameters
+    ----------
+    start, stop : TensorLike
+    num : int
+    endpoint : bool
+    axis : int""" + _RETURNS, inputs=("start", "stop"),
+           params=(("num", 50), ("endpoint", True), ("axis", 0))),
+    OpRule("vsplit", _vsplit_forward, _vsplit_vjp, "Piece ``piece`` of numpy's ``vsplit``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices_or_sections : int or sequence of int
+    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
+           public=False),
+    OpRule("hsplit", _hsplit_forward, _hsplit_vjp, "Piece ``piece`` of numpy's ``hsplit``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices_or_sections : int or sequence of int
+    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
+           public=False),
+    OpRule("dsplit", _dsplit_forward, _dsplit_vjp, "Piece ``piece`` of numpy's ``dsplit``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices_or_sections : int or sequence of int
+    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
+           public=False),
+    OpRule("astype", _astype_forward, _astype_vjp, "numpy's ``astype``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    dtype : dtype""" + _RETURNS, params=(("dtype", REQUIRED),)),
+    OpRule("argpartition", _argpartition_forward, _argpartition_vjp, "numpy's "
+           "``argpartition``; no gradient." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    kth : int or sequence of int
+    axis : int or None""" + _RETURNS, params=(("kth", REQUIRED), ("axis", -1))),
+    OpRule("partition", _partition_forward, _partition_vjp, "numpy's ``partition``; the "
+           "gradient goes back through argpartition's permutation." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    kth : int or sequence of int
+    axis : int or None""" + _RETURNS, params=(("kth", REQUIRED), ("axis", -1))),
+    # --- end of more block ---
 )
 
 
