@@ -237,6 +237,12 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
     if spec is not None:
         lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
                   if _is_unboxed(leaf, spec)]
+        if getattr(spec, "exact_floats", False) and all(_is_unboxed(leaf, spec)
+                                                        for leaf in inputs):
+            # every input a Python float (W0): two type tests, nothing to convert
+            exact = " and ".join(f"type({names[leaf]}) is float" for leaf in inputs)
+            lines = [f"if not ({exact}):"] + ["    " + line.replace("\n", "\n    ")
+                                               for line in lines]
     return lines
 
 
