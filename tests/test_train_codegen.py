@@ -60,3 +60,32 @@ def test_numpy_scalars_are_defined_by_the_template_only_where_used():
     s = step.init({"p": 1.0})
     with np.errstate(divide="ignore"):
         assert step(s, x=0.0) == np.inf  # numpy's rule, not ZeroDivisionError
+
+
+def test_adam_divides_in_the_scratch_buffer_and_matches_the_out_of_place_step():
+    # the update p += c*m/(sqrt(v*c2) + eps) runs in the dead gradient's buffer: m is
+    # divided there and then scaled, with no full-size temporary for c*m
+    import re
+    for dtype, scales in (("float64", (1e-30, 1.0, 1e30)), ("float32", (1e-15, 1.0, 1e15))):
+        x, y = sg.input("x", ("N", 3), dtype), sg.input("y", ("N", 1), dtype)
+        w = sg.param("w", (3, 1), dtype, shared=True)
+        loss = sg.mean((sg.tanh(x @ w) - y) ** 2)
+        fast = sg.train_step(loss, sg.optim.Adam(1e-2))
+        plain = sg.train_step(loss, sg.optim.Adam(1e-2), inplace=False)
+        body = "\n".join(_function(fast.source))
+        assert re.search(r"np\.divide\(m_w, (_u\d+), out=\1\)", body), body
+        assert "np.divide(m_w*" not in body
+        rng = np.random.default_rng(0)
+        for scale in scales:
+            init = {"w": (rng.standard_normal((3, 1)) * scale).astype(dtype)}
+            a, b = fast.init(init), plain.init(init)
+            for _ in range(4):
+                xb = (rng.standard_normal((6, 3)) * scale).astype(dtype)
+                yb = rng.standard_normal((6, 1)).astype(dtype)
+                with np.errstate(all="ignore"):
+                    la, lb = fast(a, x=xb, y=yb), plain(b, x=xb, y=yb)
+                np.testing.assert_allclose(la, lb, rtol=1e-5 if dtype == "float32" else 1e-12)
+            rtol = 1e-5 if dtype == "float32" else 1e-12
+            np.testing.assert_allclose(a.params["w"], b.params["w"], rtol=rtol)
+            np.testing.assert_allclose(a.slots["w"]["m"], b.slots["w"]["m"], rtol=rtol)
+            np.testing.assert_allclose(a.slots["w"]["v"], b.slots["w"]["v"], rtol=rtol)

@@ -588,6 +588,17 @@ def _spine_step(e, inner, p) -> str | None:
     return None
 
 
+def _scaled_array(e):
+    """``(c, m)`` when ``e`` is ``c*m``: ``m`` one array-valued name and ``c`` a non-trivial
+    product of 0-d values (Adam's ``m*(-lr/(1 - beta1**t))``); else None."""
+    if not e.is_Mul:
+        return None
+    arrays = [f for f in e.args if not (f.is_number or info(f)[0] == ())]
+    if len(arrays) != 1 or not isinstance(arrays[0], TensorSymbol):
+        return None
+    return e.func(*[f for f in e.args if f is not arrays[0]]), arrays[0]
+
+
 def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | None:
     """Evaluate ``e`` in the buffer ``buf`` (holding ``a``): ufunc calls with ``out=``
     applied along the path from ``a`` up to the root, the first one naming its result
@@ -612,7 +623,13 @@ def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | No
             continue
         if node.is_Mul and inner.is_Pow and inner.exp == -1:
             # rest / (...a...): compute the denominator in the buffer, then one divide
-            steps.append(f"np.divide({p.doprint(_others(node, inner))}, {_BUF}, out={_BUF})")
+            numerator = _others(node, inner)
+            split = _scaled_array(numerator)
+            if split is not None:  # c*m / buf: m / buf, then *c (no temporary for c*m)
+                steps.append(f"np.multiply({_BUF}, {p.doprint(split[0])}, out={_BUF})")
+                steps.append(f"np.divide({p.doprint(split[1])}, {_BUF}, out={_BUF})")
+            else:
+                steps.append(f"np.divide({p.doprint(numerator)}, {_BUF}, out={_BUF})")
             node = inner.base
             continue
         step = _spine_step(node, inner, p)
