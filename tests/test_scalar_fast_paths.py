@@ -189,3 +189,16 @@ def test_threads_stepping_one_scalar_state_lose_no_step():
     assert shared.step == alone.step == 1600
     assert float(shared.params["A"]) == float(alone.params["A"])
     assert float(shared.slots["A"]["v"]) == float(alone.slots["A"]["v"])
+
+
+def test_a_sum_that_starts_negative_prints_as_a_subtraction_with_the_same_value():
+    x, t, a = sg.input("x"), sg.input("target"), sg.param("A")
+    f = sg.compile([t - a * x, 1 - x, -x - t], target="scalar")
+    g = sg.compile([t - a * x, 1 - x, -x - t], target="numpy")
+    src = f.source[f.source.index("def compute("):]
+    assert "-target +" not in src and "-x + 1.0" not in src and "1.0 - x" in src
+    rng = np.random.default_rng(7)
+    for v in rng.standard_normal((50, 3)) * np.array([1e30, 1.0, 1e-30]):
+        got, want = f(*v), g(*v)
+        for p, q in zip(got, want):
+            assert p == q or (np.isnan(p) and np.isnan(q))  # bit for bit: IEEE + commutes

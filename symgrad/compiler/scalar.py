@@ -174,11 +174,13 @@ class _Printer:
 
     def _add(self, e) -> str:
         terms = sorted(e.args, key=lambda t: t.is_number)  # numbers last (a stable sort)
+        if len(terms) > 1 and _negated(terms[0]) and not _negated(terms[1]):
+            # -a + b prints b - a: one operation less, the same value ((b - a) + c is
+            # (-a + b) + c exactly: IEEE addition commutes, and b - a is b + (-a))
+            terms[0], terms[1] = terms[1], terms[0]
         out = self._paren(terms[0], _ADD)
         for t in terms[1:]:
-            if t.is_Number and t < 0:
-                out += " - " + self._paren(-t, _ADD, True)
-            elif t.is_Mul and t.args[0].is_Number and t.args[0] < 0:
+            if _negated(t):
                 out += " - " + self._paren(-t, _ADD, True)
             else:
                 out += " + " + self._paren(t, _ADD, True)
@@ -271,6 +273,11 @@ class _Printer:
             raise ScalarUnsupported(f"no scalar form for {type(e).__name__}"
                                     f"{' (' + name + ')' if name else ''}")
         return f"{fn}({self.doprint(e.args[0])})", _ATOM
+
+
+def _negated(t) -> bool:
+    """A term printed as ``- <its negation>`` in a sum: a negative number or coefficient."""
+    return bool((t.is_Number and t < 0) or (t.is_Mul and t.args[0].is_Number and t.args[0] < 0))
 
 
 def _index_text(idx) -> str:
