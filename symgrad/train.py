@@ -384,7 +384,7 @@ def _flat_views(arrays: list) -> list:
     another reference to them yet)."""
     views = []
     for i, a in enumerate(arrays):
-        if a.dtype != np.float64 or a.dtype.byteorder not in "=|":
+        if a.dtype != np.float64 or a.size == 0:  # (the scalar target needs neither)
             views.append(None)
             continue
         if not a.flags.c_contiguous:

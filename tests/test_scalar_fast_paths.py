@@ -202,3 +202,17 @@ def test_a_sum_that_starts_negative_prints_as_a_subtraction_with_the_same_value(
         got, want = f(*v), g(*v)
         for p, q in zip(got, want):
             assert p == q or (np.isnan(p) and np.isnan(q))  # bit for bit: IEEE + commutes
+
+
+def test_states_with_empty_or_float32_arrays_still_build_and_train():
+    # only non-empty float64 arrays get a memoryview; the others keep numpy's access
+    x = sg.input("x", (3,))
+    w, e = sg.param("w", (3,)), sg.param("e", (0,))
+    step = sg.train_step(sg.sum(w * x) ** 2 + sg.sum(e), optim.Adam(0.1))
+    state = step.init({"w": np.ones(3), "e": np.zeros(0)})
+    assert step(state, x=np.arange(3.0)) == 9.0 and state.params["e"].shape == (0,)
+    w32 = sg.param("w32", (3,), "float32")
+    x32 = sg.input("x32", (3,), "float32")
+    step32 = sg.train_step(sg.sum(w32 * x32) ** 2, optim.SGD(0.1))
+    state32 = step32.init({"w32": np.ones(3, np.float32)})
+    assert step32(state32, x32=np.arange(3, dtype=np.float32)) == 9.0
