@@ -111,3 +111,25 @@ def test_a_last_reader_moves_first_so_the_scaling_runs_in_place():
         args = [rng.standard_normal(s) * scale for s in ((8, 2), (8, 1), (2, 3), (3, 1))]
         for got, want in zip(fast(*args), plain(*args)):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_symbolic_dims_are_checked_from_one_read_of_each_shape():
+    import pytest
+    x, y = sg.input("x", ("N", 2)), sg.input("y", ("N", 1))
+    w = sg.param("w", (2, 1), shared=True)
+    f = sg.compile(sg.mean((x @ w - y) ** 2))
+    body = [line.strip() for line in _function(f.source)]
+    assert "N, _x1 = x.shape" in body and not any("x.ndim" in line for line in body)
+    xv, yv, wv = np.ones((4, 2)), np.ones((4, 1)), np.ones((2, 1))
+    assert f(xv, yv, wv) == 1.0
+    assert f(np.ma.masked_array(xv), yv, wv) == 1.0  # converted by the slow path, N read again
+    with pytest.raises(ValueError, match=r"input 'x' must have shape \(N, 2\), got \(4,\)"):
+        f(np.ones(4), yv, wv)
+    with pytest.raises(ValueError, match=r"input 'x' must have shape \(N, 2\), got \(4, 3\)"):
+        f(np.ones((4, 3)), yv, wv)
+    with pytest.raises(ValueError, match=r"input 'y' has 3 along axis 0, but dimension N is 4"):
+        f(xv, np.ones((3, 1)), wv)
+    with pytest.raises(TypeError, match="input 'y' must have dtype float64"):
+        f(xv, np.ones((4, 1), np.float32), wv)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        assert np.isnan(f(np.ones((0, 2)), np.ones((0, 1)), wv))  # numpy's mean of nothing

@@ -187,8 +187,10 @@ def _is_unboxed(leaf, spec) -> bool:
     return spec.unbox_scalars and leaf.shape == () and leaf.dtype == np.float64
 
 
-def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
+def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> list:
     """A fast combined check; on failure the module's _check_inputs explains what is wrong."""
+    if namer is not None and dims_src:
+        return _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer)
     conds = []
     for leaf in inputs:
         n = names[leaf]
@@ -243,6 +245,58 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
             exact = " and ".join(f"type({names[leaf]}) is float" for leaf in inputs)
             lines = [f"if not ({exact}):"] + ["    " + line.replace("\n", "\n    ")
                                                for line in lines]
+    return lines
+
+
+def _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer) -> list:
+    """The fast check of a function with symbolic dims: the types and dtypes first, then
+    each shape read once (``N, _x1 = x.shape``: a wrong rank raises ValueError) and its
+    axes compared as ints; every ``x.shape`` makes a new tuple (~45 ns), and the form with
+    ``x.ndim == 2 and x.shape[1] == 2 and y.shape == (x.shape[0], 1)`` read four."""
+    local = {d: names[d] for d in dims_src}
+    types, unpacks, shapes = [], [], []
+    for leaf in inputs:
+        n = names[leaf]
+        if spec is not None and _is_unboxed(leaf, spec):
+            types.append(f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
+                         f"and {n}.dtype is _DT_float64)")
+            continue
+        types.append(f"type({n}) is _NDARRAY" if leaf.shape else
+                     f"(type({n}) is _NDARRAY or isinstance({n}, _GENERIC))")
+        types.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
+        shape = leaf.shape
+        binds = [axis for axis, d in enumerate(shape)
+                 if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
+        if not binds:
+            parts = [str(d) if isinstance(d, int) else local[d] for d in shape]
+            shapes.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+            continue
+        targets = []
+        for axis, d in enumerate(shape):
+            if axis in binds:
+                targets.append(local[d])
+                continue
+            axis_name = namer.temp(("shape", leaf, axis), f"{n}{axis}")
+            targets.append(axis_name)
+            shapes.append(f"{axis_name} == {d if isinstance(d, int) else local[d]}")
+        unpacks.append(f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {n}.shape")
+    params = ", ".join(names[leaf] for leaf in inputs)
+    comma = "," if len(inputs) == 1 else ""
+    lines = ["try:", "    _ok = (" + " and\n           ".join(types) + ")", "    if _ok:"]
+    lines += [f"        {u}" for u in unpacks]
+    if shapes:
+        lines.append("        _ok = (" + " and\n               ".join(shapes) + ")")
+    lines += ["except (AttributeError, ValueError):  # (a shape of another rank)",
+              "    _ok = False", "if not _ok:",
+              f"    {params}{comma} = _check_inputs({fn_name!r}, ({params}{comma}))"]
+    lines += [f"    {local[d]} = {src}" for d, src in dims_src.items()]
+    for d in dims_src:
+        # a dim of size 0 becomes a numpy integer: sum(x)/N is then numpy's nan with its
+        # RuntimeWarning, as np.mean of an empty array, not a ZeroDivisionError
+        lines.append(f"{local[d]} = {local[d]} or _EMPTY_DIM")
+    if spec is not None:
+        lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
+                  if _is_unboxed(leaf, spec)]
     return lines
 
 
@@ -423,7 +477,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         for leaf, inside, outside in constants_moved:
             names[leaf] = outside  # the module-level (numpy) name
     else:
-        checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec)
+        checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec, namer)
     params = list(spec.leading_params) + [names[leaf] for leaf in spec.inputs]
     result = spec.return_override or _result_source(program, spec, names, p)
     all_floats = spec.unbox_scalars and all(
