@@ -379,9 +379,9 @@ def _flat_views(arrays: list) -> list:
     """For the scalar target's step: a flat ``memoryview`` (format ``'d'``, C order) of each
     float64 array, None for the others. Reading or writing one element through it costs a
     third of numpy's ``float(a)`` / ``a[i, j] = v`` (~25 ns against ~70), and ``tolist()``
-    half of numpy's. An array that is not C-contiguous (a checkpoint's) is replaced by a
-    C-contiguous copy in ``arrays`` itself (the state owns these arrays: nobody holds
-    another reference to them yet)."""
+    half of numpy's. An array that is not C-contiguous (an initial value given in Fortran
+    order: ``init`` copies keep the layout) is replaced by a C-contiguous copy in ``arrays``
+    itself (the state owns these arrays: nobody holds another reference to them yet)."""
     views = []
     for i, a in enumerate(arrays):
         if a.dtype != np.float64 or a.size == 0:  # (the scalar target needs neither)
@@ -598,30 +598,9 @@ def _init_state(attrs: dict, values: dict) -> TrainState:
     return TrainState(specs, slot_names, arrays, slots, 0, attrs, attrs["_signature"])
 
 
-def _renamed(fn, rename: dict):
-    """``fn`` as a new function whose parameters carry the user's input names (``input``
-    where the module says ``input_``: a builtin or a non-identifier cannot be bound in
-    generated code), so that keyword calls bind them with no wrapper; None when that cannot
-    be done simply (a name would repeat, or a parameter is a closure cell)."""
-    code = fn.__code__
-    if code.co_cellvars or code.co_freevars:
-        return None
-    nargs = code.co_argcount
-    back = {p: name for name, p in rename.items()}
-    names = list(code.co_varnames)
-    names[:nargs] = [back.get(n, n) for n in names[:nargs]]
-    if len(set(names)) != len(names):
-        return None
-    return types.FunctionType(code.replace(co_varnames=tuple(names)), fn.__globals__,
-                              "train_step", fn.__defaults__, fn.__closure__)
-
-
 def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, loss):
     fn = compiled._fn
-    # some input name is not an identifier (W4's "input" is the module's "input_"): the
-    # function's own parameters renamed when possible (a wrapper costs ~300 ns per call)
-    step = _renamed(fn, compiled._rename) if compiled._rename else None
-    if step is None and compiled._rename:  # else a wrapper maps the keywords first
+    if compiled._rename:  # some input name is not an identifier: map keywords first
         def step(state, /, *args, **kwargs):
             if kwargs:
                 return fn(state, *compiled._bind(args, kwargs))
@@ -630,7 +609,7 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
             except TypeError:
                 compiled._bind(args, kwargs)  # a missing or extra input: say which, by name
                 raise
-    elif step is None:  # a fresh function object over the generated code, with attributes
+    else:  # a fresh function object over the generated code, with attributes of its own
         step = types.FunctionType(fn.__code__, fn.__globals__, "train_step", fn.__defaults__,
                                   fn.__closure__)
     step.__doc__ = TrainStep.__doc__

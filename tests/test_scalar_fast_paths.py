@@ -216,3 +216,14 @@ def test_states_with_empty_or_float32_arrays_still_build_and_train():
     step32 = sg.train_step(sg.sum(w32 * x32) ** 2, optim.SGD(0.1))
     state32 = step32.init({"w32": np.ones(3, np.float32)})
     assert step32(state32, x32=np.arange(3, dtype=np.float32)) == 9.0
+
+
+def test_compiled_functions_take_a_renamed_input_by_keyword_without_a_wrapper():
+    inp, w = sg.input("input", (3, 2)), sg.param("weights", (2,))
+    for target in ("scalar", "numpy"):
+        f = sg.compile(sg.sum(inp @ w), target=target)
+        assert f._fn.__code__.co_varnames[:2] == ("input", "weights") and not f._slow
+        xv, wv = np.ones((3, 2)), np.array([1.0, 2.0])
+        assert f(xv, wv) == f(input=xv, weights=wv) == f(xv, weights=wv) == 9.0
+        with pytest.raises(TypeError, match="input"):
+            f(weights=wv)
