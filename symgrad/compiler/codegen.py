@@ -187,8 +187,10 @@ def _is_unboxed(leaf, spec) -> bool:
     return spec.unbox_scalars and leaf.shape == () and leaf.dtype == np.float64
 
 
-def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
+def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> list:
     """A fast combined check; on failure the module's _check_inputs explains what is wrong."""
+    if namer is not None and dims_src:
+        return _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer)
     conds = []
     for leaf in inputs:
         n = names[leaf]
@@ -234,6 +236,64 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None) -> list:
         # a dim of size 0 becomes a numpy integer: sum(x)/N is then numpy's nan with its
         # RuntimeWarning, as np.mean of an empty array, not a ZeroDivisionError
         lines.append(f"{names[d]} = {src} or _EMPTY_DIM")
+    if spec is not None:
+        lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
+                  if _is_unboxed(leaf, spec)]
+        if getattr(spec, "exact_floats", False) and all(_is_unboxed(leaf, spec)
+                                                        for leaf in inputs):
+            # every input a Python float (W0): two type tests, nothing to convert
+            exact = " and ".join(f"type({names[leaf]}) is float" for leaf in inputs)
+            lines = [f"if not ({exact}):"] + ["    " + line.replace("\n", "\n    ")
+                                               for line in lines]
+    return lines
+
+
+def _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer) -> list:
+    """The fast check of a function with symbolic dims: the types and dtypes first, then
+    each shape read once (``N, _x1 = x.shape``: a wrong rank raises ValueError) and its
+    axes compared as ints; every ``x.shape`` makes a new tuple (~45 ns), and the form with
+    ``x.ndim == 2 and x.shape[1] == 2 and y.shape == (x.shape[0], 1)`` read four."""
+    local = {d: names[d] for d in dims_src}
+    types, unpacks, shapes = [], [], []
+    for leaf in inputs:
+        n = names[leaf]
+        if spec is not None and _is_unboxed(leaf, spec):
+            types.append(f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
+                         f"and {n}.dtype is _DT_float64)")
+            continue
+        types.append(f"type({n}) is _NDARRAY" if leaf.shape else
+                     f"(type({n}) is _NDARRAY or isinstance({n}, _GENERIC))")
+        types.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
+        shape = leaf.shape
+        binds = [axis for axis, d in enumerate(shape)
+                 if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
+        if not binds:
+            parts = [str(d) if isinstance(d, int) else local[d] for d in shape]
+            shapes.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+            continue
+        targets = []
+        for axis, d in enumerate(shape):
+            if axis in binds:
+                targets.append(local[d])
+                continue
+            axis_name = namer.temp(("shape", leaf, axis), f"{n}{axis}")
+            targets.append(axis_name)
+            shapes.append(f"{axis_name} == {d if isinstance(d, int) else local[d]}")
+        unpacks.append(f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {n}.shape")
+    params = ", ".join(names[leaf] for leaf in inputs)
+    comma = "," if len(inputs) == 1 else ""
+    lines = ["try:", "    _ok = (" + " and\n           ".join(types) + ")", "    if _ok:"]
+    lines += [f"        {u}" for u in unpacks]
+    if shapes:
+        lines.append("        _ok = (" + " and\n               ".join(shapes) + ")")
+    lines += ["except (AttributeError, ValueError):  # (a shape of another rank)",
+              "    _ok = False", "if not _ok:",
+              f"    {params}{comma} = _check_inputs({fn_name!r}, ({params}{comma}))"]
+    lines += [f"    {local[d]} = {src}" for d, src in dims_src.items()]
+    for d in dims_src:
+        # a dim of size 0 becomes a numpy integer: sum(x)/N is then numpy's nan with its
+        # RuntimeWarning, as np.mean of an empty array, not a ZeroDivisionError
+        lines.append(f"{local[d]} = {local[d]} or _EMPTY_DIM")
     if spec is not None:
         lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
                   if _is_unboxed(leaf, spec)]
@@ -356,6 +416,9 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         p = NumpySourcePrinter(names, helpers)
     default_dtype = _default_float(spec.inputs)
     p.default_float = default_dtype  # what the array API target casts a summed mask to
+    if spec.reuse_buffers and not array_api:
+        program.statements = _readers_first(program.statements,
+                                            {o.symbol for o in program.outputs})
     reuse = _BufferReuse(program, namer, enabled=spec.reuse_buffers and not array_api)
     body = []
     for list_name, leaves in spec.unpacked:
@@ -415,7 +478,7 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
         for leaf, inside, outside in constants_moved:
             names[leaf] = outside  # the module-level (numpy) name
     else:
-        checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec)
+        checks = _input_checks(spec.inputs, names, dims_src, spec.fn_name, spec, namer)
     params = list(spec.leading_params) + [names[leaf] for leaf in spec.inputs]
     result = spec.return_override or _result_source(program, spec, names, p)
     all_floats = spec.unbox_scalars and all(
@@ -441,6 +504,45 @@ def render(program: Program, spec: ModuleSpec, namer: Namer | None = None) -> st
     if spec.verify:
         verify_source(source, spec.fn_name, writable=writable_origins(spec))
     return source
+
+
+def _readers_first(statements: list, outputs: set) -> list:
+    """The statements, with the last reader of an elementwise statement's operand moved
+    before it when nothing in between feeds that reader: ``t = a*c`` then ``s = vdot(a, a)``
+    becomes ``s = vdot(a, a)`` then ``t = a*c``, which may then run in ``a``'s buffer (W1's
+    backward pass: one allocation less). Any order that keeps every read after its value's
+    statement computes the same values; this one only moves a statement earlier, past
+    statements it does not read. Linear but for the distances moved."""
+    stmts = list(statements)
+    reads = [s.reads() for s in stmts]
+    pos = {id(s): k for k, s in enumerate(stmts)}
+    reads_of = {id(s): r for s, r in zip(stmts, reads)}
+    readers: dict = {}
+    for s, r in zip(stmts, reads):
+        for sym in r:
+            readers.setdefault(sym, []).append(s)
+    targets = {s.target for s in stmts}
+    i = 0
+    while i < len(stmts):
+        s = stmts[i]
+        if not s.is_op and s.target.shape != ():
+            for a in sorted(reads_of[id(s)], key=lambda t: t.name):
+                if a not in targets or a in outputs or a.shape != s.target.shape \
+                        or a.dtype != s.target.dtype:
+                    continue
+                later = [r for r in readers.get(a, ()) if pos[id(r)] > i]
+                if len(later) != 1:
+                    continue
+                j = pos[id(later[0])]
+                if reads_of[id(later[0])] & {stmts[k].target for k in range(i, j)}:
+                    continue
+                stmts.insert(i, stmts.pop(j))
+                for k in range(i, j + 1):
+                    pos[id(stmts[k])] = k
+                i += 1  # s is now one further down
+                break
+        i += 1
+    return stmts
 
 
 def writable_origins(spec: ModuleSpec) -> tuple:
@@ -585,6 +687,25 @@ def _spine_step(e, inner, p) -> str | None:
     return None
 
 
+#: below this many elements a temporary costs less than one more ufunc call (~0.4 us)
+SPLIT_SCALE_MIN = 4096
+
+
+def _scaled_array(e):
+    """``(c, m)`` when ``e`` is ``c*m``: ``m`` one array-valued name of at least
+    SPLIT_SCALE_MIN elements and ``c`` a product of 0-d values (Adam's
+    ``m*(-lr/(1 - beta1**t))``); else None."""
+    if not e.is_Mul:
+        return None
+    arrays = [f for f in e.args if not (f.is_number or info(f)[0] == ())]
+    if len(arrays) != 1 or not isinstance(arrays[0], TensorSymbol):
+        return None
+    shape = arrays[0].shape
+    if not all(isinstance(d, int) for d in shape) or math.prod(shape) < SPLIT_SCALE_MIN:
+        return None
+    return e.func(*[f for f in e.args if f is not arrays[0]]), arrays[0]
+
+
 def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | None:
     """Evaluate ``e`` in the buffer ``buf`` (holding ``a``): ufunc calls with ``out=``
     applied along the path from ``a`` up to the root, the first one naming its result
@@ -609,7 +730,13 @@ def _spine(e, a, buf: str, target: str, p, dest: str | None = None) -> list | No
             continue
         if node.is_Mul and inner.is_Pow and inner.exp == -1:
             # rest / (...a...): compute the denominator in the buffer, then one divide
-            steps.append(f"np.divide({p.doprint(_others(node, inner))}, {_BUF}, out={_BUF})")
+            numerator = _others(node, inner)
+            split = _scaled_array(numerator)
+            if split is not None:  # c*m / buf: m / buf, then *c (no temporary for c*m)
+                steps.append(f"np.multiply({_BUF}, {p.doprint(split[0])}, out={_BUF})")
+                steps.append(f"np.divide({p.doprint(split[1])}, {_BUF}, out={_BUF})")
+            else:
+                steps.append(f"np.divide({p.doprint(numerator)}, {_BUF}, out={_BUF})")
             node = inner.base
             continue
         step = _spine_step(node, inner, p)

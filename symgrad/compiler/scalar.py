@@ -46,12 +46,13 @@ __all__ = ["ScalarUnsupported", "SCALAR_MAX_ELEMENTS", "MATH_FUNCTIONS", "TARGET
            "eligible", "ScalarFunction"]
 
 #: ``target="auto"`` picks the scalar target when every shape is fixed and the inputs and
-#: parameters hold at most this many elements together. Measured on SGD train steps of a
-#: linear regression (N x 2 inputs, N x 1 targets, 2 x 1 weights; 3N + 2 elements), each
-#: target timed with timeit, min of 7 x 2000 calls, on a loaded 2-core Xeon (load ~3):
-#: scalar/numpy = 0.93 at 17 elements, 0.90 at 32, 1.85 at 62, 2.66 at 122, 5.48 at 242.
-#: The crossover lies between 32 and 62 elements: 32.
-SCALAR_MAX_ELEMENTS = 32
+#: parameters hold at most this many elements together. Measured on SGD train steps (median
+#: of 150 paired ratios of 16 steps each, a loaded 2-core Xeon, load ~4), scalar/numpy:
+#: a linear regression (N x 2 inputs, N x 1 targets, 2 x 1 weights; 3N + 2 elements) 0.49 at
+#: 17 elements, 0.62 at 32, 0.75 at 44, 0.93 at 56, 1.12 at 68; the W1 network (N x 2, N x 1,
+#: 2 x 3, 3 x 1; 3N + 9 elements, more arithmetic per element) 0.86 at 33, 1.01 at 39, 1.18
+#: at 45. The crossover of the costlier model, rounded down: 36.
+SCALAR_MAX_ELEMENTS = 36
 
 TARGETS = ("auto", "numpy", "scalar")
 
@@ -173,11 +174,13 @@ class _Printer:
 
     def _add(self, e) -> str:
         terms = sorted(e.args, key=lambda t: t.is_number)  # numbers last (a stable sort)
+        if len(terms) > 1 and _negated(terms[0]) and not _negated(terms[1]):
+            # -a + b prints b - a: one operation less, the same value ((b - a) + c is
+            # (-a + b) + c exactly: IEEE addition commutes, and b - a is b + (-a))
+            terms[0], terms[1] = terms[1], terms[0]
         out = self._paren(terms[0], _ADD)
         for t in terms[1:]:
-            if t.is_Number and t < 0:
-                out += " - " + self._paren(-t, _ADD, True)
-            elif t.is_Mul and t.args[0].is_Number and t.args[0] < 0:
+            if _negated(t):
                 out += " - " + self._paren(-t, _ADD, True)
             else:
                 out += " + " + self._paren(t, _ADD, True)
@@ -272,17 +275,13 @@ class _Printer:
         return f"{fn}({self.doprint(e.args[0])})", _ATOM
 
 
+def _negated(t) -> bool:
+    """A term printed as ``- <its negation>`` in a sum: a negative number or coefficient."""
+    return bool((t.is_Number and t < 0) or (t.is_Mul and t.args[0].is_Number and t.args[0] < 0))
+
+
 def _index_text(idx) -> str:
     return "_".join(str(i) for i in idx)
-
-
-def _unpack_target(names_arr) -> str:
-    """``(a, b), (c, d)``: the assignment target unpacking ``x.tolist()`` of that shape."""
-    if names_arr.ndim == 1:
-        items = names_arr.tolist()
-        return ", ".join(items) + ("," if len(items) == 1 else "")
-    inner = [_unpack_target(sub) for sub in names_arr]
-    return ", ".join(f"({t})" for t in inner) + ("," if len(inner) == 1 else "")
 
 
 def _nested(arr, leaf_source) -> str:
@@ -335,8 +334,11 @@ class ScalarFunction:
         self.elems[leaf] = np.array(sym, dtype=object)
 
     # -- reading the leaves -----------------------------------------------------------
-    def read_array(self, leaf, source: str, base: str) -> None:
-        """Read ``source`` (an ndarray of leaf's shape, or a 0-d value) into float locals."""
+    def read_array(self, leaf, source: str, base: str, view: bool = False) -> None:
+        """Read ``source`` (an ndarray of leaf's shape, or a 0-d value; with ``view``, a flat
+        memoryview of its elements in C order) into float locals, in one call: the flat
+        ``tolist()`` of all the elements (half the cost of the nested one of a 2-d array),
+        or for one element ``item()`` / ``view[0]``."""
         shape = leaf.shape
         if any(not isinstance(d, int) for d in shape):
             raise ScalarUnsupported(f"{leaf.role} {leaf.name!r} has a symbolic shape")
@@ -351,10 +353,20 @@ class ScalarFunction:
             arr[idx] = sym
             names[idx] = self.names[sym]
         self.elems[leaf] = arr
-        if shape == ():
-            self.reads.append(f"{names[()]} = float({source})")
+        flat = names.ravel().tolist()
+        if view:  # +view[0]: the float itself, and to the buffer verifier a new value (not
+            # a view of the state's memory, which the step overwrites before it returns)
+            read = f"+{source}[0]" if len(flat) == 1 else f"{source}.tolist()"
+        elif shape == ():
+            read = f"float({source})"
+        elif len(flat) == 1:
+            read = f"{source}.item()"
         else:
-            self.reads.append(f"{_unpack_target(names)} = {source}.tolist()")
+            read = f"{source}.tolist()" if len(shape) == 1 else f"{source}.ravel().tolist()"
+        if len(flat) == 1:
+            self.reads.append(f"{flat[0]} = {read}")
+        else:
+            self.reads.append(f"{', '.join(flat)} = {read}")
 
     def constant(self, leaf) -> None:
         value = CONSTANT_VALUES[leaf.tag]
@@ -535,17 +547,13 @@ _MODULE_LOCALS = frozenset({"_check_inputs", "_ok", "_NDARRAY", "_GENERIC", "_IN
                             "_state", "_turn", "_held", "_opt", "_hyper", "_attrs",
                             "_counter", "_t"})
 
-#: a parameter array with at most this many elements is written back element by element
-#: (``w[0, 1] = v``: ~75 ns each); a bigger one by one slice assignment of a nested list
-#: (~600 ns whatever the size, measured on 2 and 10 elements)
-WRITE_ELEMENTWISE = 8
-
 #: module-level lines the scalar function needs (after the numpy module's own)
 PRELUDE = ["_float64 = np.float64  # outputs of the scalar target"]
 
 
 class _Unbox:  # what codegen._input_checks reads of a ModuleSpec: 0-d float64 as floats
     unbox_scalars = True
+    exact_floats = True  # Python floats skip the checks (Python arithmetic throughout)
 
 
 def _base(name: str) -> str:
@@ -638,21 +646,15 @@ def render_train_step(program, updates, inputs, plist, slot_syms, hyper_leaves, 
     namer = Namer()
     low, params = _start(program, inputs, namer)
     reads = []
-    boxes = {}
-    for group, leaves in (("_state._param_list", plist), ("_state._slot_list", slot_syms)):
-        names = []
-        for leaf in leaves:
-            name = namer.user(leaf, leaf.name)
-            box = namer._claim(("box", leaf), f"_box{_base(leaf.name)}")
-            boxes[leaf] = box
-            names.append(box)
-            if leaf.shape == () and leaf.dtype == np.float64:
-                low.scalar(leaf, name)
-                low.reads.append(f"{name} = float({box})")
-            else:
-                low.read_array(leaf, box, name)
-        if names:
-            reads.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {group}")
+    views = {}
+    for leaf in list(plist) + list(slot_syms):  # the state's arrays, through its memoryviews
+        if leaf.dtype != np.float64:
+            raise ScalarUnsupported(f"{leaf.role} {leaf.name!r} is {leaf.dtype}, not float64")
+        name = namer.user(leaf, leaf.name)
+        views[leaf] = namer._claim(("view", leaf), f"_mv{_base(leaf.name)}")
+        low.read_array(leaf, views[leaf], name, view=True)
+    names = list(views.values())
+    reads.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = _state._views")
     hyper_names = [namer.user(h, h.name) for h in hyper_leaves]
     for h, name in zip(hyper_leaves, hyper_names):
         low.scalar(h, name)
@@ -672,15 +674,9 @@ def render_train_step(program, updates, inputs, plist, slot_syms, hyper_leaves, 
     for k, (var, value) in enumerate(updates):
         low.elems[var] = low._elementwise(value, var.shape, f"{_base(var.name)}_n{k}")
     writes = []
-    for var in list(plist) + list(slot_syms):
-        arr, box = low.elems[var], boxes[var]
-        if arr.ndim == 0:
-            writes.append(f"{box}[()] = {low.element_source(arr[()])}")
-        elif arr.size <= WRITE_ELEMENTWISE:
-            writes += [f"{box}[{', '.join(map(str, idx))}] = {low.element_source(arr[idx])}"
-                       for idx in np.ndindex(*arr.shape)]
-        else:
-            writes.append(f"{box}[...] = {_nested(arr, low.element_source)}")
+    for var in list(plist) + list(slot_syms):  # element by element: ~30 ns each
+        writes += [f"{views[var]}[{k}] = {low.element_source(v)}"
+                   for k, v in enumerate(low.elems[var].ravel().tolist())]
     if step_t is not None:
         writes.append("_counter[0] = _t")
     loss_value = low.elems[loss.symbol][()]

@@ -125,8 +125,8 @@ METHODS = frozenset({
     "kind", "name", "itemsize", "eps", "tiny",
     # dict, list, str
     "get", "setdefault", "clear", "append", "items", "keys", "values", "join",
-    # the train step's state object
-    "_param_list", "_slot_list", "_hyper", "_counter",
+    # the train step's state object (``_views``: the scalar target's memoryviews of its arrays)
+    "_param_list", "_slot_list", "_hyper", "_counter", "_views",
     # ... its lock, and the optimizer it reads the hyperparameters of (symgrad.train)
     "_token", "pop", "_wait_turn", "_bound", "_hyper_for", "_hyper_of",
     # a ufunc method reached through an np chain's result
