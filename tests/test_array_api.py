@@ -47,6 +47,14 @@ NAMESPACES = {
 }
 
 
+#: ops refused on this target, and why: compiling them must say so, naming the op
+NUMPY_ONLY = {
+    # numpy's partition leaves every position but the kth in an order of its own; the
+    # standard has no partition, and a sort would be a different (valid) answer
+    "argpartition": "numpy's order", "partition": "numpy's order",
+}
+
+
 def _spec_cases():
     for name in sg.PUBLIC_OPS:
         for k, case in enumerate(SPEC.get(name, [])):
@@ -76,6 +84,10 @@ def test_every_op_has_a_spec_row_here():
 @pytest.mark.parametrize("namespace", sorted(NAMESPACES))
 @pytest.mark.parametrize("name,case", list(_spec_cases()))
 def test_spec_row_agrees_with_numpy_backend(name, case, namespace):
+    if name in NUMPY_ONLY:
+        with pytest.raises(NotImplementedError, match="argpartition"):
+            _build(name, case)
+        return
     convert = NAMESPACES[namespace]
     reference, generated, values = _build(name, case)
     want = reference(*values)
@@ -169,7 +181,8 @@ def test_the_cache_key_includes_the_backend():
 # (ops with float64 constants in their spec rows promote to float64, as numpy does, and
 # float_power computes in float64 whatever its operands)
 @pytest.mark.parametrize("name,case", [c for c in _spec_cases() if c.values[0] not in (
-    "one_hot", "softmax_cross_entropy", "sigmoid_cross_entropy", "float_power")])
+    "one_hot", "softmax_cross_entropy", "sigmoid_cross_entropy", "float_power",
+    *NUMPY_ONLY)])
 def test_float32_in_float32_out_on_array_api_strict(name, case):
     xs = _strict()
     build, _, shapes, domain = case
