@@ -264,7 +264,7 @@ def test_gradients_over_the_node_cap_are_refused_before_planning(cache_env, monk
     grads = sg.grad(loss, [sg.Tensor(p, p.shape, p.dtype) for p in params])
     planned = []
     real_plan = api.plan
-    monkeypatch.setattr(api, "plan", lambda *a: planned.append(1) or real_plan(*a))
+    monkeypatch.setattr(api, "plan", lambda *a, **k: planned.append(1) or real_plan(*a, **k))
     with pytest.raises(sg.ExpressionTooLarge, match=f"max_nodes={forward + 5}") as err:
         sg.compile([loss, *grads], max_nodes=forward + 5)  # the forward fits, not the rest
     assert "before planning" in str(err.value) and planned == []

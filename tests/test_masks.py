@@ -170,3 +170,17 @@ def test_a_comparison_sympy_folds_to_a_constant_is_still_a_mask():
     np.testing.assert_array_equal(grad, np.ones((4, 1)))
     w = sg.where(never, p, 2.0 * p)
     np.testing.assert_array_equal(sg.compile(w, inputs=[p])(np.ones((4, 1))), np.full((4, 1), 2.0))
+
+
+def test_a_negated_product_led_by_a_bool_function_is_arithmetic():
+    """nan_to_num's derivative is isfinite(x), a bool array: with a negative coefficient the
+    product printed as ``-np.isfinite(x)*...``, which numpy refuses (found by the property
+    test through norm(nan_to_num(...)))."""
+    x = sg.param("x", (3,), "float64", shared=True)
+    y = sg.param("y", (3,), "float64", shared=True)
+    loss = -sg.sum(sg.nan_to_num(x) * sg.sin(y))
+    f = sg.compile([loss, *sg.grad(loss, [x])])
+    xv, yv = np.array([0.5, -1.0, 2.0]), np.array([0.3, 1.2, -0.7])
+    value, gx = f(xv, yv)
+    assert np.isclose(value, -np.sum(xv * np.sin(yv)))
+    np.testing.assert_allclose(gx, -np.sin(yv), rtol=1e-15)

@@ -32,6 +32,12 @@ def _cube(x):
 # --- linalg block (helpers) ---
 # float32 constants, so that float32 inputs stay float32 (float64 ones would promote)
 _EYE3V, _EYE4V = 3 * np.eye(3, dtype=np.float32), 4 * np.eye(3, dtype=np.float32)
+
+
+def _product(sign, logabsdet):
+    return sign * logabsdet
+
+
 _EYE3, _EYE4 = sg.constant(_EYE3V), sg.constant(_EYE4V)
 _SPREAD = np.diag(np.array([0.0, 4.0, 8.0], dtype=np.float32))
 _SINGULAR = {(m, n): np.eye(m, n, dtype=np.float32) * np.array([9.0, 5.0, 2.0, 1.0][:n],
@@ -497,7 +503,7 @@ SPEC = {
                  [(2, 3, 3)], ANY),
                 # the sign (of a - 4I, either) has no gradient; the product checks it
                 (lambda a: sg.slogdet(a - _EYE4)[0] * sg.slogdet(a - _EYE4)[1],
-                 lambda a: np.prod(np.linalg.slogdet(a - _EYE4V), axis=0), [(3, 3)], ANY)],
+                 lambda a: _product(*np.linalg.slogdet(a - _EYE4V)), [(3, 3)], ANY)],
     "cholesky": [(lambda a: sg.cholesky(a @ sg.swapaxes(a, -1, -2) + _EYE3),
                   lambda a: np.linalg.cholesky(a @ np.swapaxes(a, -1, -2) + _EYE3V), [s], ANY)
                  for s in ((3, 3), (2, 3, 3))],

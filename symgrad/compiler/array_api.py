@@ -197,12 +197,6 @@ class ArrayApiPrinter(NumpySourcePrinter):
             return form(self, ops)
         return translate(node.print_numpy(self, ops), node.op_name)
 
-    def _factor_rank(self, f) -> int:
-        # a function whose value is a bool array (isfinite) is a mask in a product, too
-        if getattr(type(f), "returns_bool", False):
-            return 1
-        return super()._factor_rank(f)
-
     def _numeric_operands(self, node, ops) -> list:
         """``ops`` with every boolean operand of an arithmetic node cast to the float dtype:
         the standard sums, multiplies and compares numbers only (``xp.sum`` of a mask is a

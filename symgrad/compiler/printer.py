@@ -42,10 +42,11 @@ _BOOLEAN_TYPES = (Step, sympy.core.relational.Relational, sympy.logic.boolalg.Bo
 
 
 def _is_mask(e) -> bool:
-    """True for expressions numpy evaluates to a bool array (a comparison, a step, or a
-    temporary holding one: ``-mask`` and ``mask + mask`` are not arithmetic in numpy)."""
-    return isinstance(e, _BOOLEAN_TYPES) or (isinstance(e, TensorSymbol)
-                                             and e.dtype_name == "bool")
+    """True for expressions numpy evaluates to a bool array (a comparison, a step, a
+    function of bool value such as isfinite, or a temporary holding one: ``-mask`` and
+    ``mask + mask`` are not arithmetic in numpy)."""
+    return isinstance(e, _BOOLEAN_TYPES) or getattr(type(e), "returns_bool", False) \
+        or (isinstance(e, TensorSymbol) and e.dtype_name == "bool")
 
 
 def float_literal(value: float) -> str:
