@@ -316,3 +316,19 @@ def test_the_scalar_module_passes_the_verifier_and_allowlist_from_the_cache():
     from symgrad.compiler.verify import verify_source
     src = step.source
     verify_source(src, "train_step", ("temp", "param:_state"))
+
+
+def test_outputs_with_no_elements_keep_their_shape():
+    """A nested list literal of no elements is numpy's (0,): an output of shape (0, 2) (a
+    zero-size constant broadcast against an input) came back as (0,) from the scalar
+    target, where the numpy target gives (0, 2)."""
+    e = sg.input("e", (2,), "float64")
+    c = sg.constant(np.zeros((0, 1)))
+    loss = sg.sum(c * e) + sg.sum(e * e)
+    outputs = [c * e, sg.exp(c * e), loss, *sg.grad(loss, [e])]
+    scalar = sg.compile(outputs, target="scalar")
+    numpy_ = sg.compile(outputs, target="numpy")
+    args = (np.array([1.5, -2.0]),)
+    for got, want in zip(scalar(*args), numpy_(*args)):
+        assert np.shape(got) == np.shape(want)
+        np.testing.assert_array_equal(got, want)

@@ -514,6 +514,8 @@ class ScalarFunction:
         arr = np.broadcast_to(self.elems[symbol], shape)
         if arr.ndim == 0:
             return f"_float64({self.element_source(arr[()])})"
+        if arr.size == 0:  # a nested literal of no elements loses the shape: [] is (0,)
+            return f"np.zeros({tuple(arr.shape)}, _float64)"
         return f"np.array({_nested(arr, self.element_source)}, _float64)"
 
 
