@@ -187,6 +187,26 @@ def _is_unboxed(leaf, spec) -> bool:
     return spec.unbox_scalars and leaf.shape == () and leaf.dtype == np.float64
 
 
+def _type_conds(leaf, n, spec) -> list:
+    """The type and dtype tests of one input in a fast check (its shape is tested apart)."""
+    if spec is not None and _is_unboxed(leaf, spec):
+        # Python and numpy float64 scalars, and 0-d float64 arrays (float() unboxes them)
+        return [f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
+                f"and {n}.dtype is _DT_float64)"]
+    # exactly an ndarray (or, 0-d, a numpy scalar): a subclass such as np.matrix or a
+    # masked array changes what the arithmetic means; _check_inputs converts or refuses it
+    return [f"type({n}) is _NDARRAY" if leaf.shape else
+            f"(type({n}) is _NDARRAY or isinstance({n}, _GENERIC))",
+            f"{n}.dtype is _DT_{leaf.dtype.name}"]
+
+
+def _check_call(inputs, names, fn_name) -> str:
+    """``x, y = _check_inputs('f', (x, y))``: the slow path that explains a failed check."""
+    params = ", ".join(names[leaf] for leaf in inputs)
+    comma = "," if len(inputs) == 1 else ""
+    return f"{params}{comma} = _check_inputs({fn_name!r}, ({params}{comma}))"
+
+
 def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> list:
     """A fast combined check; on failure the module's _check_inputs explains what is wrong."""
     if namer is not None and dims_src:
@@ -194,16 +214,9 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> li
     conds = []
     for leaf in inputs:
         n = names[leaf]
+        conds += _type_conds(leaf, n, spec)
         if spec is not None and _is_unboxed(leaf, spec):
-            # Python and numpy float64 scalars, and 0-d float64 arrays (float() unboxes them)
-            conds.append(f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
-                         f"and {n}.dtype is _DT_float64)")
             continue
-        # exactly an ndarray (or, 0-d, a numpy scalar): a subclass such as np.matrix or a
-        # masked array changes what the arithmetic means; _check_inputs converts or refuses it
-        conds.append(f"type({n}) is _NDARRAY" if leaf.shape else
-                     f"(type({n}) is _NDARRAY or isinstance({n}, _GENERIC))")
-        conds.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
         shape = leaf.shape
         if all(isinstance(d, int) for d in shape):
             conds.append(f"{n}.shape == {tuple(shape)!r}")
@@ -219,9 +232,7 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> li
         conds.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
     if not inputs:
         return []
-    params = ", ".join(names[leaf] for leaf in inputs)
-    call = (f"    {params}{',' if len(inputs) == 1 else ''} = _check_inputs("
-            f"{fn_name!r}, ({params}{',' if len(inputs) == 1 else ''}))")
+    call = "    " + _check_call(inputs, names, fn_name)
     if all(c.startswith("isinstance(") for c in conds):  # nothing can raise: no try needed
         lines = ["if not (" + " and\n        ".join(conds) + "):", call]
         lines += [f"{names[leaf]} = float({names[leaf]})" for leaf in inputs
@@ -229,9 +240,7 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> li
         return lines
     lines = ["try:"]
     lines.append("    _ok = (" + " and\n           ".join(conds) + ")")
-    lines += ["except AttributeError:", "    _ok = False", "if not _ok:",
-              f"    {params}{',' if len(inputs) == 1 else ''} = _check_inputs("
-              f"{fn_name!r}, ({params}{',' if len(inputs) == 1 else ''}))"]
+    lines += ["except AttributeError:", "    _ok = False", "if not _ok:", call]
     for d, src in dims_src.items():
         # a dim of size 0 becomes a numpy integer: sum(x)/N is then numpy's nan with its
         # RuntimeWarning, as np.mean of an empty array, not a ZeroDivisionError
@@ -257,13 +266,9 @@ def _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer) -> li
     types, unpacks, shapes = [], [], []
     for leaf in inputs:
         n = names[leaf]
+        types += _type_conds(leaf, n, spec)
         if spec is not None and _is_unboxed(leaf, spec):
-            types.append(f"(isinstance({n}, float) or type({n}) is _NDARRAY and not {n}.shape "
-                         f"and {n}.dtype is _DT_float64)")
             continue
-        types.append(f"type({n}) is _NDARRAY" if leaf.shape else
-                     f"(type({n}) is _NDARRAY or isinstance({n}, _GENERIC))")
-        types.append(f"{n}.dtype is _DT_{leaf.dtype.name}")
         shape = leaf.shape
         binds = [axis for axis, d in enumerate(shape)
                  if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
@@ -280,15 +285,12 @@ def _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer) -> li
             targets.append(axis_name)
             shapes.append(f"{axis_name} == {d if isinstance(d, int) else local[d]}")
         unpacks.append(f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {n}.shape")
-    params = ", ".join(names[leaf] for leaf in inputs)
-    comma = "," if len(inputs) == 1 else ""
     lines = ["try:", "    _ok = (" + " and\n           ".join(types) + ")", "    if _ok:"]
     lines += [f"        {u}" for u in unpacks]
     if shapes:
         lines.append("        _ok = (" + " and\n               ".join(shapes) + ")")
     lines += ["except (AttributeError, ValueError):  # (a shape of another rank)",
-              "    _ok = False", "if not _ok:",
-              f"    {params}{comma} = _check_inputs({fn_name!r}, ({params}{comma}))"]
+              "    _ok = False", "if not _ok:", "    " + _check_call(inputs, names, fn_name)]
     lines += [f"    {local[d]} = {src}" for d, src in dims_src.items()]
     for d in dims_src:
         # a dim of size 0 becomes a numpy integer: sum(x)/N is then numpy's nan with its
