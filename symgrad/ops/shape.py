@@ -1462,11 +1462,17 @@ def rollaxis(a, axis, start=0):
     return transpose(t, order)
 
 
-def _shift_axes(t, axes, op: str) -> list:
+def _half_roll(x, axes, direction: int, op: str):
+    """``x`` rolled by half the length of each of ``axes`` (all by default), forwards
+    (``direction`` 1: fftshift) or back (-1: ifftshift; the two differ for odd lengths)."""
+    t = tensors.as_tensor(x)
     if axes is None:
-        return list(range(t.ndim))
+        axes = list(range(t.ndim))
     axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
-    return [_axis(ax, t.ndim, op) for ax in axes]
+    axes = [_axis(ax, t.ndim, op) for ax in axes]
+    if not axes:
+        return t
+    return roll(t, [direction * (_concrete(t, ax, op) // 2) for ax in axes], axes)
 
 
 @public("composite", numpy="np.fft.fftshift", reference=np.fft.fftshift)
@@ -1485,11 +1491,7 @@ def fftshift(x, axes=None):
     -------
     Tensor
     """
-    t = tensors.as_tensor(x)
-    axes = _shift_axes(t, axes, "fftshift")
-    if not axes:
-        return t
-    return roll(t, [_concrete(t, ax, "fftshift") // 2 for ax in axes], axes)
+    return _half_roll(x, axes, 1, "fftshift")
 
 
 @public("composite", numpy="np.fft.ifftshift", reference=np.fft.ifftshift)
@@ -1508,11 +1510,7 @@ def ifftshift(x, axes=None):
     -------
     Tensor
     """
-    t = tensors.as_tensor(x)
-    axes = _shift_axes(t, axes, "ifftshift")
-    if not axes:
-        return t
-    return roll(t, [-(_concrete(t, ax, "ifftshift") // 2) for ax in axes], axes)
+    return _half_roll(x, axes, -1, "ifftshift")
 
 
 def _spacings(varargs, count: int) -> list:

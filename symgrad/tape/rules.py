@@ -2052,6 +2052,18 @@ _vsplit_forward, _vsplit_vjp = _axis_split_forward("vsplit", lambda x: 0)
 _hsplit_forward, _hsplit_vjp = _axis_split_forward("hsplit", lambda x: 1 if x.ndim > 1 else 0)
 _dsplit_forward, _dsplit_vjp = _axis_split_forward("dsplit", lambda x: 2)
 
+
+def _axis_split_rule(name, forward, vjp) -> OpRule:
+    """The table entry of ``vsplit``, ``hsplit`` or ``dsplit`` (a split along a fixed axis)."""
+    return OpRule(name, forward, vjp, f"Piece ``piece`` of numpy's ``{name}``." + """
+
+    Parameters
+    ----------
+    x : TensorLike
+    indices_or_sections : int or sequence of int
+    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
+                  public=False)
+
 # --- end of more block ---
 
 
@@ -2831,30 +2843,9 @@ _TABLE: tuple[OpRule, ...] = (
     endpoint : bool
     axis : int""" + _RETURNS, inputs=("start", "stop"),
            params=(("num", 50), ("endpoint", True), ("axis", 0))),
-    OpRule("vsplit", _vsplit_forward, _vsplit_vjp, "Piece ``piece`` of numpy's ``vsplit``." + """
-
-    Parameters
-    ----------
-    x : TensorLike
-    indices_or_sections : int or sequence of int
-    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
-           public=False),
-    OpRule("hsplit", _hsplit_forward, _hsplit_vjp, "Piece ``piece`` of numpy's ``hsplit``." + """
-
-    Parameters
-    ----------
-    x : TensorLike
-    indices_or_sections : int or sequence of int
-    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
-           public=False),
-    OpRule("dsplit", _dsplit_forward, _dsplit_vjp, "Piece ``piece`` of numpy's ``dsplit``." + """
-
-    Parameters
-    ----------
-    x : TensorLike
-    indices_or_sections : int or sequence of int
-    piece : int""" + _RETURNS, params=(("indices_or_sections", REQUIRED), ("piece", 0)),
-           public=False),
+    _axis_split_rule("vsplit", _vsplit_forward, _vsplit_vjp),
+    _axis_split_rule("hsplit", _hsplit_forward, _hsplit_vjp),
+    _axis_split_rule("dsplit", _dsplit_forward, _dsplit_vjp),
     OpRule("astype", _astype_forward, _astype_vjp, "numpy's ``astype``." + """
 
     Parameters
