@@ -16,15 +16,17 @@ IMPLEMENTATIONS = {
     "hand": "impl_hand:HandImpl",
     "floats": "impl_floats:FloatsImpl",
     "symgrad": "impl_symgrad:SymgradImpl",
+    "symgrad-unchecked": "impl_symgrad:SymgradUncheckedImpl",
     "tape": "impl_tape:TapeImpl",
     "torch": "impl_torch:TorchImpl",
     "jax": "impl_jax:JaxImpl",
     "autograd": "impl_autograd:AutogradImpl",
     "pytensor": "impl_pytensor:PytensorImpl",
+    "pytensor-trust": "impl_pytensor:PytensorTrustImpl",
 }
 
 #: This project's own implementations: a WRONG or failing one makes the run exit 1.
-PROJECT_IMPLS = ("hand", "floats", "symgrad", "tape")
+PROJECT_IMPLS = ("hand", "floats", "symgrad", "symgrad-unchecked", "tape")
 
 #: The implementation every other one is checked against.
 REFERENCE = "hand"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 
 from .impl_base import Implementation, OptimizerSpec, make_ops
 
-__all__ = ["SymgradImpl", "build_step"]
+__all__ = ["SymgradImpl", "SymgradUncheckedImpl", "build_step"]
 
 
 def _ops():
@@ -15,7 +14,7 @@ def _ops():
                     reshape=sg.reshape, softmax_cross_entropy=sg.softmax_cross_entropy)
 
 
-def build_step(workload, optimizer: OptimizerSpec):
+def build_step(workload, optimizer: OptimizerSpec, check_inputs: bool = True):
     """Build the workload's loss as symgrad expressions and compile its train step.
 
     The step takes the batch positionally, in the order of ``workload.input_names``. This
@@ -31,7 +30,8 @@ def build_step(workload, optimizer: OptimizerSpec):
     loss = workload.loss(_ops(), params, inputs)
     return sg.train_step(loss, optimizer.symgrad(),
                          params=[params[n] for n in workload.param_shapes],
-                         inputs=[inputs[n] for n in workload.input_names])
+                         inputs=[inputs[n] for n in workload.input_names],
+                         check_inputs=check_inputs)
 
 
 class SymgradImpl(Implementation):
@@ -43,12 +43,15 @@ class SymgradImpl(Implementation):
         import symgrad
         return symgrad.__version__
 
+    #: sg.train_step's check_inputs
+    check_inputs = True
+
     def setup(self, workload, init, optimizer):
-        self._step = build_step(workload, optimizer)
+        self._step = build_step(workload, optimizer, self.check_inputs)
         self._state = self._step.init({n: init[n] for n in workload.param_shapes})
-        # the state bound once, as the hand-written adapters call a bound method: the
-        # adapters then cost the same per call (no argument tuple built here only)
-        self._call = functools.partial(self._step, self._state)
+        # the state bound once (step.bound: a bound method), as the hand-written adapters
+        # call a bound method: the adapters then cost the same per call
+        self._call = self._step.bound(self._state)
 
     def step(self, batch):
         return self._call(*batch)
@@ -60,3 +63,12 @@ class SymgradImpl(Implementation):
     def source(self) -> str:
         """The generated module's source."""
         return self._step.source
+
+
+class SymgradUncheckedImpl(SymgradImpl):
+    """The same step built with ``check_inputs=False``: no per-call test of the batch's
+    types, dtypes and shapes (the counterpart of PyTensor's ``trust_input``)."""
+
+    name = "symgrad-unchecked"
+    description = "symgrad generated train step, check_inputs=False"
+    check_inputs = False

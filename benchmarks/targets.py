@@ -46,7 +46,8 @@ def _warm(w: dict, e: dict) -> Optional[float]:
 
 
 class Target(NamedTuple):
-    """One goal: ``value(workload, symgrad's entry) <op> limit``."""
+    """One goal: ``value(workload, impl's entry) <op> limit``; ``impl`` is symgrad's default
+    step or the one built with ``check_inputs=False``."""
 
     id: str
     text: str
@@ -55,6 +56,7 @@ class Target(NamedTuple):
     op: str
     limit: float
     unit: str
+    impl: str = "symgrad"
 
 
 TARGETS = (
@@ -66,6 +68,16 @@ TARGETS = (
            _ratio_to("floats"), "<=", 1.5, "x floats"),
     Target("W4-floats", "W4 symgrad <= 1.5x hand-written Python floats", "W4",
            _ratio_to("floats"), "<=", 1.5, "x floats"),
+    Target("W1-pytensor", "W1 symgrad < 1.0x PyTensor trust_input", "W1",
+           _ratio_to("pytensor-trust"), "<", 1.0, "x pytensor-trust"),
+    Target("W4-pytensor", "W4 symgrad < 1.0x PyTensor trust_input", "W4",
+           _ratio_to("pytensor-trust"), "<", 1.0, "x pytensor-trust"),
+    Target("W1-hand-unchecked", "W1 symgrad check_inputs=False <= 1.0x hand", "W1", _ratio,
+           "<=", 1.0, "x hand", "symgrad-unchecked"),
+    Target("W0-floats-unchecked", "W0 symgrad check_inputs=False <= 1.5x Python floats",
+           "W0", _ratio_to("floats"), "<=", 1.5, "x floats", "symgrad-unchecked"),
+    Target("W4-floats-unchecked", "W4 symgrad check_inputs=False <= 1.5x Python floats",
+           "W4", _ratio_to("floats"), "<=", 1.5, "x floats", "symgrad-unchecked"),
     Target("W5-torch", "W5 symgrad <= 1.0x PyTorch eager", "W5", _ratio_to("torch"), "<=",
            1.0, "x torch"),
     Target("W5-jax", "W5 symgrad <= 1.0x JAX jit", "W5", _ratio_to("jax"), "<=", 1.0,
@@ -119,19 +131,19 @@ def evaluate(t: Target, report: dict) -> dict:
     row = {"id": t.id, "target": t.text, "measured": None, "limit": t.limit, "unit": t.unit,
            "status": "SKIP", "note": None}
     w = _find(report, t.workload)
-    e = None if w is None else w["results"].get("symgrad")
+    e = None if w is None else w["results"].get(t.impl)
     value = None if e is None else _measured(t, w, e)
     if w is None:
         row["note"] = f"{t.workload} not run"
     elif e is None:
-        row["note"] = "symgrad not run"
+        row["note"] = f"{t.impl} not run"
     elif value is None:
         row["note"] = "not measured"
     else:
         row["measured"] = value
         ok = _COMPARE[t.op](value, t.limit)
         if e["status"] != "OK":
-            ok, row["note"] = False, f"symgrad is {e['status']} on {t.workload}"
+            ok, row["note"] = False, f"{t.impl} is {e['status']} on {t.workload}"
         row["status"] = "PASS" if ok else "MISS"
     return row
 

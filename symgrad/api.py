@@ -33,7 +33,8 @@ __all__ = ["grad", "compile", "CompiledFunction", "leaves_of", "ExpressionTooLar
 
 #: default caps on expression size (nodes per output) and generated lines per module
 DEFAULT_OPTIONS = {"max_nodes": 200_000, "max_lines": 20_000, "check_finite": False,
-                   "inplace": True, "backend": "numpy", "target": "auto"}
+                   "inplace": True, "backend": "numpy", "target": "auto",
+                   "check_inputs": True}
 
 #: the code-generation targets: numpy (with its in-place fast path), and the Python array
 #: API standard (symgrad/compiler/array_api.py: one module for numpy, CuPy, PyTorch, JAX
@@ -354,7 +355,8 @@ def _refuse(key: str, message: str):
 def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
             max_lines: Optional[int] = None, check_finite: bool = False,
             name: str = "compute", inplace: bool = True,
-            backend: str = "numpy", target: str = "auto") -> "CompiledFunction":
+            backend: str = "numpy", target: str = "auto",
+            check_inputs: bool = True) -> "CompiledFunction":
     """Compile expressions into a cached numpy function.
 
     Parameters
@@ -394,6 +396,13 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
         hold at most ``symgrad.compiler.scalar.SCALAR_MAX_ELEMENTS`` elements together and
         the function has a scalar form, else numpy. ``f.target`` says which was used and
         ``f.target_reason`` why not the scalar one.
+    check_inputs : bool
+        ``True`` (the default): every call tests each input's type, dtype and shape and
+        raises a TypeError or ValueError naming the input. ``False``: the caller vouches
+        for them and the generated function skips the tests (PyTensor's ``trust_input``);
+        it saves a few hundred nanoseconds a call, which only shows on tiny models. A wrong
+        input is then not caught: numpy's own error from the generated code, or a result
+        of numpy's broadcasting rules, not symgrad's. numpy backend only.
 
     Returns
     -------
@@ -409,8 +418,9 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
             raise ValueError("compile: target='scalar' writes Python floats for numpy arrays; "
                              "it does not combine with backend='array_api'")
         target = "numpy"
+    check_inputs = check_unchecked(check_inputs, backend, "compile")
     opts = dict(DEFAULT_OPTIONS, check_finite=bool(check_finite), inplace=bool(inplace),
-                backend=backend, target=target)
+                backend=backend, target=target, check_inputs=check_inputs)
     if max_nodes is not None:
         opts["max_nodes"] = int(max_nodes)
     if max_lines is not None:
@@ -451,8 +461,20 @@ def compile(outputs, inputs=None, *, max_nodes: Optional[int] = None,
     # how to build this function again with other options (its no-reuse twin, in tests)
     fn.rebuild = functools.partial(compile, outputs, inputs, max_nodes=max_nodes,
                                    max_lines=max_lines, check_finite=check_finite, name=name,
-                                   inplace=inplace, backend=backend, target=target)
+                                   inplace=inplace, backend=backend, target=target,
+                                   check_inputs=check_inputs)
     return fn
+
+
+def check_unchecked(check_inputs, backend: str, where: str) -> bool:
+    """``check_inputs`` as a bool; ``False`` is the numpy backend's option only (the array
+    API target reads the namespace and device from its checked inputs)."""
+    if not isinstance(check_inputs, bool):
+        raise TypeError(f"{where}: check_inputs must be True or False, got {check_inputs!r}")
+    if not check_inputs and backend != "numpy":
+        raise ValueError(f"{where}: check_inputs=False applies to backend='numpy' only, "
+                         f"not {backend!r}")
+    return bool(check_inputs)
 
 
 def check_target(target, where: str) -> str:
@@ -563,7 +585,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
     if not reason:
         try:
             scalar_lines = tuple(scalar.PRELUDE) + tuple(scalar.render_compute(
-                program, chosen, fn_name, f"_numpy_{fn_name}", kind))
+                program, chosen, fn_name, f"_numpy_{fn_name}", kind, opts["check_inputs"]))
         except scalar.ScalarUnsupported as err:
             if opts["target"] == "scalar":
                 raise scalar.ScalarUnsupported(
@@ -573,7 +595,7 @@ def _generate(tensors, out_names, chosen, kind, key, opts, fn_name) -> tuple:
                       fn_name=f"_numpy_{fn_name}" if scalar_lines else fn_name,
                       inputs=chosen, result_kind=kind, key=key, version=__version__,
                       formulas=tuple(formulas), reuse_buffers=opts["inplace"],
-                      backend=opts["backend"],
+                      backend=opts["backend"], check_inputs=opts["check_inputs"],
                       scalar_lines=scalar_target_lines(scalar_lines, reason),
                       internal_name=bool(scalar_lines))
     source = render(program, spec)
@@ -649,6 +671,8 @@ class CompiledFunction:
         self.output_names = out_names
         self._tensors = tensors
         self._check_finite = opts["check_finite"]
+        #: False: the generated function does not test its inputs (``check_inputs=False``)
+        self.check_inputs = opts.get("check_inputs", True)
         params = list(inspect.signature(self._fn).parameters)[-len(inputs):] if inputs else []
         self._rename = {leaf.name: p for leaf, p in zip(inputs, params) if leaf.name != p}
         if self._rename:  # W4's "input" is the module's "input_": the user's names, no wrapper

@@ -546,9 +546,10 @@ class TrainStep:
     """What ``sg.train_step`` returns, described (it is a plain function, for speed).
 
     ``step(state, **batch)`` runs one step and returns the batch loss as a float, updating
-    ``state`` in place. Attributes: ``init(values) -> TrainState``, ``source`` (the generated
-    module), ``path`` (where it is cached), ``optimizer``, ``params`` and ``inputs`` (names,
-    in order), ``loss``.
+    ``state`` in place. Attributes: ``init(values) -> TrainState``, ``bound(state)`` (the
+    step with the state bound: ``fit = step.bound(state); fit(x, y)``, the cheapest call),
+    ``source`` (the generated module), ``path`` (where it is cached), ``optimizer``,
+    ``params`` and ``inputs`` (names, in order), ``loss``, ``target`` and ``check_inputs``.
 
     The step reads the hyperparameters of ``step.optimizer`` at every call: change
     ``step.optimizer.lr`` between steps freely (learning-rate schedules), or assign another
@@ -621,17 +622,35 @@ def _make_step(compiled: CompiledFunction, optimizer: Optimizer, params: list, l
     step.inputs = compiled.inputs
     step.target = compiled.target
     step.target_reason = compiled.target_reason
+    step.check_inputs = compiled.check_inputs
     step.loss = loss
     step._param_specs = [(p.name, tuple(p.shape), p.dtype.name) for p in params]
     step._signature = optimizer._signature
     # the states read step.__dict__["optimizer"] at every call: assigning step.optimizer
     # reaches them, and init uses whatever optimizer the step has when it is called
     step.init = functools.partial(_init_state, step.__dict__)
+    step.bound = functools.partial(_bound_step, step)
     return step
 
 
+def _bound_step(step, state):
+    """``step.bound(state)``: the step with ``state`` bound, called with the batch alone.
+
+    ``fit = step.bound(state); loss = fit(x, y)`` is ``step(state, x, y)`` at the cost of a
+    bound method call (``functools.partial(step, state)`` costs about 45 ns more a call,
+    which shows on a one-weight model). Raises TypeError for anything but a
+    :class:`TrainState` and ValueError for a state of another model or update rule.
+    """
+    if not isinstance(state, TrainState):
+        raise TypeError(f"bound: expected a TrainState (step.init(...)), got "
+                        f"{type(state).__name__}")
+    _check_compatible(step, state._specs(), state._signature, state._slot_names, "bound",
+                      "this state")
+    return types.MethodType(step, state)
+
+
 def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace: bool = True,
-               backend: str = "numpy", target: str = "auto"):
+               backend: str = "numpy", target: str = "auto", check_inputs: bool = True):
     """Compile loss + gradients + ``optimizer`` update into one cached numpy function.
 
     Parameters
@@ -660,9 +679,16 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
         state's arrays once and writing the new values into them; ``"auto"`` picks it when
         every shape is fixed and the inputs and parameters hold at most
         ``SCALAR_MAX_ELEMENTS`` elements. ``step.target`` says which was used.
+    check_inputs : bool
+        As for :func:`symgrad.compile`: ``False`` skips the per-call tests of the batch's
+        types, dtypes and shapes (the caller vouches for them; a wrong batch is then not
+        caught and may update the parameters with numpy's broadcasting). The state is
+        still held for the step and its arrays are symgrad's own either way. numpy backend
+        only; ``step.check_inputs`` says which.
     """
-    from .api import check_backend
+    from .api import check_backend, check_unchecked
     backend = check_backend(backend, "train_step")
+    check_inputs = check_unchecked(check_inputs, backend, "train_step")
     loss = as_tensor(loss)
     target = check_target(target, "train_step")
     check_repeated_params([loss])  # a dense() helper that made one weight of two
@@ -704,18 +730,20 @@ def train_step(loss, optimizer: Optimizer, params=None, inputs=None, *, inplace:
                      repr([(s.name, s.role, tuple(map(str, s.shape)), s.dtype_name)
                            for s in chosen]),
                      "\n".join(ser), described, f"inplace={bool(inplace)}", f"target={target}",
-                     f"scalar_max={scalar.SCALAR_MAX_ELEMENTS}" if target == "auto" else "")
+                     f"scalar_max={scalar.SCALAR_MAX_ELEMENTS}" if target == "auto" else "",
+                     "" if check_inputs else "check_inputs=False")
     mod = cache.MODULES.lookup(key)
     if mod is None:
         mod = cache.MODULES.store(key, *_generate_step(loss, optimizer, plist, chosen, key,
-                                                   bool(inplace), target))
+                                                   bool(inplace), target, check_inputs))
     compiled = CompiledFunction(mod, "train_step", chosen, "single", None, ["loss"], [loss],
-                                {"check_finite": False})
+                                {"check_finite": False, "check_inputs": check_inputs})
     return _make_step(compiled, optimizer, plist, loss)
 
 
 def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
-                   inplace: bool = True, target: str = "numpy") -> str:
+                   inplace: bool = True, target: str = "numpy",
+                   check_inputs: bool = True) -> str:
     from ._version import __version__
     ptensors = [Tensor(p, p.shape, p.dtype) for p in plist]
     hyper = {name: _hyper_tensor(name) for name in optimizer.hyper_names}
@@ -779,7 +807,7 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
             scalar_lines = tuple(scalar.PRELUDE) + tuple(scalar.render_train_step(
                 program, updates, chosen, plist, slot_syms, hyper_leaves,
                 {g: out_by_name[f"grad_{p.name}"] for g, p in zip(grad_syms, plist)},
-                None if step_t is None else step_t.expr, "_numpy_train_step"))
+                None if step_t is None else step_t.expr, "_numpy_train_step", check_inputs))
         except scalar.ScalarUnsupported as err:
             if target == "scalar":
                 raise scalar.ScalarUnsupported(
@@ -797,7 +825,8 @@ def _generate_step(loss: Tensor, optimizer: Optimizer, plist, chosen, key,
                       unpacked=(("_state._param_list", plist), ("_state._slot_list", slot_syms),
                                 ("_hyper", hyper_leaves)),
                       epilogue=epilogue, unbox_scalars=True, result_wrapper="float",
-                      reuse_buffers=inplace, verify=python_floats and not scalar_lines)
+                      reuse_buffers=inplace, verify=python_floats and not scalar_lines,
+                      check_inputs=check_inputs)
     # the step returns the loss; the update block reads the gradients computed before it
     program.outputs = [o for o in program.outputs if o.name == "loss"] + [
         o for o in program.outputs if o.name != "loss"]

@@ -107,6 +107,9 @@ class ModuleSpec:
     return_override: str = ""
     #: compute with Python floats for 0-d float64 values (train steps: all call overhead)
     unbox_scalars: bool = False
+    #: test every input's type, dtype and shape at each call (False: the caller vouches for
+    #: them, ``check_inputs=False``; only the symbolic dims are read from the shapes)
+    check_inputs: bool = True
     #: parameters before the inputs (their lists are unpacked by ``unpacked``)
     leading_params: tuple = ()
     #: wraps the returned value, e.g. "float"
@@ -209,6 +212,8 @@ def _check_call(inputs, names, fn_name) -> str:
 
 def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> list:
     """A fast combined check; on failure the module's _check_inputs explains what is wrong."""
+    if spec is not None and not getattr(spec, "check_inputs", True):
+        return _unchecked_prologue(inputs, names, dims_src, spec)
     if namer is not None and dims_src:
         return _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer)
     conds = []
@@ -254,6 +259,22 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> li
             exact = " and ".join(f"type({names[leaf]}) is float" for leaf in inputs)
             lines = [f"if not ({exact}):"] + ["    " + line.replace("\n", "\n    ")
                                                for line in lines]
+    return lines
+
+
+def _unchecked_prologue(inputs, names, dims_src, spec) -> list:
+    """``check_inputs=False``: no type, dtype or shape test, only the symbolic dims read
+    from the shapes, and the 0-d float64 inputs computed as Python floats converted to
+    them (``float(x)``; a function whose inputs are all such floats skips even that when
+    they are Python floats already, as the checked one does)."""
+    unboxed = [names[leaf] for leaf in inputs if spec.unbox_scalars and _is_unboxed(leaf, spec)]
+    lines = [f"{n} = float({n})" for n in unboxed]
+    if lines and getattr(spec, "exact_floats", False) and len(unboxed) == len(inputs):
+        exact = " and ".join(f"type({n}) is float" for n in unboxed)
+        lines = [f"if not ({exact}):"] + ["    " + line for line in lines]
+    for d, src in dims_src.items():
+        # numpy's division rules for a dim of size 0, as in the checked prologue
+        lines.append(f"{names[d]} = {src} or _EMPTY_DIM")
     return lines
 
 

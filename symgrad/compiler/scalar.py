@@ -553,9 +553,15 @@ _MODULE_LOCALS = frozenset({"_check_inputs", "_ok", "_NDARRAY", "_GENERIC", "_IN
 PRELUDE = ["_float64 = np.float64  # outputs of the scalar target"]
 
 
-class _Unbox:  # what codegen._input_checks reads of a ModuleSpec: 0-d float64 as floats
+class _Unbox:
+    """What codegen._input_checks reads of a ModuleSpec: 0-d float64 inputs as Python
+    floats, and whether the inputs are checked (``check_inputs``)."""
+
     unbox_scalars = True
     exact_floats = True  # Python floats skip the checks (Python arithmetic throughout)
+
+    def __init__(self, check_inputs: bool = True):
+        self.check_inputs = check_inputs
 
 
 def _base(name: str) -> str:
@@ -606,8 +612,10 @@ def _statement_bases(program) -> dict:
             for s in program.statements}
 
 
-def render_compute(program, inputs, fn_name: str, numpy_name: str, result_kind: str) -> list:
-    """The lines of the scalar ``fn_name`` (calls ``numpy_name`` on an arithmetic error)."""
+def render_compute(program, inputs, fn_name: str, numpy_name: str, result_kind: str,
+                   check_inputs: bool = True) -> list:
+    """The lines of the scalar ``fn_name`` (calls ``numpy_name`` on an arithmetic error);
+    ``check_inputs=False`` leaves out the input checks."""
     from .codegen import Namer, _input_checks
     namer = Namer()
     low, params = _start(program, inputs, namer)
@@ -627,7 +635,7 @@ def render_compute(program, inputs, fn_name: str, numpy_name: str, result_kind: 
     else:
         result = "{" + ", ".join(f"{o.name!r}: {v}" for o, v in zip(program.outputs, values)) \
             + "}"
-    checks = _input_checks(inputs, namer.names, {}, fn_name, _Unbox())
+    checks = _input_checks(inputs, namer.names, {}, fn_name, _Unbox(check_inputs))
     call = ", ".join(params)
     body = [f"    {line}" for line in checks]
     body += ["    try:"] + [f"        {line}" for line in low.reads + low.lines or ["pass"]]
@@ -638,7 +646,7 @@ def render_compute(program, inputs, fn_name: str, numpy_name: str, result_kind: 
 
 
 def render_train_step(program, updates, inputs, plist, slot_syms, hyper_leaves, grad_of,
-                      step_t, numpy_name: str) -> list:
+                      step_t, numpy_name: str, check_inputs: bool = True) -> list:
     """The lines of the scalar ``train_step``: the program, then the optimizer's ``updates``
     (``(var, value)``, in order, each reading the variables updated before it), every new
     value computed before any is written into the state's arrays.
@@ -685,7 +693,7 @@ def render_train_step(program, updates, inputs, plist, slot_syms, hyper_leaves, 
     result = low.element_source(loss_value)
     if not isinstance(loss_value, sympy.Symbol):
         result = f"float({result})"
-    checks = _input_checks(inputs, namer.names, {}, "train_step", _Unbox())
+    checks = _input_checks(inputs, namer.names, {}, "train_step", _Unbox(check_inputs))
     call = ", ".join(params)
     lines = ["", "", f"def train_step({', '.join(['_state'] + params)}):"]
     lines += [f"    {line}" for line in checks]
