@@ -98,10 +98,15 @@ class Optimizer:
         for name, value in zip(self.hyper_names, self._hyper):
             if not np.isfinite(value):
                 raise ValueError(f"{type(self).__name__}: {name} must be finite, got {value}")
+            self._check_hyper(name, value)
         self.weight_decay = float(weight_decay)
         self.clip_value = clip_value
         self.clip_norm = clip_norm
         self.clip_global_norm = clip_global_norm
+
+    def _check_hyper(self, name: str, value: float) -> None:
+        """Raise ValueError for a hyperparameter value the rule is not defined for (at
+        construction and at every assignment; a subclass says which)."""
 
     def _freeze(self) -> None:
         """Fix the options (compiled into a training step's code) and publish the
@@ -148,6 +153,7 @@ class Optimizer:
             value = float(value)
             if not np.isfinite(value):
                 raise ValueError(f"{type(self).__name__}: {name} must be finite, got {value}")
+            self._check_hyper(name, value)
             self._hyper[type(self).hyper_names.index(name)] = value
         elif "_signature" in self.__dict__:
             raise AttributeError(
@@ -396,7 +402,8 @@ class Momentum(Optimizer):
 
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam``: ``m <- b1*m + (1-b1)*g``; ``v <- b2*v + (1-b2)*g*g``;
-    ``p <- p - lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``, t counting from 1.
+    ``p <- p - lr * (m/(1-b1**t)) / (sqrt(v)/sqrt(1-b2**t) + eps)``, t counting from 1
+    (computed as ``p - (lr*c2/(1-b1**t)) * m / (sqrt(v) + eps*c2)``, ``c2 = sqrt(1-b2**t)``).
 
     Parameters
     ----------
@@ -419,11 +426,20 @@ class Adam(Optimizer):
                  eps: float = 1e-8, **options):
         super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps, **options)
 
+    def _check_hyper(self, name: str, value: float) -> None:
+        # the bias corrections 1 - beta**t must stay positive (as torch.optim.Adam checks)
+        if name in ("beta1", "beta2") and not 0.0 <= value < 1.0:
+            raise ValueError(f"Adam: {name} must be in [0, 1), got {value}")
+
     def rule(self, p, g, slots, h, t, ops):
         m = h["beta1"] * slots["m"] + (1 - h["beta1"]) * g
         v = h["beta2"] * slots["v"] + (1 - h["beta2"]) * (g * g)
-        step_size = h["lr"] / (1 - h["beta1"] ** t)
-        denom = ops.sqrt(v / (1 - h["beta2"] ** t)) + h["eps"]
+        # torch's denominator sqrt(v)/c2 + eps with c2 = sqrt(1 - b2**t), times c2 above and
+        # below: the bias correction of v joins the scalar step size, so the arrays get
+        # sqrt(v) + eps*c2 (two passes over v's size, not three as sqrt(v/(1 - b2**t)) + eps)
+        c2 = (1 - h["beta2"] ** t) ** 0.5  # a Python float in the step (np.sqrt: a float64)
+        step_size = h["lr"] * c2 / (1 - h["beta1"] ** t)
+        denom = ops.sqrt(v) + h["eps"] * c2
         return p - step_size * m / denom, {"m": m, "v": v}
 
 

@@ -5,6 +5,7 @@ hyperparameter read around the generated body (templates/module.py.j2), and defi
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import symgrad as sg
 
@@ -133,3 +134,27 @@ def test_symbolic_dims_are_checked_from_one_read_of_each_shape():
         f(xv, np.ones((4, 1), np.float32), wv)
     with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
         assert np.isnan(f(np.ones((0, 2)), np.ones((0, 1)), wv))  # numpy's mean of nothing
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+@pytest.mark.parametrize("target", ["numpy", "scalar"])
+def test_adam_step_follows_torchs_formula_at_extreme_magnitudes(scale, target):
+    # the step computes (lr*c2/(1-b1**t)) * m / (sqrt(v) + eps*c2); torch writes
+    # lr/(1-b1**t) * m / (sqrt(v)/c2 + eps): the same number up to rounding, at any scale
+    x = sg.input("x", (3,))
+    w = sg.param("w", (3,))
+    opt = sg.optim.Adam(0.01, beta1=0.8, beta2=0.99, eps=1e-8)
+    step = sg.train_step(sg.sum(w * x), opt, target=target)  # d/dw = x, exactly
+    assert step.target == target
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal(3) * scale
+    state = step.init({"w": p})
+    m, v = np.zeros(3), np.zeros(3)
+    for t in range(1, 6):
+        g = rng.standard_normal(3) * scale
+        step(state, g)
+        m = 0.8 * m + 0.2 * g
+        v = 0.99 * v + 0.01 * g * g
+        p = p - 0.01 / (1 - 0.8 ** t) * m / (np.sqrt(v) / np.sqrt(1 - 0.99 ** t) + 1e-8)
+        np.testing.assert_allclose(state.params["w"], p, rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(state.slots["w"]["v"], v, rtol=1e-12)

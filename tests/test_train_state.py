@@ -240,6 +240,22 @@ def test_optimizer_options_are_frozen_once_compiled():
     assert opt.lr == 0.01
 
 
+def test_adam_betas_outside_zero_one_are_refused_when_set():
+    # 1 - beta**t is Adam's bias correction: at beta >= 1 its square root is no real number
+    with pytest.raises(ValueError, match="beta2 must be in"):
+        sg.optim.Adam(0.01, beta2=1.0)
+    opt = sg.optim.Adam(0.01)
+    step = sg.train_step(w1_loss(), opt)
+    state = init(step)
+    with pytest.raises(ValueError, match="beta1 must be in"):
+        opt.beta1 = -0.1
+    assert opt.beta1 == 0.9  # the refused value never reached the step
+    opt.beta2 = 0.5  # a valid change reaches the next step
+    before = {n: v.copy() for n, v in state.params.items()}
+    step(state, x=XB, y=YB)
+    assert any(not np.array_equal(before[n], state.params[n]) for n in before)
+
+
 # -- threads -----------------------------------------------------------------------------
 
 def test_two_threads_stepping_one_state_are_serialized():
