@@ -3,7 +3,8 @@
 The default is the quick run; ``--full`` is the whole sweep. BLAS runs on one thread unless
 ``--threads N``: the variables must be set here, before anything imports numpy (OpenBLAS
 reads them once, when it loads), so that this process and its children get them even
-without threadpoolctl.
+without threadpoolctl. The process (and its children) is also pinned to that many CPUs, which
+is what limits XLA's threads (:func:`benchmarks.machine.pin_cpus`).
 """
 
 import os
@@ -25,6 +26,8 @@ def _apply_threads(argv: list) -> None:
     if value.isdigit() and int(value) > 0:
         for var in THREAD_VARS:
             os.environ[var] = value
+        from .machine import pin_cpus  # (numpy loads here, after the variables are set)
+        pin_cpus(int(value))  # XLA's threads follow the CPUs it may use, not the variables
 
 
 _apply_threads(sys.argv[1:])

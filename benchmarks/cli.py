@@ -75,8 +75,10 @@ def _add_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report")
     p.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots (matplotlib)")
     p.add_argument("--threads", type=int, metavar="N", default=None,
-                   help="BLAS/OpenMP threads (default 1, steadier on a busy machine; applied "
-                        "with threadpoolctl when installed and through OPENBLAS_NUM_THREADS, "
+                   help="BLAS/OpenMP threads and CPUs (default 1, steadier on a busy machine; "
+                        "the process and its children are pinned to that many CPUs, which is "
+                        "what limits XLA's threads; BLAS threads are set with threadpoolctl "
+                        "when installed and through OPENBLAS_NUM_THREADS, "
                         "OMP_NUM_THREADS, ... set before numpy is imported)")
     p.add_argument("--targets", action="store_true",
                    help="also print the performance goals of the generated-code issue as a "
@@ -140,7 +142,8 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace, quick: bool)
 
 def _set_threads(threads: int) -> None:
     """Limit BLAS to ``threads`` here (threadpoolctl) and in the child processes (the
-    environment variables)."""
+    environment variables). (``python -m benchmarks`` also pins itself to that many CPUs
+    first: :func:`benchmarks.machine.pin_cpus`.)"""
     if not limit_blas_threads(threads) and any(os.environ.get(v) != str(threads)
                                                for v in THREAD_VARS):
         # numpy is loaded already (main() called in-process, no threadpoolctl): the

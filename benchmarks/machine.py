@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import platform
 
+from typing import Optional
+
 import numpy as np
 
 from . import THREAD_VARS
@@ -56,6 +58,7 @@ def machine_info() -> dict:
             "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
+        info["cpu_affinity"] = sorted(os.sched_getaffinity(0))
     info["processor"] = _processor_name(info["processor"])
     info["blas"] = _blas_name()
     if hasattr(os, "getloadavg"):
@@ -91,6 +94,34 @@ def limit_blas_threads(n: int) -> bool:
     global _LIMITER
     _LIMITER = threadpool_limits(limits=n)  # kept: the limit lasts as long as the object
     return True
+
+
+def pin_cpus(n: int) -> Optional[list]:
+    """Let this process (and the processes it starts, which inherit it) run on ``n`` CPUs
+    only, the last ``n`` of those it may use now.
+
+    The BLAS variables and threadpoolctl do not reach XLA: JAX sizes its thread pool from
+    the CPU affinity, and with one BLAS thread it still ran a W3 step on 1.3-1.6 cores of
+    this 2-core machine, hand-written numpy on one. Pinning makes "one thread everywhere"
+    true for every framework (the peers' harnesses pin with ``taskset`` for the same
+    reason).
+
+    Parameters
+    ----------
+    n : int
+
+    Returns
+    -------
+    list of int or None
+        The CPUs now allowed; None where the OS has no affinity call (the limit is then the
+        thread variables' alone).
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if n < len(allowed):
+        os.sched_setaffinity(0, allowed[-n:])
+    return sorted(os.sched_getaffinity(0))
 
 
 def blas_threads() -> str:

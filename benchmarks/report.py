@@ -381,10 +381,18 @@ def _text_header(report: dict) -> list:
         mode += f", isolated ({cfg['passes']} passes of one process per implementation)"
     out = [f"symgrad benchmarks, {mode} -- {m['platform']}, Python {m['python']}, numpy "
            f"{m['numpy']}, {m['cpu_count']} CPUs ({m['processor']}), BLAS threads: "
-           f"{threads}"]
+           f"{threads}" + _affinity_text(m)]
     if report["skipped"]:
         out.append("skipped: " + ", ".join(f"{n} ({r})" for n, r in report["skipped"].items()))
     return out
+
+
+def _affinity_text(m: dict) -> str:
+    """``, pinned to CPU 1`` when the run could use fewer CPUs than the machine has."""
+    cpus = m.get("cpu_affinity")
+    if not cpus or len(cpus) >= (m.get("cpu_count") or 0):
+        return ""
+    return f", pinned to CPU{'s' if len(cpus) > 1 else ''} {', '.join(map(str, cpus))}"
 
 
 def _text_workload(w: dict) -> list:

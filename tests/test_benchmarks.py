@@ -218,6 +218,10 @@ def test_cli_quick_exits_zero(tmp_path):
         assert report["config"]["quick"] is True
         assert report["machine"]["thread_env"]["OPENBLAS_NUM_THREADS"] == "1"
         assert "BLAS threads: 1" in proc.stdout and "quick run" in proc.stdout
+        if len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else False:
+            # one thread everywhere: pinned to one CPU, which is what limits XLA's threads
+            assert len(report["machine"]["cpu_affinity"]) == 1
+            assert "pinned to CPU" in proc.stdout
     assert report["workloads"][0]["results"]["symgrad"]["status"] == "OK"
     assert "Columns" in proc.stdout and "med/hand:" in proc.stdout  # the legend
     assert "[MISS]" not in proc.stdout and "[PASS]" not in proc.stdout  # behind --targets
