@@ -150,3 +150,42 @@ def test_products_name_the_op_and_shapes_in_errors():
         sg.kron(a, b)
     with pytest.raises(sg.ShapeError, match="cross"):
         sg.cross(b, b)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_sum_over_the_rows_of_a_matrix_is_numpys_sum(dtype, scale):
+    # printed as _ones_for(x).dot(x) (one BLAS call): the same sums as x.sum(axis=0), for
+    # any batch length (0 and 1 too), strides and special values
+    x = sg.input("x", ("N", 3), dtype)
+    f = sg.compile(sg.sum(x, axis=0), target="numpy")
+    assert "_ones_for(x).dot(x)" in f.source
+    rng = np.random.default_rng(2)
+    big = (rng.standard_normal((9, 6)) * scale).astype(dtype)
+    cases = [big[:, :3], big[:, ::2], big[:1, :3], big[:0, :3], np.asfortranarray(big[:, 3:])]
+    special = big[:, :3].copy()
+    special[1, 0], special[2, 1], special[3, 2] = np.inf, np.nan, -np.inf
+    special[4, 2] = np.inf  # inf - inf: nan, as numpy sums it
+    cases.append(special)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for value in cases:
+        got, want = f(value), value.sum(axis=0)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        finite = np.isfinite(want)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(got[~finite & ~np.isnan(want)],
+                                      want[~finite & ~np.isnan(want)])
+        np.testing.assert_allclose(got[finite], want[finite], rtol=tol,
+                                   atol=tol * np.abs(value).sum(axis=0)[finite].max(initial=0))
+
+
+def test_sum_over_rows_keeps_numpys_form_where_blas_does_not_apply():
+    for shape, axis, keepdims, dtype in [((4, 3), 0, True, "float64"), ((4, 3), 1, False,
+                                                                        "float64"),
+                                         ((2, 4, 3), 0, False, "float64"),
+                                         ((4, 3), 0, False, "int64")]:
+        x = sg.input("x", shape, dtype)
+        f = sg.compile(sg.sum(x, axis=axis, keepdims=keepdims), target="numpy")
+        assert "_ones_for" not in f.source
+        value = np.arange(np.prod(shape)).reshape(shape).astype(dtype)
+        np.testing.assert_array_equal(f(value), value.sum(axis=axis, keepdims=keepdims))

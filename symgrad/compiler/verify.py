@@ -66,7 +66,7 @@ FRESH_CALLS = frozenset({"float", "int", "bool", "len", "abs"})
 #: The module's own helpers (templates/helpers.py.j2) return new arrays, never a view of an
 #: argument: that is their contract, and the verifier relies on it. The exceptions return
 #: a module-level array shared between calls (read-only zeros) and are listed here.
-SHARED_CALLS = frozenset({"_zeros_like"})
+SHARED_CALLS = frozenset({"_zeros_like", "_ones_for"})
 
 
 #: attributes that are views of the array they are read from; any other attribute of an

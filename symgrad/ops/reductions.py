@@ -103,7 +103,20 @@ class ReduceSum(Reduction):
         if arg is not None and self.consumes_raw(arg):
             name = p.doprint(arg.base)
             return f"np.vdot({name}, {name})"
+        if self._over_rows_of_a_matrix():
+            # ones @ x: one BLAS call, 3-4x faster than x.sum(axis=0) on the batch sizes of
+            # training (a bias gradient; measured 1x64 to 128x256 float32: 3.2 to 0.7 us,
+            # 11.8 to 4.2 us). Like numpy's reduction of a C-ordered matrix, it adds the
+            # rows one after another (BLAS may group a few): no pairwise summation either way
+            p.need_helper("ones_for")
+            return f"_ones_for({ops[0]}).dot({ops[0]})"
         return super().print_numpy(p, ops)
+
+    def _over_rows_of_a_matrix(self) -> bool:
+        """A sum over axis 0 of a float32/float64 matrix, to a vector."""
+        shape, dtype = info(self.args[0])
+        return (len(shape) == 2 and self.axes == (0,) and not self.keepdims
+                and dtype is not None and np.dtype(dtype) in (np.float32, np.float64))
 
     def vjp(self, g):
         x = self.args[0]
