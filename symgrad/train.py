@@ -1249,7 +1249,22 @@ def _array_api_step_function(compiled, optimizer: Optimizer, plist, chosen, loss
     step.loss = loss
     step._signature = optimizer._signature
     step.init = init
+    step.check_inputs = True  # the namespace and device are read from the checked inputs
+    step.bound = functools.partial(_bound_array_api_step, step)
     return step
+
+
+def _bound_array_api_step(step, state):
+    """``step.bound(state)`` of an array API step: the step with ``state`` bound. Raises
+    TypeError for anything but an :class:`ArrayApiTrainState` and ValueError for a state
+    whose parameters are not the step's."""
+    if not isinstance(state, ArrayApiTrainState):
+        raise TypeError(f"bound: expected an ArrayApiTrainState (step.init(...)), got "
+                        f"{type(state).__name__}")
+    if sorted(state.params) != sorted(step.params):
+        raise ValueError(f"bound: this state has parameters {sorted(state.params)}; the step "
+                         f"trains {sorted(step.params)}")
+    return types.MethodType(step, state)
 
 
 def _bind_batch(names, index, args, kwargs) -> list:

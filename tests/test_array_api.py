@@ -382,6 +382,28 @@ def test_array_api_train_step_follows_its_optimizer_and_checks_its_arguments():
         step.init({"w1": np.ones((3, 2)), "w2": initial["w2"]})
 
 
+def test_array_api_step_bound_to_its_state_and_its_check_inputs_attribute():
+    xs = _strict()
+    loss, initial, batches = _w1_case()
+    step = sg.train_step(loss, sg.optim.SGD(0.1), backend="array_api")
+    assert step.check_inputs is True  # the array API target always checks (namespace, device)
+    bound_state = step.init({k: xs.asarray(v) for k, v in initial.items()})
+    plain_state = step.init({k: xs.asarray(v) for k, v in initial.items()})
+    fit = step.bound(bound_state)
+    for b in batches[:2]:
+        batch = {k: xs.asarray(v) for k, v in b.items()}
+        assert fit(**batch) == step(plain_state, **batch)
+    np.testing.assert_array_equal(_to_numpy(bound_state.params["w1"]),
+                                  _to_numpy(plain_state.params["w1"]))
+    assert bound_state.step == 2
+    with pytest.raises(TypeError, match="expected an ArrayApiTrainState"):
+        step.bound(sg.train_step(loss, sg.optim.SGD(0.1)).init(initial))
+    other = sg.train_step(sg.sum(sg.param("p", (2,)) ** 2), sg.optim.SGD(0.1),
+                          backend="array_api")
+    with pytest.raises(ValueError, match="parameters"):
+        step.bound(other.init({"p": xs.asarray(np.zeros(2))}))
+
+
 def test_array_api_train_step_keeps_a_float32_model_in_float32():
     # the hyperparameters are fed as 0-d arrays of the parameters' dtype: a float64 one
     # would promote the whole step to float64 in the standard
