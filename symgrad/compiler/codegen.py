@@ -226,15 +226,13 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> li
         if all(isinstance(d, int) for d in shape):
             conds.append(f"{n}.shape == {tuple(shape)!r}")
             continue
-        binds = [axis for axis, d in enumerate(shape)
-                 if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
+        binds = _binding_axes(shape, n, dims_src)
         if binds:  # this input defines some dims: check its rank and its fixed axes
             conds.append(f"{n}.ndim == {len(shape)}")
             conds += [f"{n}.shape[{axis}] == {d if isinstance(d, int) else dims_src[d]}"
                       for axis, d in enumerate(shape) if axis not in binds]
             continue
-        parts = [str(d) if isinstance(d, int) else dims_src[d] for d in shape]
-        conds.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+        conds.append(_shape_equals(n, shape, dims_src))
     if not inputs:
         return []
     call = "    " + _check_call(inputs, names, fn_name)
@@ -256,10 +254,27 @@ def _input_checks(inputs, names, dims_src, fn_name, spec=None, namer=None) -> li
         if getattr(spec, "exact_floats", False) and all(_is_unboxed(leaf, spec)
                                                         for leaf in inputs):
             # every input a Python float (W0): two type tests, nothing to convert
-            exact = " and ".join(f"type({names[leaf]}) is float" for leaf in inputs)
-            lines = [f"if not ({exact}):"] + ["    " + line.replace("\n", "\n    ")
-                                               for line in lines]
+            lines = _unless_python_floats([names[leaf] for leaf in inputs], lines)
     return lines
+
+
+def _unless_python_floats(params, lines) -> list:
+    """``lines`` under ``if not (type(x) is float and ...):``: a function whose inputs are
+    all computed as Python floats skips its prologue when they are Python floats already."""
+    exact = " and ".join(f"type({n}) is float" for n in params)
+    return [f"if not ({exact}):"] + ["    " + line.replace("\n", "\n    ") for line in lines]
+
+
+def _binding_axes(shape, n, dims_src) -> list:
+    """The axes of input ``n`` whose size defines a symbolic dim (read there, ``dims_src``)."""
+    return [axis for axis, d in enumerate(shape)
+            if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
+
+
+def _shape_equals(n, shape, dim_names) -> str:
+    """``x.shape == (4, N)``: the whole shape of input ``n``, a symbolic dim by its name."""
+    parts = [str(d) if isinstance(d, int) else dim_names[d] for d in shape]
+    return f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})"
 
 
 def _unchecked_prologue(inputs, names, dims_src, spec) -> list:
@@ -270,8 +285,7 @@ def _unchecked_prologue(inputs, names, dims_src, spec) -> list:
     unboxed = [names[leaf] for leaf in inputs if spec.unbox_scalars and _is_unboxed(leaf, spec)]
     lines = [f"{n} = float({n})" for n in unboxed]
     if lines and getattr(spec, "exact_floats", False) and len(unboxed) == len(inputs):
-        exact = " and ".join(f"type({n}) is float" for n in unboxed)
-        lines = [f"if not ({exact}):"] + ["    " + line for line in lines]
+        lines = _unless_python_floats(unboxed, lines)
     for d, src in dims_src.items():
         # numpy's division rules for a dim of size 0, as in the checked prologue
         lines.append(f"{names[d]} = {src} or _EMPTY_DIM")
@@ -291,11 +305,9 @@ def _input_checks_with_dims(inputs, names, dims_src, fn_name, spec, namer) -> li
         if spec is not None and _is_unboxed(leaf, spec):
             continue
         shape = leaf.shape
-        binds = [axis for axis, d in enumerate(shape)
-                 if isinstance(d, Dim) and dims_src[d] == f"{n}.shape[{axis}]"]
+        binds = _binding_axes(shape, n, dims_src)
         if not binds:
-            parts = [str(d) if isinstance(d, int) else local[d] for d in shape]
-            shapes.append(f"{n}.shape == ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+            shapes.append(_shape_equals(n, shape, local))
             continue
         targets = []
         for axis, d in enumerate(shape):
