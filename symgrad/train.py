@@ -563,9 +563,9 @@ class TrainStep:
     """
 
 
-def _check_values(specs, values, where) -> list:
-    """Fresh arrays of the right dtype from ``values`` {name: array}, checked against specs."""
-    names = [n for n, _, _ in specs]
+def _check_value_names(names, values, where) -> None:
+    """``values`` is a dict with exactly the parameter ``names`` as keys, or an error naming
+    what is missing or unknown (both backends' states)."""
     if not isinstance(values, Mapping):
         raise TypeError(f"{where}: give the values as a dict {{param name: array}}")
     missing = [n for n in names if n not in values]
@@ -574,6 +574,11 @@ def _check_values(specs, values, where) -> list:
     unknown = [k for k in values if k not in names]
     if unknown:
         raise ValueError(f"{where}: unknown parameter(s) {unknown}; parameters are {names}")
+
+
+def _check_values(specs, values, where) -> list:
+    """Fresh arrays of the right dtype from ``values`` {name: array}, checked against specs."""
+    _check_value_names([n for n, _, _ in specs], values, where)
     arrays = []
     for name, shape, dtype in specs:
         v = np.asarray(values[name])
@@ -1289,15 +1294,9 @@ def _bind_batch(names, index, args, kwargs) -> list:
 
 def _check_array_api_values(plist, values) -> dict:
     """``values`` {param name: array}: every parameter, no other name, the right shape."""
-    if not isinstance(values, Mapping):
+    if not isinstance(values, Mapping):  # (as _init_state says it)
         raise TypeError("init: give the initial values as a dict {param name: array}")
-    names = [p.name for p in plist]
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise ValueError(f"init: missing initial value(s) for parameter(s) {missing}")
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise ValueError(f"init: unknown parameter(s) {unknown}; parameters are {names}")
+    _check_value_names([p.name for p in plist], values, "init")
     for p in plist:
         got = tuple(getattr(values[p.name], "shape", np.shape(values[p.name])))
         if got != tuple(p.shape):
